@@ -1,0 +1,45 @@
+"""The ``hf-seq2seq`` command line.
+
+Each sub-command lives in its own module and exposes ``<name>_main(argv: list[str]) -> int`` with its own argparse
+parser (``prog="hf-seq2seq <name>"``), so ``hf-seq2seq <name> --help`` documents every option. Modules are imported
+lazily: ``hf-seq2seq --help`` stays fast and a broken optional dependency only affects its own command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("hf_seq2seq.demo", "demo_main", "train both families on the embedded task, evaluate, save, plot"),
+    "train": ("hf_seq2seq.training", "train_main", "train a model (same options as scripts/train.py)"),
+    "translate": ("hf_seq2seq.commands", "translate_main", "translate stdin or a file with a saved model"),
+    "evaluate": ("hf_seq2seq.commands", "evaluate_main", "BLEU/chrF of a saved model on a source/reference pair"),
+    "plot-attention": ("hf_seq2seq.commands", "plot_attention_main", "draw the alignment heatmap for a sentence"),
+    "push": ("hf_seq2seq.commands", "push_main", "upload a saved model folder to the Hub"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: hf-seq2seq <command> [options]", "", "commands:"]
+    lines += [f"  {name:<16}{help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "Run `hf-seq2seq <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"hf-seq2seq: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[name]
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""PLACEHOLDER: replaced by the pipeline implementation (issue 6)."""
+
+
+class Text2TextPipeline:  # placeholder
+    pass
+
+
+def register_pipeline() -> None:
+    pass

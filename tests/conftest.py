@@ -1,0 +1,44 @@
+"""Shared test fixtures. Tests build tiny models locally; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+# pytest-xdist runs 2 workers on 2 cores: one thread each avoids oversubscription.
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = PROJECT_ROOT.parent / "shared" / "data" / "multi30k"
+
+
+@pytest.fixture(scope="session")
+def multi30k_dir() -> Path:
+    if not (MULTI30K / "train.de.gz").exists():
+        pytest.fail(f"Multi30k not found at {MULTI30K} (expected ../shared/data/multi30k beside the project)")
+    return MULTI30K
+
+
+def run_without_package(code: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process where ``import hf_seq2seq`` fails (remote-code tests)."""
+    prelude = "import sys\nsys.modules['hf_seq2seq'] = None  # make the package unimportable\n"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
