@@ -1,0 +1,155 @@
+"""Embedded toy translation tasks, generated at run time (no corpus download), that need **reordering**.
+
+Two tasks, each a deterministic function of a seed, named like a translation pair:
+
+``"numbers"`` (the default) — source ``"de"``, target ``"en"``
+    German number words → English number words for the integers ``0 .. max_number`` (default 9999), both
+    written by `num2words <https://pypi.org/project/num2words/>`_::
+
+        {"de": "drei und zwanzig",                            "en": "twenty-three"}
+        {"de": "neun tausend neun hundert sieben und achtzig", "en": "nine thousand, nine hundred and eighty-seven"}
+
+    German says the units before the tens ("dreiundzwanzig" = three-and-twenty), English the tens first, so the
+    alignment of every two-digit ending above twenty *crosses*: ``drei→three`` and ``zwanzig→twenty`` appear in
+    opposite orders on the two sides, and an attention heatmap shows an anti-diagonal block there.
+
+    Why the German side is written with **spaces between morphemes**: German writes the whole number as one
+    compound word ("dreiundzwanzig"), and a subword tokenizer is free to split a compound anywhere ("dreiun",
+    "dzwanzig"), which would hide the reordering inside a token. Splitting into the morphemes num2words composes
+    (units ``null..neunzehn``, tens ``zwanzig..neunzig``, ``hundert``, ``tausend`` and the linker ``und``) makes
+    each morpheme a whitespace word, so the reordering is real at the token level for any tokenizer. The English
+    side stays as num2words writes it; :func:`hf_seq2seq.tokenization.train_tokenizer` isolates punctuation, so
+    ``twenty-three`` becomes the tokens ``▁twenty - three``.
+
+``"dates"`` — source ``"de"``, target ``"iso"``
+    Dates between 1950-01-01 and 2049-12-31 written out by `Babel <https://babel.pocoo.org/>`_ in the German long
+    format (day, month name, year) → ISO 8601::
+
+        {"de": "23. März 2021", "iso": "2021-03-23"}
+
+    The year moves from the end to the front and the day from the front to the end.
+
+Sequences stay short (at most ~12 tokens with a joint BPE vocabulary of a few hundred entries), so a tiny
+attention model (embeddings 32–64, hidden 64–128) learns either task to high exact match in well under a minute
+of CPU training.
+
+API: :func:`make_task` returns a list of ``{"translation": {src: ..., tgt: ...}}`` rows;
+:func:`load_task_dataset` returns a :class:`datasets.DatasetDict` with ``train`` / ``validation`` / ``test``
+splits that share no source sentence; :data:`TASKS` maps each task name to its ``(source_lang, target_lang)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Callable
+from functools import cache
+
+from num2words import num2words
+
+__all__ = ["TASKS", "make_task", "load_task_dataset", "task_languages", "german_number_words"]
+
+# task name -> (source language code, target language code)
+TASKS: dict[str, tuple[str, str]] = {"numbers": ("de", "en"), "dates": ("de", "iso")}
+
+_DATE_START = datetime.date(1950, 1, 1)
+_DATE_END = datetime.date(2049, 12, 31)
+
+
+def task_languages(name: str) -> tuple[str, str]:
+    """``(source_lang, target_lang)`` of a task; ``ValueError`` naming the choices for an unknown name."""
+    if name not in TASKS:
+        raise ValueError(f"task name={name!r} is not valid; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+@cache
+def _german_morphemes() -> tuple[str, ...]:
+    """The morphemes num2words composes German numbers from, longest first (for greedy longest-match)."""
+    words = {num2words(n, lang="de") for n in range(20)}  # null .. neunzehn
+    words |= {num2words(10 * t, lang="de") for t in range(2, 10)}  # zwanzig .. neunzig
+    words |= {"ein", "hundert", "tausend", "und"}  # "ein" as in "einhundert", "einundzwanzig"
+    return tuple(sorted(words, key=len, reverse=True))
+
+
+def german_number_words(n: int) -> str:
+    """German words for ``n`` (num2words), with a space between morphemes: 23 → ``"drei und zwanzig"``."""
+    compound = num2words(n, lang="de")
+    morphemes = _german_morphemes()
+    out, i = [], 0
+    while i < len(compound):
+        match = next((m for m in morphemes if compound.startswith(m, i)), None)
+        if match is None:  # a num2words release that spells numbers differently
+            raise ValueError(f"cannot split German number word {compound!r} (n={n}) into morphemes at {i}")
+        out.append(match)
+        i += len(match)
+    return " ".join(out)
+
+
+def _number_pair(n: int) -> dict[str, str]:
+    return {"de": german_number_words(n), "en": num2words(n, lang="en")}
+
+
+def _date_pair(day_index: int) -> dict[str, str]:
+    from babel.dates import format_date  # only the "dates" task needs Babel
+
+    date = _DATE_START + datetime.timedelta(days=day_index)
+    return {"de": format_date(date, format="long", locale="de"), "iso": date.isoformat()}
+
+
+def _population(name: str, max_number: int) -> tuple[int, Callable[[int], dict[str, str]]]:
+    task_languages(name)
+    if name == "numbers":
+        if not isinstance(max_number, int) or max_number < 1:
+            raise ValueError(f"max_number={max_number!r} is not valid; use an integer >= 1")
+        return max_number + 1, _number_pair
+    return (_DATE_END - _DATE_START).days + 1, _date_pair
+
+
+def _sample(name: str, total: int, seed: int, max_number: int) -> list[dict]:
+    size, make_pair = _population(name, max_number)
+    if not isinstance(total, int) or total < 0:
+        raise ValueError(f"number of examples={total!r} is not valid; use an integer >= 0")
+    if total > size:
+        raise ValueError(
+            f"task {name!r} has only {size} distinct examples, {total} requested"
+            + (" (raise max_number)" if name == "numbers" else "")
+        )
+    indices = random.Random(seed).sample(range(size), total)  # distinct, so no source sentence repeats
+    return [{"translation": make_pair(i)} for i in indices]
+
+
+def make_task(
+    name: str = "numbers", num_examples: int = 4000, seed: int = 0, *, max_number: int = 9999
+) -> list[dict]:
+    """``num_examples`` distinct pairs of task ``name`` as ``{"translation": {src: ..., tgt: ...}}`` rows.
+
+    Deterministic for ``(name, num_examples, seed, max_number)``; no source sentence appears twice.
+    ``max_number`` bounds the integers of the ``"numbers"`` task (ignored for ``"dates"``).
+    """
+    return _sample(name, num_examples, seed, max_number)
+
+
+def load_task_dataset(
+    name: str = "numbers",
+    num_train: int = 4000,
+    num_validation: int = 500,
+    num_test: int = 500,
+    seed: int = 0,
+    *,
+    max_number: int = 9999,
+):
+    """A ``datasets.DatasetDict`` with ``train`` / ``validation`` / ``test`` splits of task ``name``.
+
+    The splits are disjoint (drawn together without replacement, so no source sentence is shared) and
+    deterministic for the arguments.
+    """
+    from datasets import Dataset, DatasetDict
+
+    rows = _sample(name, num_train + num_validation + num_test, seed, max_number)
+    bounds = {
+        "train": (0, num_train),
+        "validation": (num_train, num_train + num_validation),
+        "test": (num_train + num_validation, len(rows)),
+    }
+    return DatasetDict({split: Dataset.from_list(rows[a:b]) for split, (a, b) in bounds.items()})
