@@ -1,0 +1,188 @@
+"""Attention heatmaps (the alignment figure of Bahdanau et al. 2015, fig. 3) and learning curves.
+
+Figures are drawn with matplotlib's Agg backend (no display needed) into PNG or SVG files chosen by the suffix.
+Pixel sizes are deterministic: ``figsize`` inches × ``dpi`` (no tight bounding box), so callers and tests know
+the size of what they get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMATS = (".png", ".svg")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_path(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(
+            f"plot path {str(path)!r}: unsupported suffix {path.suffix!r}; valid: {', '.join(FORMATS)}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def attention_figsize(num_source: int, num_target: int) -> tuple[float, float]:
+    """Figure size in inches for a heatmap of ``num_target`` rows × ``num_source`` columns (room for labels)."""
+    return (max(4.0, 0.45 * num_source + 2.0), max(3.0, 0.4 * num_target + 1.8))
+
+
+def _display_token(token: str) -> str:
+    # SentencePiece/Metaspace word-start marker and GPT-2 byte-level space → a visible word start
+    return token.replace("\u2581", "_").replace("\u0120", "_")
+
+
+def plot_attention(
+    matrix,
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    path,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Draw the alignment heatmap: ``matrix[t, s]`` is the attention weight of target token t on source token s.
+
+    Args:
+        matrix: (T, S) array-like of attention weights (rows usually sum to 1).
+        source_tokens: S labels for the x axis. target_tokens: T labels for the y axis.
+        path: output file, ``.png`` or ``.svg``.
+        figsize: inches (default from the token counts, `attention_figsize`); the image is figsize × dpi pixels.
+    Returns: the path written.
+    """
+    path = _check_path(path)
+    matrix = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
+    if matrix.ndim != 2:
+        raise ValueError(f"attention matrix must be 2-D (target, source), got shape {matrix.shape}")
+    rows, cols = matrix.shape
+    if len(target_tokens) != rows or len(source_tokens) != cols:
+        raise ValueError(
+            f"attention matrix of shape {matrix.shape} needs {rows} target and {cols} source tokens, got "
+            f"{len(target_tokens)} target and {len(source_tokens)} source tokens"
+        )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=figsize or attention_figsize(cols, rows), dpi=dpi, layout="constrained")
+    try:
+        image = ax.imshow(
+            matrix, cmap="Greys", vmin=0.0, vmax=max(1e-9, float(matrix.max(initial=0.0))), aspect="auto"
+        )
+        ax.set_xticks(range(cols), [_display_token(t) for t in source_tokens], rotation=90)
+        ax.set_yticks(range(rows), [_display_token(t) for t in target_tokens])
+        ax.set_xlabel("source")
+        ax.set_ylabel("generated")
+        ax.xaxis.set_label_position("top")
+        ax.xaxis.tick_top()
+        if title:
+            ax.set_title(title, fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.05)
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def attention_matrix(
+    model, tokenizer, text: str, layer: int = -1, head: int | str | None = None, **gen_kwargs
+):
+    """The alignment of ``text`` and the model's translation of it, from the model's ``cross_attentions``.
+
+    The translation is generated with ``model.generate(**gen_kwargs)`` (the model's generation config otherwise);
+    the matrix is then read from one teacher-forced forward pass over that output (``decoder_input_ids`` = the
+    generated sequence without its last token), so row t is exactly ``cross_attentions[layer][0, head, t]``: the
+    attention the decoder paid to each source token while predicting generated token t. This is the same for every
+    decoding strategy (greedy, beam, sampling) and equals the weights of the decoding step that produced token t.
+
+    Args:
+        layer: index into the per-layer ``cross_attentions`` tuple (RNN models have one entry).
+        head: an int selects one head; ``None`` or ``"mean"`` averages the heads (RNN attention has one head).
+    Returns: ``(matrix (T, S) float numpy array, source_tokens, target_tokens)``.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    enc = tokenizer(text, return_tensors="pt").to(device)
+    gen_kwargs = {"num_return_sequences": 1, **gen_kwargs}
+    sequences = model.generate(**enc, **gen_kwargs)
+    if hasattr(sequences, "sequences"):
+        sequences = sequences.sequences
+    sequence = sequences[:1]
+    pad = model.config.pad_token_id
+    # drop trailing padding (a shorter beam padded to the batch length), keep the first token (decoder start)
+    keep = sequence.shape[1]
+    while keep > 2 and pad is not None and int(sequence[0, keep - 1]) == pad:
+        keep -= 1
+    sequence = sequence[:, :keep]
+    out = model(**enc, decoder_input_ids=sequence[:, :-1], output_attentions=True, return_dict=True)
+    if not out.cross_attentions:
+        raise ValueError(f"{type(model).__name__} returned no cross_attentions (a model without attention?)")
+    num_layers = len(out.cross_attentions)
+    if not -num_layers <= layer < num_layers:
+        raise ValueError(
+            f"layer={layer} is out of range: the model has {num_layers} cross-attention layer(s)"
+        )
+    weights = out.cross_attentions[layer][0]  # (heads, T, S)
+    if head is None or head == "mean":
+        matrix = weights.mean(dim=0)
+    elif isinstance(head, int) and -weights.shape[0] <= head < weights.shape[0]:
+        matrix = weights[head]
+    else:
+        raise ValueError(f"head={head!r} is invalid: use 'mean' or an int in [0, {weights.shape[0]})")
+    source_tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    target_tokens = tokenizer.convert_ids_to_tokens(sequence[0, 1:].tolist())
+    return matrix.float().cpu().numpy(), source_tokens, target_tokens
+
+
+def plot_learning_curve(history: Sequence[dict], path, title: str | None = None, dpi: int = 100) -> Path:
+    """Training / validation loss against steps, with validation BLEU on a second axis when present.
+
+    ``history`` is a list of dicts with ``step`` and any of ``train_loss``, ``valid_loss``, ``bleu`` (missing or
+    ``None`` values are skipped).
+    """
+    path = _check_path(path)
+    history = list(history)
+    if not history:
+        raise ValueError("plot_learning_curve: the history is empty")
+
+    def series(key):
+        points = [
+            (h["step"], h[key]) for h in history if h.get(key) is not None and h.get("step") is not None
+        ]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=dpi, layout="constrained")
+    try:
+        lines = []
+        for key, style in (("train_loss", "-"), ("valid_loss", "o-")):
+            x, y = series(key)
+            if x:
+                lines += ax.plot(x, y, style, label=key.replace("_", " "), markersize=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        x, y = series("bleu")
+        if x:
+            ax2 = ax.twinx()
+            lines += ax2.plot(x, y, "s--", color="tab:green", label="valid BLEU", markersize=3)
+            ax2.set_ylabel("BLEU")
+        if lines:
+            ax.legend(lines, [line.get_label() for line in lines], loc="best")
+        ax.grid(alpha=0.3)
+        if title:
+            ax.set_title(title)
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
