@@ -1,11 +1,143 @@
-"""PLACEHOLDER: replaced by the rnn family implementation."""
+"""Configuration of the RNN encoder-decoder family (Sutskever/Cho seq2seq, Bahdanau and Luong attention).
+
+Shipped to the Hub as custom code: no imports of the package, only transformers.
+"""
+
+from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+CELLS = ("gru", "lstm")
+ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
+LUONG_ATTENTIONS = ("dot", "general", "concat")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be True or False, got {value!r}")
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be one of {list(choices)}, got {value!r}")
+
+
+def _check_unit_interval(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be a float in [0, 1), got {value!r}")
+
 
 class RNNSeq2SeqConfig(PretrainedConfig):
-    model_type = "rnn_seq2seq"
+    r"""Configuration of [`RNNSeq2SeqForConditionalGeneration`].
 
-    def __init__(self, vocab_size: int = 8000, **kwargs):
+    Args:
+        vocab_size (`int`, defaults to 8000): size of the joint source/target vocabulary.
+        embedding_size (`int`, defaults to 256): token embedding size E (encoder and decoder).
+        hidden_size (`int`, defaults to 512): decoder state size H, and the size of every encoder state. A
+            bidirectional encoder runs `hidden_size // 2` units per direction (as OpenNMT-py's `brnn`), so the
+            concatenated states have size H and every attention score, Luong's `dot` included, applies.
+        encoder_layers / decoder_layers (`int`, defaults to 2 / 2): stacked RNN layers. When they differ, the
+            decoder layers are aligned with the encoder's top layers: decoder layer `l` starts from encoder layer
+            `max(0, encoder_layers - decoder_layers + l)`.
+        cell (`"gru" | "lstm"`, defaults to `"gru"`).
+        bidirectional_encoder (`bool`, defaults to True).
+        attention (`"none" | "bahdanau" | "dot" | "general" | "concat"`, defaults to `"bahdanau"`):
+            `"none"` is the Cho et al. (2014) model (the encoder's final state is the context at every step);
+            `"bahdanau"` scores with the previous decoder state (Bahdanau et al. 2015); `"dot" | "general" |
+            "concat"` are Luong et al. (2015) global attention scores with the current decoder state.
+        input_feeding (`bool`, defaults to False): Luong et al. (2015) sec. 3.3; only with a Luong score.
+        dropout (`float` in [0, 1), defaults to 0.2): on embeddings, between RNN layers and before the output layer.
+        label_smoothing (`float` in [0, 1), defaults to 0.0): of the training cross-entropy.
+        tie_word_embeddings (`bool`, defaults to True): encoder embedding, decoder embedding and output layer share
+            one matrix (joint vocabulary). The decoder output (size H) is projected to E first when E != H.
+        max_position_embeddings (`int`, defaults to 512): not used by the model (RNNs have no positions); the
+            tokenizer/pipeline truncation length.
+        pad_token_id / bos_token_id / eos_token_id / decoder_start_token_id: 0 / 1 / 2 / 1.
+    """
+
+    model_type = "rnn_seq2seq"
+    keys_to_ignore_at_inference = ["cache"]
+    # generation utilities read `num_hidden_layers`: for this family it is the decoder's layer count
+    attribute_map = {"num_hidden_layers": "decoder_layers"}
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        embedding_size: int = 256,
+        hidden_size: int = 512,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        cell: str = "gru",
+        bidirectional_encoder: bool = True,
+        attention: str = "bahdanau",
+        input_feeding: bool = False,
+        dropout: float = 0.2,
+        label_smoothing: float = 0.0,
+        tie_word_embeddings: bool = True,
+        max_position_embeddings: int = 512,
+        pad_token_id: int = 0,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        decoder_start_token_id: int = 1,
+        is_encoder_decoder: bool = True,
+        **kwargs,
+    ):
+        _check_int("vocab_size", vocab_size, 1)
+        _check_int("embedding_size", embedding_size, 1)
+        _check_int("hidden_size", hidden_size, 1)
+        _check_int("encoder_layers", encoder_layers, 1)
+        _check_int("decoder_layers", decoder_layers, 1)
+        _check_int("max_position_embeddings", max_position_embeddings, 1)
+        _check_choice("cell", cell, CELLS)
+        _check_choice("attention", attention, ATTENTIONS)
+        _check_bool("bidirectional_encoder", bidirectional_encoder)
+        _check_bool("input_feeding", input_feeding)
+        _check_bool("tie_word_embeddings", tie_word_embeddings)
+        _check_unit_interval("dropout", dropout)
+        _check_unit_interval("label_smoothing", label_smoothing)
+        if input_feeding and attention not in LUONG_ATTENTIONS:
+            raise ValueError(
+                f"RNNSeq2SeqConfig: `input_feeding=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
+                f"got attention={attention!r}"
+            )
+        if bidirectional_encoder and hidden_size % 2:
+            raise ValueError(
+                f"RNNSeq2SeqConfig: `hidden_size` must be even with `bidirectional_encoder=True` (each direction "
+                f"has hidden_size // 2 units), got {hidden_size}"
+            )
+        for name, value in (
+            ("pad_token_id", pad_token_id),
+            ("bos_token_id", bos_token_id),
+            ("eos_token_id", eos_token_id),
+            ("decoder_start_token_id", decoder_start_token_id),
+        ):
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < vocab_size:
+                raise ValueError(
+                    f"RNNSeq2SeqConfig: `{name}` must be in [0, vocab_size={vocab_size}), got {value}"
+                )
         self.vocab_size = vocab_size
-        super().__init__(**kwargs)
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.cell = cell
+        self.bidirectional_encoder = bidirectional_encoder
+        self.attention = attention
+        self.input_feeding = input_feeding
+        self.dropout = float(dropout)
+        self.label_smoothing = float(label_smoothing)
+        self.tie_word_embeddings = tie_word_embeddings
+        self.max_position_embeddings = max_position_embeddings
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            **kwargs,
+        )

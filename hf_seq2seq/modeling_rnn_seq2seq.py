@@ -1,13 +1,629 @@
-"""PLACEHOLDER: replaced by the rnn family implementation."""
+"""The RNN encoder-decoder family: Sutskever/Cho seq2seq, Bahdanau and Luong attention, as a transformers model.
 
+Papers:
+- Cho et al. (2014), "Learning Phrase Representations using RNN Encoder-Decoder for Statistical Machine
+  Translation" — ``attention="none"``: one context vector ``c`` (the encoder's summary) fed at every step.
+- Bahdanau et al. (2015), "Neural Machine Translation by Jointly Learning to Align and Translate" —
+  ``attention="bahdanau"``: additive score with the *previous* decoder state, context fed into the RNN input.
+- Luong et al. (2015), "Effective Approaches to Attention-based Neural Machine Translation" —
+  ``attention="dot" | "general" | "concat"``: score with the *current* decoder state, attentional vector
+  ``h~_t = tanh(W_c [c_t; h_t])`` (eq. 5), optional input feeding (sec. 3.3).
+
+Dimension legend:
+    B  batch (times beams inside generate)      S  source length        T  target length
+    E  embedding size                           H  hidden size (decoder state = every encoder state)
+    L  decoder layers                           Le encoder layers       V  vocabulary size
+
+Layout conventions: everything that crosses a module boundary is batch-first (generate expands beams with
+``repeat_interleave`` on dim 0); ``nn.GRU``/``nn.LSTM`` states are (L, B, H) only inside the decoder.
+Source padding: ``attention_mask`` (B, S), 1 on tokens, right-padded; the encoder packs sequences so padding
+never reaches the recurrence, and :func:`attend` gives padding weight exactly 0.
+
+This file ships to the Hub as custom code: flat sibling imports only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 
+__all__ = [
+    "RNNSeq2SeqPreTrainedModel",
+    "RNNSeq2SeqEncoder",
+    "RNNSeq2SeqEncoderOutput",
+    "RNNDecoderCache",
+    "ChoDecoder",
+    "BahdanauDecoder",
+    "LuongDecoder",
+    "RNNSeq2SeqForConditionalGeneration",
+    "shift_tokens_right",
+]
 
-class RNNSeq2SeqForConditionalGeneration(PreTrainedModel, GenerationMixin):
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """(B, T) labels -> decoder inputs: ``decoder_start_token_id`` first, ``-100`` replaced by the pad id."""
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def _make_rnn(
+    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, bidirectional=False
+):
+    rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+    return rnn_cls(
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        batch_first=True,
+        dropout=dropout if num_layers > 1 else 0.0,
+        bidirectional=bidirectional,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs, state and cache
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RNNSeq2SeqEncoderOutput(BaseModelOutput):
+    """Encoder output; every tensor batch-first.
+
+    Args:
+        last_hidden_state: (B, S, H) encoder states ``h_j`` (forward and backward concatenated), 0 on padding.
+        decoder_hidden: (B, L, H) the decoder's initial state ``s_0`` per decoder layer (the bridge).
+        decoder_cell: (B, L, H) the initial LSTM cell state, None for GRU.
+    """
+
+    decoder_hidden: torch.Tensor | None = None
+    decoder_cell: torch.Tensor | None = None
+
+
+class DecoderState(NamedTuple):
+    """The recurrent state a decoder step consumes and returns.
+
+    hidden: (L, B, H); cell: (L, B, H) for LSTM else None; feed: (B, H) Luong's ``h~_{t-1}`` with input feeding
+    else None.
+    """
+
+    hidden: torch.Tensor
+    cell: torch.Tensor | None = None
+    feed: torch.Tensor | None = None
+
+
+class Memory(NamedTuple):
+    """What the decoder reads from the source: values (B, S, H), keys (precomputed projection, computed once per
+    source, or None for ``attention="none"``), context (B, H) the fixed Cho context (``attention="none"`` only)."""
+
+    values: torch.Tensor
+    keys: torch.Tensor | None = None
+    context: torch.Tensor | None = None
+
+
+class RNNDecoderCache:
+    """The decoder state carried between ``generate()`` steps (returned as ``cache``).
+
+    All tensors are batch-first so that beam search can index-select them in place
+    (:meth:`reorder_cache`); the precomputed attention keys are kept here so they are computed once per source.
+    """
+
+    is_compileable = False
+
+    def __init__(self, state: DecoderState, keys: torch.Tensor | None, seen_tokens: int):
+        self.keys = keys  # (B, S, A) or None
+        self.seen_tokens = seen_tokens
+        self.update(state, 0)
+
+    def update(self, state: DecoderState, new_tokens: int) -> None:
+        self.hidden = state.hidden.transpose(0, 1)  # (B, L, H)
+        self.cell = None if state.cell is None else state.cell.transpose(0, 1)
+        self.feed = state.feed  # (B, H) or None
+        self.seen_tokens += new_tokens
+
+    def to_state(self) -> DecoderState:
+        cell = None if self.cell is None else self.cell.transpose(0, 1).contiguous()
+        return DecoderState(self.hidden.transpose(0, 1).contiguous(), cell, self.feed)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: row ``i`` of every state tensor becomes row ``beam_idx[i]`` (in place)."""
+        for name in ("hidden", "cell", "feed", "keys"):
+            tensor = getattr(self, name)
+            if tensor is not None:
+                setattr(self, name, tensor.index_select(0, beam_idx.to(tensor.device)))
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def __repr__(self) -> str:
+        return f"RNNDecoderCache(batch={self.hidden.shape[0]}, seen_tokens={self.seen_tokens})"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretrained base: initialisation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = RNNSeq2SeqConfig
+    config: RNNSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
 
-    def __init__(self, config):
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Xavier-uniform linear layers (zero bias); N(0, E^-1/2) embeddings with a zero pad row; RNNs:
+        Xavier-uniform input weights, orthogonal recurrent weights per gate (Saxe et al. 2014), zero biases and an
+        LSTM forget-gate bias of 1 (Jozefowicz et al. 2015). ``nn.GRU`` is not covered by transformers' default."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=module.embedding_dim**-0.5)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, (nn.GRU, nn.LSTM)):
+            gates = 4 if isinstance(module, nn.LSTM) else 3
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    value = torch.empty(param.shape, dtype=torch.float32)
+                    for chunk in value.chunk(gates, dim=0):
+                        nn.init.orthogonal_(chunk)
+                    init.copy_(param, value)
+                elif name.startswith("bias"):
+                    value = torch.zeros(param.shape, dtype=param.dtype)
+                    if gates == 4 and name.startswith("bias_ih"):  # gate order i, f, g, o
+                        value.chunk(4)[1].fill_(1.0)
+                    init.copy_(param, value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqEncoder(nn.Module):
+    """Embeddings -> dropout -> packed multi-layer (bi)GRU/LSTM -> states ``h_j`` and the decoder's ``s_0``.
+
+    Bidirectional: ``hidden_size // 2`` units per direction; ``h_j = [h→_j; h←_j]`` (Bahdanau et al. 2015,
+    sec. 3.2). The decoder's initial state is a bridge from the encoder's final states (forward and backward
+    final states concatenated, per layer): ``s_0 = tanh(W_s h_final)`` as Bahdanau et al. (2015) appendix A.2.2
+    and Cho et al. (2014) ``c = tanh(V h_N)``; for LSTM the cell gets ``W_c c_final`` (no tanh: cells are
+    unbounded). One bridge matrix is shared by all layers. Decoder layer ``l`` starts from encoder layer
+    ``max(0, Le - L + l)`` (top layers aligned; extra decoder layers reuse the bottom encoder layer).
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.config = config
+        self.directions = 2 if config.bidirectional_encoder else 1
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = _make_rnn(
+            config.cell,
+            config.embedding_size,
+            config.hidden_size // self.directions,
+            config.encoder_layers,
+            config.dropout,
+            bidirectional=config.bidirectional_encoder,
+        )
+        self.bridge = nn.Linear(config.hidden_size, config.hidden_size)
+        self.bridge_cell = (
+            nn.Linear(config.hidden_size, config.hidden_size) if config.cell == "lstm" else None
+        )
+        # a plain list, not a buffer: non-persistent buffers are left uninitialised by from_pretrained
+        offset = config.encoder_layers - config.decoder_layers
+        self.bridge_layers = [max(0, offset + layer) for layer in range(config.decoder_layers)]
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def _join_directions(self, final: torch.Tensor) -> torch.Tensor:
+        """(Le * dirs, B, H / dirs) -> (Le, B, H): forward and backward final states concatenated per layer."""
+        layers, batch = self.config.encoder_layers, final.shape[1]
+        final = final.view(layers, self.directions, batch, -1)
+        return torch.cat(final.unbind(1), dim=-1)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> RNNSeq2SeqEncoderOutput:
+        if input_ids is None or input_ids.dim() != 2:
+            shape = None if input_ids is None else tuple(input_ids.shape)
+            raise ValueError(
+                f"RNNSeq2SeqEncoder: `input_ids` must be a (batch, source_len) tensor, got {shape}"
+            )
+        batch, src_len = input_ids.shape
+        if attention_mask is None:
+            lengths = torch.full((batch,), src_len, dtype=torch.long)
+        else:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"RNNSeq2SeqEncoder: `attention_mask` shape {tuple(attention_mask.shape)} != `input_ids` shape "
+                    f"{tuple(input_ids.shape)}"
+                )
+            lengths = attention_mask.long().sum(-1)
+            right_padded = torch.arange(src_len, device=lengths.device)[None, :] < lengths[:, None]
+            if not torch.equal(right_padded, attention_mask.bool()):
+                raise ValueError("RNNSeq2SeqEncoder: `attention_mask` must be right-padded (1s, then 0s)")
+            if bool((lengths == 0).any()):
+                raise ValueError(
+                    "RNNSeq2SeqEncoder: every source needs at least one token (a row of the mask is 0)"
+                )
+            lengths = lengths.cpu()
+
+        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        packed_out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)  # (B, S, H)
+
+        final_h, final_c = final if isinstance(final, tuple) else (final, None)
+        hidden = torch.tanh(self.bridge(self._join_directions(final_h)[self.bridge_layers]))  # (L, B, H)
+        cell = None
+        if final_c is not None:
+            cell = self.bridge_cell(self._join_directions(final_c)[self.bridge_layers]).transpose(0, 1)
+        output = RNNSeq2SeqEncoderOutput(
+            last_hidden_state=states,
+            hidden_states=(states,) if output_hidden_states else None,
+            decoder_hidden=hidden.transpose(0, 1),  # batch-first (B, L, H)
+            decoder_cell=cell,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoders: one step function each; the teacher-forced pass loops over it (or takes a proven-equal fast path)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _RNNDecoderBase(nn.Module):
+    """Shared parts: target embeddings, the multi-layer RNN, the state layout. Subclasses define :meth:`step`."""
+
+    has_attention = True
+
+    def __init__(self, config: RNNSeq2SeqConfig, rnn_input_size: int):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = _make_rnn(
+            config.cell, rnn_input_size, config.hidden_size, config.decoder_layers, config.dropout
+        )
+
+    def initial_state(self, encoder_outputs: RNNSeq2SeqEncoderOutput) -> DecoderState:
+        hidden = encoder_outputs.decoder_hidden.transpose(0, 1).contiguous()
+        cell = encoder_outputs.decoder_cell
+        cell = None if cell is None else cell.transpose(0, 1).contiguous()
+        return DecoderState(hidden, cell, None)
+
+    def memory(self, encoder_outputs: RNNSeq2SeqEncoderOutput, keys: torch.Tensor | None = None) -> Memory:
+        """Encoder states plus keys projected once per source (reused from the cache when given)."""
+        values = encoder_outputs.last_hidden_state
+        if keys is None:
+            keys = self.score.precompute_keys(values)
+        return Memory(values, keys)
+
+    def _rnn(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """inputs (B, T, in) -> outputs of the top layer (B, T, H) and the new (hidden, cell)."""
+        hx = (state.hidden, state.cell) if state.cell is not None else state.hidden
+        outputs, new = self.rnn(inputs, hx)
+        hidden, cell = new if isinstance(new, tuple) else (new, None)
+        return outputs, DecoderState(hidden, cell, state.feed)
+
+    def step(self, input_emb, state: DecoderState, memory: Memory, mask):
+        raise NotImplementedError
+
+    def forward(
+        self, input_ids: torch.LongTensor, state: DecoderState, memory: Memory, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """Teacher forcing over (B, T) inputs: the reference loop over :meth:`step`.
+
+        Returns outputs (B, T, H), the final state and attention weights (B, T, S) (None without attention).
+        """
+        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        outputs, weights = [], []
+        for t in range(embedded.shape[1]):
+            output, state, attn = self.step(embedded[:, t], state, memory, mask)
+            outputs.append(output)
+            weights.append(attn)
+        attn = torch.stack(weights, dim=1) if self.has_attention else None
+        return torch.stack(outputs, dim=1), state, attn
+
+
+class ChoDecoder(_RNNDecoderBase):
+    """``attention="none"``: Cho et al. (2014) sec. 2.2 — ``s_t = f(s_{t-1}, y_{t-1}, c)`` and
+    ``P(y_t | ...) = g(s_t, y_{t-1}, c)``, with ``c`` the encoder summary (here: the bridged top-layer final state,
+    ``tanh(W_s h_N)``, which is also ``s_0``'s top layer) fed at every step.
+
+    Readout ``o_t = tanh(W_o [s_t; c; E y_{t-1}])`` (the paper uses a maxout readout; we use tanh, as for
+    Bahdanau). No alignment exists: ``attn`` is None and the model returns ``cross_attentions=None``.
+    Teacher forcing takes a fast path: the context is constant, so the RNN runs over the whole target in one call.
+    """
+
+    has_attention = False
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config, config.embedding_size + config.hidden_size)
+        self.readout = nn.Linear(2 * config.hidden_size + config.embedding_size, config.hidden_size)
+
+    def memory(self, encoder_outputs: RNNSeq2SeqEncoderOutput, keys: torch.Tensor | None = None) -> Memory:
+        return Memory(encoder_outputs.last_hidden_state, None, encoder_outputs.decoder_hidden[:, -1])
+
+    def step(self, input_emb, state, memory, mask):
+        context = memory.context  # (B, H)
+        out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
+        output = torch.tanh(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
+        return output, state, None
+
+    def forward(self, input_ids, state, memory, mask, fast: bool = True):
+        if not fast:
+            return super().forward(input_ids, state, memory, mask)
+        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        context = memory.context.unsqueeze(1).expand(-1, embedded.shape[1], -1)  # (B, T, H)
+        outs, state = self._rnn(torch.cat([embedded, context], dim=-1), state)
+        return torch.tanh(self.readout(torch.cat([outs, context, embedded], dim=-1))), state, None
+
+
+class BahdanauDecoder(_RNNDecoderBase):
+    """``attention="bahdanau"`` (Bahdanau et al. 2015, sec. 3.1 and appendix A.2.2). One step:
+
+    1. ``e_tj = v^T tanh(W s_{t-1} + U h_j)`` with the previous top-layer state (eq. 6), masked softmax
+       ``α_tj`` (eq. 6), context ``c_t = Σ_j α_tj h_j`` (eq. 5);
+    2. ``s_t = f(s_{t-1}, [E y_{t-1}; c_t])`` (eq. 4: the context is part of the RNN input);
+    3. readout ``o_t = tanh(W_o [s_t; c_t; E y_{t-1}])``.
+
+    Deviation: the paper's readout is a maxout of ``s_{t-1}``, ``E y_{t-1}``, ``c_t``; we use ``s_t`` and tanh
+    (as Nematus/JoeyNMT). The recurrence needs ``c_t`` before ``s_t``: there is no teacher-forcing fast path.
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config, config.embedding_size + config.hidden_size)
+        size = config.hidden_size
+        self.score = build_score("bahdanau", size, size, size)
+        self.readout = nn.Linear(2 * size + config.embedding_size, size)
+
+    def step(self, input_emb, state, memory, mask):
+        scores = self.score(state.hidden[-1], memory.values, memory.keys)  # query s_{t-1}: (B, S)
+        context, attn = attend(scores, memory.values, mask)  # (B, H), (B, S)
+        out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
+        output = torch.tanh(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
+        return output, state, attn
+
+
+class LuongDecoder(_RNNDecoderBase):
+    """``attention="dot" | "general" | "concat"`` (Luong et al. 2015, sec. 3). One step:
+
+    1. ``h_t = RNN(h_{t-1}, x_t)`` with ``x_t = E y_{t-1}``, or ``[E y_{t-1}; h~_{t-1}]`` with input feeding
+       (sec. 3.3; ``h~_0 = 0``);
+    2. ``a_t = softmax(score(h_t, h̄_s))`` over unmasked positions (eq. 7, scores eq. 8), ``c_t = Σ_s a_t(s) h̄_s``;
+    3. ``h~_t = tanh(W_c [c_t; h_t])`` (eq. 5), the step's output (and the next input feed).
+
+    Without input feeding nothing in the recurrence depends on attention, so teacher forcing runs the RNN over the
+    whole target in one call and scores all steps in one batched matmul (the fast path; tested equal to the loop).
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        feed = config.hidden_size if config.input_feeding else 0
+        super().__init__(config, config.embedding_size + feed)
+        size = config.hidden_size
+        self.score = build_score(config.attention, size, size, size)
+        self.combine = nn.Linear(2 * size, size, bias=False)  # W_c, eq. (5)
+
+    def initial_state(self, encoder_outputs):
+        state = super().initial_state(encoder_outputs)
+        if self.config.input_feeding:
+            feed = state.hidden.new_zeros(state.hidden.shape[1], self.config.hidden_size)
+            state = state._replace(feed=feed)
+        return state
+
+    def _attend(self, h, memory, mask):
+        context, attn = attend(self.score(h, memory.values, memory.keys), memory.values, mask)
+        return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), attn
+
+    def step(self, input_emb, state, memory, mask):
+        x = torch.cat([input_emb, state.feed], dim=-1) if state.feed is not None else input_emb
+        out, state = self._rnn(x.unsqueeze(1), state)
+        attentional, attn = self._attend(out[:, 0], memory, mask)
+        if self.config.input_feeding:
+            state = state._replace(feed=attentional)
+        return attentional, state, attn
+
+    def forward(self, input_ids, state, memory, mask, fast: bool = True):
+        if self.config.input_feeding or not fast:
+            return super().forward(input_ids, state, memory, mask)
+        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+        outs, state = self._rnn(embedded, state)  # (B, T, H): all steps in one RNN call
+        attentional, attn = self._attend(outs, memory, mask)  # scores (B, T, S) in one batched matmul
+        return attentional, state, attn
+
+
+# config.attention -> decoder class (Luong's three scores share one decoder; the score comes from the registry)
+DECODERS = {
+    "none": ChoDecoder,
+    "bahdanau": BahdanauDecoder,
+    "dot": LuongDecoder,
+    "general": LuongDecoder,
+    "concat": LuongDecoder,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
+    """RNN encoder-decoder with a language-model head; see the module docstring for the papers.
+
+    Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output (B, T, H) after dropout. With
+    ``tie_word_embeddings`` the encoder embedding, decoder embedding and ``W_y`` are one (V, E) matrix (Press &
+    Wolf 2017), stored once; ``o_t`` is first projected to E by ``output_projection`` when E != H (as
+    OpenNMT/JoeyNMT require for tying).
+
+    Decoder state between ``generate()`` steps lives in :class:`RNNDecoderCache` (``cache``); with a cache the
+    forward consumes only the new decoder token(s).
+    """
+
+    _is_stateful = True
+    _tied_weights_keys = {
+        "decoder.embed_tokens.weight": "encoder.embed_tokens.weight",
+        "lm_head.weight": "encoder.embed_tokens.weight",
+    }
+
+    def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
-        raise NotImplementedError("placeholder")
+        self.encoder = RNNSeq2SeqEncoder(config)
+        self.decoder = DECODERS[config.attention](config)
+        self.dropout = nn.Dropout(config.dropout)
+        head_in = config.hidden_size
+        self.output_projection = None
+        if config.tie_word_embeddings and config.embedding_size != config.hidden_size:
+            self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
+            head_in = config.embedding_size
+        self.lm_head = nn.Linear(head_in, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # generate() must not pre-build a DynamicCache: the forward creates its own RNNDecoderCache
+        return False
+
+    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> nn.Module:
+        return self.decoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
+        labels: torch.LongTensor | None = None,
+        cache: RNNDecoderCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput | tuple:
+        """Teacher-forced (``labels`` or ``decoder_input_ids``) or incremental (``cache``) decoding.
+
+        ``decoder_attention_mask`` is accepted and unused: the decoder is causal by construction, and target
+        padding only ever follows the real tokens. ``kwargs`` absorbs what ``generate()`` passes along.
+        Returns ``Seq2SeqLMOutput``: logits (B, T, V), ``cache``, ``cross_attentions`` = ``((B, 1, T, S),)``
+        with ``output_attentions`` (None for ``attention="none"``: that model has no alignment).
+        """
+        if cache is not None and not isinstance(cache, RNNDecoderCache):
+            raise ValueError(
+                f"RNNSeq2SeqForConditionalGeneration: `cache` must be an RNNDecoderCache, got {type(cache).__name__}"
+            )
+        if use_cache is None:
+            use_cache = getattr(self.config, "use_cache", True)
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        if decoder_input_ids is None:
+            raise ValueError("RNNSeq2SeqForConditionalGeneration: pass `labels` or `decoder_input_ids`")
+
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+            )
+        elif not isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
+            if isinstance(encoder_outputs, tuple):
+                encoder_outputs = RNNSeq2SeqEncoderOutput(
+                    last_hidden_state=encoder_outputs[0],
+                    decoder_hidden=encoder_outputs[1],
+                    decoder_cell=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+                )
+            else:  # another ModelOutput / dict carrying our fields
+                encoder_outputs = RNNSeq2SeqEncoderOutput(**dict(encoder_outputs))
+
+        if cache is None:
+            state = self.decoder.initial_state(encoder_outputs)
+            memory = self.decoder.memory(encoder_outputs)
+        else:
+            state = cache.to_state()
+            memory = self.decoder.memory(encoder_outputs, cache.keys)
+
+        outputs, state, attn = self.decoder(decoder_input_ids, state, memory, attention_mask)
+        hidden = self.dropout(outputs)
+        if self.output_projection is not None:
+            hidden = self.output_projection(hidden)
+        logits = self.lm_head(hidden)  # (B, T, V)
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                labels.reshape(-1).to(logits.device),
+                ignore_index=-100,
+                label_smoothing=self.config.label_smoothing,
+            )
+
+        new_cache = None
+        if use_cache:
+            if cache is None:
+                new_cache = RNNDecoderCache(state, memory.keys, decoder_input_ids.shape[1])
+            else:
+                cache.update(state, decoder_input_ids.shape[1])
+                new_cache = cache
+
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=new_cache,
+            decoder_hidden_states=(outputs,) if output_hidden_states else None,
+            cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        if return_dict is False:
+            return output.to_tuple()
+        return output
