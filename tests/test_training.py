@@ -1,0 +1,266 @@
+"""The training script end to end on a Multi30k slice: 1 vs 2 processes, resume, exact-once validation, options.
+
+Every run is a real subprocess (``python scripts/train.py`` or ``accelerate launch --multi_gpu --num_processes 2``
+with ``ACCELERATE_USE_CPU=1``): tiny Transformer, dropout 0, a handful of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_seq2seq.training import (
+    COMPLETE_MARKER,
+    TrainArguments,
+    list_checkpoints,
+    parse_args,
+    prepare_output_dir,
+    train_main,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train.py"
+MAX_STEPS = 6
+NUM_VALIDATION = 40
+# Same global batch, different layout: 1 process x 2 accumulation steps == 2 processes x 1. Sums are reduced in a
+# different order (gloo all-reduce vs sequential accumulation), so losses agree to float32 rounding, amplified a
+# little by Adam over a few steps.
+LOSS_RTOL = 1e-4
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _common_args(data_dir: Path, output_dir: Path) -> list[str]:
+    model_config = {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "num_attention_heads": 2,
+        "ffn_dim": 64,
+        "dropout": 0.0,
+        "label_smoothing": 0.1,
+    }
+    return [
+        "--train_prefix", str(data_dir / "train"),
+        "--validation_prefix", str(data_dir / "val"),
+        "--source_lang", "de",
+        "--target_lang", "en",
+        "--max_train_examples", "2000",
+        "--max_validation_examples", str(NUM_VALIDATION),
+        "--vocab_size", "500",
+        "--max_tokens", "400",
+        "--max_source_length", "64",
+        "--max_target_length", "64",
+        "--validation_batch_size", "16",
+        "--model_type", "transformer",
+        "--model_config", json.dumps(model_config),
+        "--learning_rate", "3e-3",
+        "--warmup_steps", "2",
+        "--max_steps", str(MAX_STEPS),
+        "--eval_steps", "100",
+        "--num_beams", "2",
+        "--max_new_tokens", "12",
+        "--seed", "7",
+        "--log_with", "none",
+        "--disable_progress_bar",
+        "--output_dir", str(output_dir),
+    ]  # fmt: skip
+
+
+def _run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def _train_one_process(args: list[str]) -> subprocess.CompletedProcess:
+    return _run([sys.executable, str(SCRIPT), *args])
+
+
+def _train_two_processes(args: list[str]) -> subprocess.CompletedProcess:
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    env_cmd = [*cmd, str(SCRIPT), *args]
+    os.environ["ACCELERATE_USE_CPU"] = "1"
+    try:
+        return _run(env_cmd)
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+
+
+def _history(output_dir: Path) -> tuple[list[dict], list[dict]]:
+    history = json.loads((output_dir / "training_history.json").read_text())
+    return [h for h in history if "loss" in h], [h for h in history if "eval_loss" in h]
+
+
+def _weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(output_dir / "final_model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def single_process_run(multi30k_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "run"
+    _train_one_process([*_common_args(multi30k_dir, out), "--gradient_accumulation_steps", "2"])
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_and_score_each_sentence_once(
+    multi30k_dir, tmp_path, single_process_run
+):
+    out = tmp_path / "two"
+    _train_two_processes(_common_args(multi30k_dir, out))
+    one_steps, one_evals = _history(single_process_run)
+    two_steps, two_evals = _history(out)
+    assert [h["step"] for h in two_steps] == list(range(1, MAX_STEPS + 1))
+    assert [h["tokens"] for h in two_steps] == [h["tokens"] for h in one_steps]  # the same global batches
+    for a, b in zip(one_steps, two_steps):
+        assert b["loss"] == pytest.approx(a["loss"], rel=LOSS_RTOL), f"step {a['step']}"
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-9)
+    assert two_steps[-1]["loss"] < two_steps[0]["loss"]  # it trains
+
+    # Validation under 2 processes: every sentence scored exactly once (duplicates would raise ref_len).
+    (one_eval,) = one_evals
+    (two_eval,) = two_evals
+    assert two_eval["eval_num_sentences"] == one_eval["eval_num_sentences"] == NUM_VALIDATION
+    assert two_eval["eval_ref_len"] == one_eval["eval_ref_len"]
+    assert two_eval["eval_loss"] == pytest.approx(one_eval["eval_loss"], rel=LOSS_RTOL)
+    assert "nrefs:1" in two_eval["eval_bleu_signature"]
+    a, b = _weights(single_process_run), _weights(out)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_and_skips_incomplete_checkpoint(
+    multi30k_dir, tmp_path, single_process_run
+):
+    out = tmp_path / "resumed"
+    args = [*_common_args(multi30k_dir, out), "--gradient_accumulation_steps", "2"]
+    _train_one_process([*args, "--stop_after_step", "3"])
+    assert [s for s, _ in list_checkpoints(out)] == [3]
+    assert not (out / "final_model").exists()
+
+    # A newer checkpoint whose write was interrupted (no marker, garbage weights) must never be resumed from.
+    broken = out / "checkpoints" / "step-5"
+    shutil.copytree(out / "checkpoints" / "step-3", broken)
+    (broken / COMPLETE_MARKER).unlink()
+    (broken / "model.safetensors").write_bytes(b"truncated")
+    assert [s for s, _ in list_checkpoints(out)] == [3]
+
+    # Without --resume the run's folder is protected.
+    with pytest.raises(AssertionError, match="already holds a run"):
+        _train_one_process(args)
+    _train_one_process([*args, "--resume"])
+
+    full_steps, _ = _history(single_process_run)
+    resumed_steps, _ = _history(out)
+    assert [h["step"] for h in resumed_steps] == list(range(1, MAX_STEPS + 1))
+    # Same process layout, same batches, RNG and optimizer state restored: equal up to float rounding.
+    for a, b in zip(full_steps, resumed_steps):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-7), f"step {a['step']}"
+    a, b = _weights(single_process_run), _weights(out)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------------------------- options
+
+
+def _base(tmp_path) -> list[str]:
+    return ["--task", "numbers", "--output_dir", str(tmp_path / "out")]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model_type", "cnn"], "--model_type='cnn' is invalid; valid choices: rnn, transformer"),
+        (["--lr_scheduler", "exp"], "--lr_scheduler='exp' is invalid"),
+        (["--mixed_precision", "fp8"], "--mixed_precision='fp8' is invalid"),
+        (["--label_smoothing", "1.5"], "--label_smoothing=1.5 is invalid"),
+        (["--model_config", "{hidden: 3"], "--model_config is not valid JSON"),
+        (["--max_steps", "0"], "--max_steps=0 is invalid"),
+        (["--metric_for_best_model", "ter"], "--metric_for_best_model='ter' is invalid"),
+        (["--scheduled_sampling", "0.2"], "--scheduled_sampling is only supported for --model_type rnn"),
+        (["--task", "poetry"], "--task='poetry' is invalid"),
+        (["--train_file", "x.jsonl"], "give exactly one data source"),
+        (["--resume", "--overwrite_output_dir"], "contradict"),
+    ],
+)
+def test_bad_option_values_give_clear_errors(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        parse_args([*_base(tmp_path), *extra])
+
+
+def test_train_main_reports_errors_and_exit_code(tmp_path, capsys):
+    assert train_main([*_base(tmp_path), "--model_type", "cnn"]) == 2
+    assert "--model_type='cnn' is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a number
+        parse_args([*_base(tmp_path), "--max_steps", "many"])
+
+
+def test_recipe_values_are_defaults_and_command_line_wins(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "task: numbers\nmodel_type: rnn\nmodel_config:\n  hidden_size: 48\n  attention: bahdanau\n"
+        "max_steps: 77\nlearning_rate: 0.002\n"
+    )
+    data, model, train = parse_args(["--config", str(recipe), "--max_steps", "5", "--output_dir", "o"])
+    assert (data.task, model.model_type, train.max_steps, train.learning_rate) == ("numbers", "rnn", 5, 0.002)
+    assert model.config_overrides() == {"hidden_size": 48, "attention": "bahdanau"}
+    assert train.save_steps == train.eval_steps
+    recipe.write_text("task: numbers\nmax_stepz: 3\n")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['max_stepz'\]"):
+        parse_args(["--config", str(recipe)])
+    with pytest.raises(ValueError, match="file not found"):
+        parse_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_shipped_recipes_parse():
+    recipes = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(recipes) >= 5
+    for recipe in recipes:
+        parse_args(["--config", str(recipe)])
+
+
+def test_output_dir_of_another_run_is_protected(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "step-10").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds a run .*--resume.*--overwrite_output_dir"):
+        prepare_output_dir(out, TrainArguments(output_dir=str(out)), is_main=True)
+    prepare_output_dir(out, TrainArguments(output_dir=str(out), overwrite_output_dir=True), is_main=True)
+    assert not (out / "checkpoints").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--max_tokens", "--scheduled_sampling", "--resume", "--mixed_precision", "--config"):
+        assert option in text
