@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import sys
 from collections.abc import Sequence
@@ -122,6 +123,9 @@ def _read_lines(path: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    if path.suffix == ".gz":  # corpora such as Multi30k ship gzip-compressed
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read().splitlines()
     return path.read_text(encoding="utf-8").splitlines()
 
 

@@ -261,6 +261,13 @@ class TrainArguments:
     warmup_steps: int = field(default=1000, metadata={"help": "Linear warmup steps."})
     max_steps: int = field(default=10000, metadata={"help": "Optimizer steps to train for."})
     num_epochs: int | None = field(default=None, metadata={"help": "Also stop after this many epochs."})
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also stop after this much training wall time (minutes), then validate and save as at "
+            "--max_steps (like fairseq's --stop-time-hours). Checked on all processes together."
+        },
+    )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-batches per process accumulated into one optimizer step."}
     )
@@ -314,6 +321,7 @@ class TrainArguments:
             _check_positive(name, getattr(self, name))
         for name in ("logging_steps", "save_total_limit", "num_epochs", "save_steps", "stop_after_step"):
             _check_positive(name, getattr(self, name))
+        _check_positive("max_train_minutes", self.max_train_minutes)
         for name in (
             "warmup_steps",
             "weight_decay",
@@ -1049,6 +1057,16 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
                 if state.step % train_args.save_steps != 0 and state.step != train_args.max_steps:
                     save_checkpoint()
                 stop_reason, status = f"--stop_after_step={train_args.stop_after_step}", "interrupted"
+            if train_args.max_train_minutes is not None and stop_reason is None:
+                # Every rank must agree, or DDP hangs: stop when any rank is over the limit.
+                over = torch.tensor(
+                    float(time.perf_counter() - run_start > 60 * train_args.max_train_minutes),
+                    device=accelerator.device,
+                )
+                if accelerator.reduce(over, reduction="sum").item() > 0:
+                    stop_reason = f"--max_train_minutes={train_args.max_train_minutes} reached"
+                    if state.step % train_args.save_steps != 0:
+                        save_checkpoint()
             if state.step >= train_args.max_steps or stop_reason:
                 break
         else:
