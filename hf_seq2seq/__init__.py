@@ -1,21 +1,29 @@
 """hf_seq2seq: the classic sequence-to-sequence family as first-class Hugging Face models.
 
-Importing the package registers both model types with ``AutoConfig`` / ``AutoModelForSeq2SeqLM`` and the
-``"text2text"`` pipeline task.
+Importing the package registers the text model types with ``AutoConfig`` / ``AutoModelForSeq2SeqLM`` and the
+``"text2text"`` pipeline task, and the image-captioning model with ``AutoModelForImageTextToText`` /
+``AutoImageProcessor`` and the ``"image-captioning"`` pipeline task.
 """
 
-from transformers import AutoConfig, AutoModelForSeq2SeqLM
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoModelForSeq2SeqLM
 
+from .configuration_rnn_captioning import ImageCaptioningConfig
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig
+from .image_processing_rnn_captioning import ImageCaptioningImageProcessor
+from .modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
 from .modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
 from .modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration
+from .pipeline_image_captioning import register_pipeline as register_captioning_pipeline
 from .pipeline_text2text import Text2TextPipeline, register_pipeline
 from .tokenization import train_tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ImageCaptioningConfig",
+    "ImageCaptioningForConditionalGeneration",
+    "ImageCaptioningImageProcessor",
     "RNNSeq2SeqConfig",
     "RNNSeq2SeqForConditionalGeneration",
     "TransformerSeq2SeqConfig",
@@ -33,6 +41,16 @@ def _register() -> None:
         AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
         AutoModelForSeq2SeqLM.register(config_cls, model_cls, exist_ok=True)
     register_pipeline()
+    # Image captioning (Xu et al. 2015): image-to-text was folded into image-text-to-text in transformers v5,
+    # so the model is registered there and ships its own "image-captioning" pipeline.
+    AutoConfig.register(ImageCaptioningConfig.model_type, ImageCaptioningConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(
+        ImageCaptioningConfig, ImageCaptioningForConditionalGeneration, exist_ok=True
+    )
+    AutoImageProcessor.register(
+        ImageCaptioningConfig, image_processor_classes={"pil": ImageCaptioningImageProcessor}, exist_ok=True
+    )
+    register_captioning_pipeline()
 
 
 _register()
