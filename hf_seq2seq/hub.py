@@ -109,7 +109,8 @@ def _write_images(model, tokenizer, output_dir: Path, card: dict, images: Mappin
         names["learning_curve"] = plotting.plot_learning_curve(
             card["history"], output_dir / "learning_curve.png"
         ).name
-    if card.get("example"):
+    # A model without attention (RNN attention="none", the Sutskever/Cho model) has no alignment to draw.
+    if card.get("example") and getattr(model.config, "attention", None) != "none":
         matrix, src, tgt = plotting.attention_matrix(model, tokenizer, card["example"])
         title = f"{card['example']}"
         names["attention"] = plotting.plot_attention(

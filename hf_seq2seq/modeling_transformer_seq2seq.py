@@ -1,13 +1,720 @@
-"""PLACEHOLDER: replaced by the transformer family implementation."""
+"""The scaled dot-product Transformer encoder-decoder (Vaswani et al. 2017, "Attention Is All You Need").
 
+Structure follows transformers' Marian/BART files, top to bottom: position tables → attention → encoder / decoder
+layers → encoder / decoder stacks → model → LM head. Shipped to the Hub as custom code: imports only torch,
+transformers and the sibling configuration file.
+
+Dimension legend (used in every docstring and comment below)
+    B   batch size (times num_beams inside beam search)
+    S   source length (encoder positions)
+    T   target length of *this call* (the decoder's query length; 1 per step in cached generation)
+    P   past length: target positions already in the self-attention cache
+    D   d_model
+    H   attention heads,  Dh = D / H per head
+    F   feed-forward inner width (ffn_dim)
+    V   vocabulary size
+    L   number of layers (encoder_layers / decoder_layers)
+
+Masks: one convention, built once per stack call (not per layer) by ``_padding_mask`` / ``_causal_mask``: an
+additive float mask broadcastable to (B, H, T, K) — (B, 1, 1, S) for padding, (B|1, 1, T, P + T) causal — holding 0
+where attention is allowed and ``torch.finfo(dtype).min`` where it is not, or ``None``
+when nothing needs masking (sdpa then uses its ``is_causal`` fast path for an uncached causal prefix).
+
+Deviations from the paper, stated once:
+- ``norm_style="pre"`` (LayerNorm inside the residual branch, Xiong et al. 2020) is offered besides the paper's
+  post-norm; pre-norm adds a final LayerNorm after each stack.
+- The default initialisation is normal(0, ``init_std``) like BART/Marian, not Xavier-uniform.
+- ``output_attentions=True`` always computes attention with the eager kernel (sdpa does not return weights).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
 from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig
+from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
 
 
-class TransformerSeq2SeqForConditionalGeneration(PreTrainedModel, GenerationMixin):
-    config_class = TransformerSeq2SeqConfig
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher-forcing decoder inputs from ``labels`` (B, T): ``decoder_start_token_id`` first, ``-100`` → pad."""
+    shifted = labels.new_empty(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill_(shifted == -100, pad_token_id)
 
-    def __init__(self, config):
+
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` that costs nothing at inference (several calls per layer and decoding step)."""
+    return F.dropout(x, p=p, training=True) if training and p > 0 else x
+
+
+# ----------------------------------------------------------------------------------------------------- masks
+def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, K) 1/0 keep mask → additive (B, 1, 1, K) mask (0 keep, finfo.min drop), or None when absent."""
+    if attention_mask is None:
+        return None
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def _causal_mask(
+    decoder_attention_mask: torch.Tensor | None,
+    query_length: int,
+    past_length: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    attn_implementation: str,
+) -> torch.Tensor | None:
+    """Decoder self-attention mask (Sec. 3.2.3: position i attends to positions <= i).
+
+    Query j (absolute position P + j) may see key k (0 <= k < P + T) iff k <= P + j and the key is not padding.
+    Returns None when no mask is needed: one query over its whole past, or an uncached prefix under sdpa (whose
+    ``is_causal`` flag applies the triangle). Otherwise an additive (B or 1, 1, T, P + T) mask.
+    """
+    if decoder_attention_mask is None:
+        if query_length == 1 or (past_length == 0 and attn_implementation == "sdpa"):
+            return None
+    key_length = past_length + query_length
+    q_pos = torch.arange(past_length, key_length, device=device)[:, None]
+    allowed = torch.arange(key_length, device=device)[None, :] <= q_pos  # (T, P + T)
+    allowed = allowed[None, None]  # (1, 1, T, P + T)
+    if decoder_attention_mask is not None:
+        allowed = allowed & decoder_attention_mask[:, None, None, -key_length:].bool()
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+# ------------------------------------------------------------------------------------------------- positions
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """Sec. 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D)) → (N, D).
+
+    Interleaved exactly as in the paper (Marian instead concatenates [sin | cos]).
+    """
+    position = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table.float()
+
+
+class TransformerSeq2SeqSinusoidalPositions(nn.Module):
+    """Fixed sinusoidal positions (Sec. 3.5): a computed, non-persistent (N, D) buffer, never a parameter."""
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__()
+        self.num_positions, self.dim = num_positions, dim
+        self.register_buffer("table", sinusoidal_table(num_positions, dim), persistent=False)
+
+    def forward(self, past_length: int, length: int) -> torch.Tensor:
+        """Positions P .. P + T - 1 → (T, D)."""
+        return self.table[past_length : past_length + length]
+
+
+class TransformerSeq2SeqLearnedPositions(nn.Embedding):
+    """Learned absolute positions (the paper's Sec. 3.5 alternative, as in BERT/BART): an (N, D) parameter."""
+
+    def forward(self, past_length: int, length: int) -> torch.Tensor:
+        """Positions P .. P + T - 1 → (T, D)."""
+        positions = torch.arange(past_length, past_length + length, device=self.weight.device)
+        return super().forward(positions)
+
+
+# ------------------------------------------------------------------------------------------------- attention
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1: Attention(Q, K, V) = softmax(Q K^T / sqrt(Dh)) V, with an additive mask before the softmax.
+
+    query (B, H, T, Dh), key / value (B, H, K, Dh), mask (B|1, 1, T|1, K) → output (B, T, H, Dh) and the
+    weights (B, H, T, K). The softmax runs in float32 for low-precision inputs.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2)
+    return output, weights
+
+
+class TransformerSeq2SeqAttention(nn.Module):
+    """Multi-head attention (Sec. 3.2.2): MultiHead(Q, K, V) = Concat(head_1..head_H) W^O,
+    head_h = Attention(Q W^Q_h, K W^K_h, V W^V_h) with eq. 1 scaled dot-product attention per head.
+
+    Self-attention projects Q, K, V with one fused Linear (D → 3D); cross-attention projects Q from the decoder and
+    K, V from the encoder memory with one fused Linear (D → 2D). In incremental decoding the self-attention K/V of
+    each new position are appended to ``cache.self_attention_cache`` and the cross-attention K/V are computed once
+    per source sentence (``cache.is_updated[layer_idx]``) and reused at every later step.
+    """
+
+    def __init__(
+        self, config: TransformerSeq2SeqConfig, layer_idx: int, is_cross_attention: bool, is_causal: bool
+    ):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_cross_attention = is_cross_attention
+        self.is_causal = is_causal  # read by the sdpa interface
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.d_model // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k), eq. 1
+        self.dropout = config.attention_dropout
+        d_model = config.d_model
+        if is_cross_attention:
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        else:
+            self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split_heads(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+        """(B, T, n·D) → n tensors (B, H, T, Dh), views of one permute."""
+        batch, length, _ = x.shape
+        return x.view(batch, length, n, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        key_value_states: torch.Tensor | None = None,
+        cache: EncoderDecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states (B, T, D); key_value_states (B, S, D) for cross-attention; mask (B|1, 1, T|1, K).
+
+        Returns the attended output (B, T, D) and, with ``output_attentions`` (or the eager kernel), the weights
+        (B, H, T, K) where K = S for cross-attention and P + T for self-attention.
+        """
+        batch, length, _ = hidden_states.shape
+        if self.is_cross_attention:
+            (query,) = self._split_heads(self.q_proj(hidden_states), 1)
+            if cache is not None and cache.is_updated.get(self.layer_idx):
+                layer = cache.cross_attention_cache.layers[self.layer_idx]
+                key, value = layer.keys, layer.values
+            else:
+                key, value = self._split_heads(self.kv_proj(key_value_states), 2)
+                if cache is not None:
+                    key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                    cache.is_updated[self.layer_idx] = True
+        else:
+            query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)
+            if cache is not None:
+                key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
+
+        if output_attentions:
+            attention_interface: Callable = eager_attention_forward
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        output = self.out_proj(output.reshape(batch, length, -1))
+        return output, weights
+
+
+# ---------------------------------------------------------------------------------------------------- layers
+class TransformerSeq2SeqFeedForward(nn.Module):
+    """Sec. 3.3, eq. 2: FFN(x) = act(x W_1 + b_1) W_2 + b_2, (B, T, D) → (B, T, F) → (B, T, D)."""
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.ffn_dim)
+        self.fc2 = nn.Linear(config.ffn_dim, config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
+        return self.fc2(x)
+
+
+class TransformerSeq2SeqEncoderLayer(nn.Module):
+    """One encoder block (Sec. 3.1): self-attention, then FFN, each wrapped as a residual sub-layer.
+
+    post-norm (paper): x = LayerNorm(x + Dropout(Sublayer(x)));  pre-norm: x = x + Dropout(Sublayer(LayerNorm(x))).
+    """
+
+    def __init__(self, config: TransformerSeq2SeqConfig, layer_idx: int):
+        super().__init__()
+        self.pre_norm = config.norm_style == "pre"
+        self.dropout = config.dropout
+        self.self_attn = TransformerSeq2SeqAttention(
+            config, layer_idx, is_cross_attention=False, is_causal=False
+        )
+        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.ffn = TransformerSeq2SeqFeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.d_model)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states (B, S, D), mask (B, 1, 1, S) → (B, S, D) and self-attention weights (B, H, S, S)."""
+        residual = hidden_states
+        if self.pre_norm:
+            hidden_states = self.self_attn_norm(hidden_states)
+        hidden_states, weights = self.self_attn(
+            hidden_states, attention_mask, output_attentions=output_attentions
+        )
+        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
+        if not self.pre_norm:
+            hidden_states = self.self_attn_norm(hidden_states)
+
+        residual = hidden_states
+        if self.pre_norm:
+            hidden_states = self.ffn_norm(hidden_states)
+        hidden_states = residual + _dropout(self.ffn(hidden_states), self.dropout, self.training)
+        if not self.pre_norm:
+            hidden_states = self.ffn_norm(hidden_states)
+        return hidden_states, weights
+
+
+class TransformerSeq2SeqDecoderLayer(nn.Module):
+    """One decoder block (Sec. 3.1): masked self-attention, cross-attention over the encoder memory, FFN; each a
+    residual sub-layer with post- or pre-norm as in the encoder layer."""
+
+    def __init__(self, config: TransformerSeq2SeqConfig, layer_idx: int):
+        super().__init__()
+        self.pre_norm = config.norm_style == "pre"
+        self.dropout = config.dropout
+        self.self_attn = TransformerSeq2SeqAttention(
+            config, layer_idx, is_cross_attention=False, is_causal=True
+        )
+        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.cross_attn = TransformerSeq2SeqAttention(
+            config, layer_idx, is_cross_attention=True, is_causal=False
+        )
+        self.cross_attn_norm = nn.LayerNorm(config.d_model)
+        self.ffn = TransformerSeq2SeqFeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.d_model)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        self_attn_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        cross_attn_mask: torch.Tensor | None,
+        cache: EncoderDecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """hidden_states (B, T, D), encoder_hidden_states (B, S, D) → (B, T, D), self-attention weights
+        (B, H, T, P + T) and cross-attention weights (B, H, T, S)."""
+        residual = hidden_states
+        if self.pre_norm:
+            hidden_states = self.self_attn_norm(hidden_states)
+        hidden_states, self_weights = self.self_attn(
+            hidden_states, self_attn_mask, cache=cache, output_attentions=output_attentions
+        )
+        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
+        if not self.pre_norm:
+            hidden_states = self.self_attn_norm(hidden_states)
+
+        residual = hidden_states
+        if self.pre_norm:
+            hidden_states = self.cross_attn_norm(hidden_states)
+        hidden_states, cross_weights = self.cross_attn(
+            hidden_states,
+            cross_attn_mask,
+            key_value_states=encoder_hidden_states,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
+        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
+        if not self.pre_norm:
+            hidden_states = self.cross_attn_norm(hidden_states)
+
+        residual = hidden_states
+        if self.pre_norm:
+            hidden_states = self.ffn_norm(hidden_states)
+        hidden_states = residual + _dropout(self.ffn(hidden_states), self.dropout, self.training)
+        if not self.pre_norm:
+            hidden_states = self.ffn_norm(hidden_states)
+        return hidden_states, self_weights, cross_weights
+
+
+# ---------------------------------------------------------------------------------------------------- stacks
+def _make_positions(config: TransformerSeq2SeqConfig) -> nn.Module:
+    if config.position_embedding == "sinusoidal":
+        return TransformerSeq2SeqSinusoidalPositions(config.max_position_embeddings, config.d_model)
+    return TransformerSeq2SeqLearnedPositions(config.max_position_embeddings, config.d_model)
+
+
+class _Embedder(nn.Module):
+    """Token embedding × sqrt(D) (Sec. 3.4, if ``scale_embedding``) + positions (Sec. 3.5), then dropout."""
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_positions = _make_positions(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.max_positions = config.max_position_embeddings
+        self.dropout = config.dropout
+
+    def embed(self, input_ids: torch.Tensor, past_length: int = 0) -> torch.Tensor:
+        """input_ids (B, T) at absolute positions P .. P + T - 1 → (B, T, D)."""
+        length = input_ids.shape[1]
+        if past_length + length > self.max_positions:
+            raise ValueError(
+                f"sequence of {past_length + length} positions exceeds max_position_embeddings="
+                f"{self.max_positions}; truncate the input or raise max_position_embeddings"
+            )
+        hidden = self.embed_tokens(input_ids) * self.embed_scale
+        hidden = hidden + self.embed_positions(past_length, length).to(hidden.dtype)
+        return _dropout(hidden, self.dropout, self.training)
+
+
+class TransformerSeq2SeqEncoder(_Embedder):
+    """The encoder stack (Sec. 3.1): embeddings + L encoder layers (+ a final LayerNorm for pre-norm).
+
+    Called by ``generate()`` through ``get_encoder()``; returns a batch-first ``BaseModelOutput``.
+    """
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__(config)
-        raise NotImplementedError("placeholder")
+        self.layers = nn.ModuleList(
+            [TransformerSeq2SeqEncoderLayer(config, i) for i in range(config.encoder_layers)]
+        )
+        self.layer_norm = nn.LayerNorm(config.d_model) if config.norm_style == "pre" else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        """input_ids (B, S), attention_mask (B, S) of 1 (token) / 0 (padding) → last_hidden_state (B, S, D);
+        hidden_states: L + 1 tensors (B, S, D); attentions: L tensors (B, H, S, S)."""
+        hidden_states = self.embed(input_ids)
+        mask = _padding_mask(attention_mask, hidden_states.dtype)
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, mask, output_attentions=bool(output_attentions))
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden, attentions=all_attentions
+        )
+
+
+class TransformerSeq2SeqDecoder(_Embedder):
+    """The decoder stack (Sec. 3.1): embeddings + L decoder layers (+ a final LayerNorm for pre-norm).
+
+    The same code serves teacher forcing (T = target length, no cache) and incremental decoding (T = 1, with an
+    ``EncoderDecoderCache``); positions continue from the cache length P.
+    """
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__(config)
+        self.config = config
+        self.layers = nn.ModuleList(
+            [TransformerSeq2SeqDecoderLayer(config, i) for i in range(config.decoder_layers)]
+        )
+        self.layer_norm = nn.LayerNorm(config.d_model) if config.norm_style == "pre" else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: EncoderDecoderCache | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> dict:
+        """input_ids (B, T), encoder_hidden_states (B, S, D), encoder_attention_mask (B, S), attention_mask
+        (B, P + T) → dict with last_hidden_state (B, T, D), hidden_states (L + 1 × (B, T, D)), attentions
+        (L × (B, H, T, P + T)), cross_attentions (L × (B, H, T, S))."""
+        past_length = cache.get_seq_length() if cache is not None else 0
+        hidden_states = self.embed(input_ids, past_length)
+        self_mask = _causal_mask(
+            attention_mask,
+            input_ids.shape[1],
+            past_length,
+            hidden_states.dtype,
+            hidden_states.device,
+            "eager" if output_attentions else self.config._attn_implementation,
+        )
+        cross_mask = _padding_mask(encoder_attention_mask, hidden_states.dtype)
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        self_attentions = () if output_attentions else None
+        cross_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache, output_attentions
+            )
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            if output_attentions:
+                self_attentions += (self_weights,)
+                cross_attentions += (cross_weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+        return {
+            "last_hidden_state": hidden_states,
+            "hidden_states": all_hidden,
+            "attentions": self_attentions,
+            "cross_attentions": cross_attentions,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------- model
+class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
+    config_class = TransformerSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _no_split_modules = ["TransformerSeq2SeqEncoderLayer", "TransformerSeq2SeqDecoderLayer"]
+
+    def __init__(self, config: TransformerSeq2SeqConfig, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        attn = config._attn_implementation
+        if attn is not None and attn not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation={attn!r} is not supported; valid choices: "
+                f"{', '.join(map(repr, ATTN_IMPLEMENTATIONS))}"
+            )
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, init_std) Linear/Embedding weights, zero biases and padding row, unit LayerNorms (the
+        transformers default), and the sinusoidal table (a computed buffer, recomputed on every load)."""
+        super()._init_weights(module)
+        if isinstance(module, TransformerSeq2SeqSinusoidalPositions):
+            init.copy_(module.table, sinusoidal_table(module.num_positions, module.dim))
+
+
+class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
+    """Encoder + decoder without the output projection; returns ``Seq2SeqModelOutput``."""
+
+    _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__(config)
+        self.encoder = TransformerSeq2SeqEncoder(config)
+        self.decoder = TransformerSeq2SeqDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        if self.config.tie_word_embeddings:
+            self.decoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> TransformerSeq2SeqEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> TransformerSeq2SeqDecoder:
+        return self.decoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        """See ``TransformerSeq2SeqForConditionalGeneration.forward``; returns the decoder states (B, T, D)."""
+        output_attentions = bool(output_attentions)
+        output_hidden_states = bool(output_hidden_states)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if encoder_outputs is None:
+            if input_ids is None:
+                raise ValueError("forward needs input_ids (B, S) or encoder_outputs")
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if decoder_input_ids is None:
+            raise ValueError("forward needs decoder_input_ids (B, T) or labels")
+
+        if not use_cache:
+            cache = None
+        elif cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        elif not isinstance(cache, EncoderDecoderCache):
+            raise ValueError(f"cache must be an EncoderDecoderCache, got {type(cache).__name__}")
+
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            attention_mask=decoder_attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs["last_hidden_state"],
+            cache=cache,
+            decoder_hidden_states=decoder_outputs["hidden_states"],
+            decoder_attentions=decoder_outputs["attentions"],
+            cross_attentions=decoder_outputs["cross_attentions"],
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedModel, GenerationMixin):
+    """The Transformer encoder-decoder with its output projection (Sec. 3.4: logits = h W_E^T when tied).
+
+    With ``tie_word_embeddings`` the encoder input, decoder input and output projection share one (V, D) matrix,
+    stored once in ``model.safetensors``.
+    """
+
+    _tied_weights_keys = {
+        "lm_head.weight": "model.encoder.embed_tokens.weight",
+        "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
+    }
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__(config)
+        self.model = TransformerSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_encoder(self, modality: str | None = None) -> TransformerSeq2SeqEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> TransformerSeq2SeqDecoder:
+        return self.model.decoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @staticmethod
+    def _reorder_cache(cache: EncoderDecoderCache, beam_idx: torch.Tensor) -> EncoderDecoderCache:
+        """Beam search: reorder only the self-attention K/V. ``beam_idx`` picks beams of the same sentence, whose
+        cross-attention K/V are identical (the encoder output is repeated per beam), so those need no copy."""
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels (B, T) with -100 padding → decoder inputs (B, T) (used by ``DataCollatorForSeq2Seq``)."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput | tuple:
+        """Encode ``input_ids`` (B, S) (or reuse ``encoder_outputs``), decode ``decoder_input_ids`` (B, T).
+
+        labels (B, T): target ids ending in ``</s>``, padding -100. Without ``decoder_input_ids`` they are shifted
+        right to build them. The loss is the label-smoothed (``config.label_smoothing``) cross-entropy over the
+        non-(-100) positions, computed in float32.
+        cache: an ``EncoderDecoderCache`` continued in place (P past positions); created when ``use_cache`` and
+        absent; ignored (and not returned) when ``use_cache=False``. Passing ``labels`` disables it.
+        Returns ``Seq2SeqLMOutput`` with logits (B, T, V), cache, cross_attentions (L × (B, H, T, S)) ...
+        """
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]),
+                labels.to(logits.device).view(-1),
+                ignore_index=-100,
+                label_smoothing=self.config.label_smoothing,
+            )
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+        return output if return_dict is None or return_dict else output.to_tuple()
+
+
+__all__ = [
+    "TransformerSeq2SeqForConditionalGeneration",
+    "TransformerSeq2SeqModel",
+    "TransformerSeq2SeqPreTrainedModel",
+]

@@ -194,3 +194,12 @@ def test_push_to_a_branch_and_bad_folders(tokenizer, tmp_path, hub, monkeypatch)
     with pytest.raises(ValueError, match="USER/NAME"):
         push_model_folder(folder, "no-namespace", endpoint=hub.url)
     assert hub.state.unhandled == []
+
+
+def test_model_without_attention_saves_a_card_without_heatmap(tokenizer, tmp_path):
+    """The Sutskever/Cho model (attention="none") has no alignment: saving skips the heatmap, keeps the rest."""
+    model = tiny_model("rnn", len(tokenizer), attention="none")
+    folder = save_model_folder(model, tokenizer, tmp_path / "vanilla", card=CARD)
+    assert (folder / "learning_curve.png").is_file()
+    assert not (folder / "attention.png").exists()
+    assert "attention.png" not in (folder / "README.md").read_text()

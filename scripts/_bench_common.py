@@ -1,0 +1,308 @@
+"""Shared pieces of the ``scripts/bench_*.py`` benchmarks: the Marian twin, Multi30k / generated batches, timing,
+memory and the environment block every results file carries.
+
+The Marian twin: ``transformers.MarianMTModel`` with the same vocabulary, d_model, layers, heads, FFN width,
+post-norm, sinusoidal positions, sqrt(d_model) embedding scaling and tied embeddings as our
+``TransformerSeq2SeqForConditionalGeneration``; :func:`copy_marian_weights` copies Marian's weights into ours
+(Q/K/V concatenated into our fused projections, Marian's [sin | cos] position table into our buffer) so both
+compute the same function — the benchmarks check it before timing anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import os
+import platform
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import MarianConfig, MarianMTModel
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from hf_seq2seq.configuration_transformer_seq2seq import TransformerSeq2SeqConfig  # noqa: E402
+from hf_seq2seq.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
+
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+SPECIAL_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+
+# d_model, layers (encoder = decoder), heads, ffn: "small" = our default Multi30k model, "base" = transformer-base
+PRESETS = {
+    "tiny": dict(d_model=128, layers=2, heads=4, ffn_dim=512),
+    "small": dict(d_model=256, layers=3, heads=4, ffn_dim=1024),
+    "base": dict(d_model=512, layers=6, heads=8, ffn_dim=2048),
+}
+
+
+@dataclass
+class Dims:
+    vocab_size: int = 8000
+    d_model: int = 256
+    layers: int = 3
+    heads: int = 4
+    ffn_dim: int = 1024
+    max_positions: int = 256
+    dropout: float = 0.1
+
+
+# ------------------------------------------------------------------------------------------- the Marian twin
+def marian_config(d: Dims, attn: str = "sdpa") -> MarianConfig:
+    return MarianConfig(
+        vocab_size=d.vocab_size,
+        d_model=d.d_model,
+        encoder_layers=d.layers,
+        decoder_layers=d.layers,
+        encoder_attention_heads=d.heads,
+        decoder_attention_heads=d.heads,
+        encoder_ffn_dim=d.ffn_dim,
+        decoder_ffn_dim=d.ffn_dim,
+        activation_function="relu",
+        dropout=d.dropout,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        scale_embedding=True,
+        max_position_embeddings=d.max_positions,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        forced_eos_token_id=None,
+        attn_implementation=attn,
+        **SPECIAL_IDS,
+    )
+
+
+def ours_config(d: Dims, attn: str = "sdpa") -> TransformerSeq2SeqConfig:
+    return TransformerSeq2SeqConfig(
+        vocab_size=d.vocab_size,
+        d_model=d.d_model,
+        encoder_layers=d.layers,
+        decoder_layers=d.layers,
+        num_attention_heads=d.heads,
+        ffn_dim=d.ffn_dim,
+        dropout=d.dropout,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        activation_function="relu",
+        norm_style="post",
+        position_embedding="sinusoidal",
+        scale_embedding=True,
+        max_position_embeddings=d.max_positions,
+        tie_word_embeddings=True,
+        attn_implementation=attn,
+        **SPECIAL_IDS,
+    )
+
+
+@torch.no_grad()
+def copy_marian_weights(marian: MarianMTModel, ours: TransformerSeq2SeqForConditionalGeneration) -> None:
+    """Make ``ours`` compute what ``marian`` computes (fused Q/K/V and K/V, the same position table)."""
+    src, dst = marian.model, ours.model
+    dst.encoder.embed_tokens.weight.copy_(src.shared.weight)
+    dst.encoder.embed_positions.table.copy_(src.encoder.embed_positions.weight)
+    dst.decoder.embed_positions.table.copy_(src.decoder.embed_positions.weight)
+
+    def fuse(linear, parts):
+        linear.weight.copy_(torch.cat([p.weight for p in parts]))
+        linear.bias.copy_(torch.cat([p.bias for p in parts]))
+
+    def copy(d, s):
+        d.load_state_dict(s.state_dict())
+
+    for s, d in zip(src.encoder.layers, dst.encoder.layers):
+        fuse(d.self_attn.qkv_proj, [s.self_attn.q_proj, s.self_attn.k_proj, s.self_attn.v_proj])
+        copy(d.self_attn.out_proj, s.self_attn.out_proj)
+        copy(d.self_attn_norm, s.self_attn_layer_norm)
+        copy(d.ffn.fc1, s.fc1), copy(d.ffn.fc2, s.fc2), copy(d.ffn_norm, s.final_layer_norm)
+    for s, d in zip(src.decoder.layers, dst.decoder.layers):
+        fuse(d.self_attn.qkv_proj, [s.self_attn.q_proj, s.self_attn.k_proj, s.self_attn.v_proj])
+        copy(d.self_attn.out_proj, s.self_attn.out_proj)
+        copy(d.self_attn_norm, s.self_attn_layer_norm)
+        copy(d.cross_attn.q_proj, s.encoder_attn.q_proj)
+        fuse(d.cross_attn.kv_proj, [s.encoder_attn.k_proj, s.encoder_attn.v_proj])
+        copy(d.cross_attn.out_proj, s.encoder_attn.out_proj)
+        copy(d.cross_attn_norm, s.encoder_attn_layer_norm)
+        copy(d.ffn.fc1, s.fc1), copy(d.ffn.fc2, s.fc2), copy(d.ffn_norm, s.final_layer_norm)
+
+
+def build_twins(
+    d: Dims, attn: str = "sdpa", init_std: float | None = None, seed: int = 0
+) -> tuple[TransformerSeq2SeqForConditionalGeneration, MarianMTModel]:
+    """(ours, marian) on CPU in float32 with identical weights. ``init_std`` re-draws Marian's matrices from
+    N(0, init_std) first (a large value gives well-separated logits for generation benchmarks)."""
+    torch.manual_seed(seed)
+    marian = MarianMTModel(marian_config(d, attn))
+    if init_std is not None:
+        with torch.no_grad():
+            for p in marian.parameters():
+                if p.dim() > 1:
+                    p.normal_(0.0, init_std)
+    ours = TransformerSeq2SeqForConditionalGeneration(ours_config(d, attn))
+    copy_marian_weights(marian, ours)
+    return ours, marian
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def read_lines(path: Path, n: int) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            out.append(line.rstrip("\n"))
+            if len(out) >= n:
+                break
+    return out
+
+
+def multi30k_batches(
+    n_lines: int, vocab_size: int, max_tokens: int, src: str = "de", tgt: str = "en", seed: int = 0
+) -> tuple[list[dict], object]:
+    """Token-budget batches (``TokenBatchSampler``, ``DataCollatorForSeq2Seq``) of the first ``n_lines`` Multi30k
+    train pairs, with a joint BPE tokenizer trained by ``train_tokenizer`` on the same slice.
+
+    Returns (batches of CPU tensors: input_ids, attention_mask, labels, decoder_input_ids; tokenizer)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    from hf_seq2seq.data import TokenBatchSampler
+    from hf_seq2seq.modeling_transformer_seq2seq import shift_tokens_right
+    from hf_seq2seq.tokenization import train_tokenizer
+
+    src_lines = read_lines(MULTI30K / f"train.{src}.gz", n_lines)
+    tgt_lines = read_lines(MULTI30K / f"train.{tgt}.gz", n_lines)
+    tokenizer = train_tokenizer(src_lines + tgt_lines, vocab_size=vocab_size)
+    src_ids = tokenizer(src_lines)["input_ids"]
+    tgt_ids = tokenizer(tgt_lines)["input_ids"]
+    features = [{"input_ids": s, "labels": t} for s, t in zip(src_ids, tgt_ids)]
+    lengths = [max(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)]
+    sampler = TokenBatchSampler(lengths, max_tokens, shuffle=True, seed=seed)
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
+    batches = []
+    for idx in sampler:
+        batch = dict(collator([features[i] for i in idx]))
+        batch["decoder_input_ids"] = shift_tokens_right(batch["labels"], 0, 1)
+        batches.append(batch)
+    return batches, tokenizer
+
+
+def random_batch(batch: int, src_len: int, tgt_len: int, vocab_size: int, seed: int = 0) -> dict:
+    """A generated batch without padding: every sentence exactly ``src_len`` / ``tgt_len`` tokens ending in </s>."""
+    from hf_seq2seq.modeling_transformer_seq2seq import shift_tokens_right
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab_size, (batch, src_len), generator=g)
+    labels = torch.randint(3, vocab_size, (batch, tgt_len), generator=g)
+    ids[:, -1] = 2
+    labels[:, -1] = 2
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": labels,
+        "decoder_input_ids": shift_tokens_right(labels, 0, 1),
+    }
+
+
+def to_device(batch: dict, device: str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def target_tokens(batch: dict) -> int:
+    return int((batch["labels"] != -100).sum())
+
+
+# ---------------------------------------------------------------------------------------- timing and memory
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def autocast(device: str, dtype: str):
+    """bf16 = autocast (fp32 master weights and optimizer state, bf16 matmuls); fp32 = a no-op context."""
+    if dtype == "bf16":
+        return torch.autocast(
+            device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
+        )
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+def train_step(model, optimizer, batch: dict, device: str, dtype: str) -> float:
+    with autocast(device, dtype):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+class RSSPeak:
+    """Peak resident set size (psutil, sampled every ``interval`` s in a thread) while the block runs — the CPU
+    stand-in for ``torch.cuda.max_memory_allocated`` (glibc returns large freed blocks to the OS, so RSS tracks
+    the tensors alive). ``peak`` and ``before`` in bytes."""
+
+    def __init__(self, interval: float = 0.002):
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.interval = interval
+        self.peak = self.before = 0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.before = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+# ----------------------------------------------------------------------------------------------- environment
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name()})"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    return (
+        f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, load average {load:.1f} at start)"
+    )
+
+
+def environment(device: str, script: str, argv: list[str] | None, **extra) -> dict:
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([f"python scripts/{script}", *args]).strip(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        **extra,
+    }
+
+
+def env_line(meta: dict) -> str:
+    return (
+        f"Produced by `{meta['command']}` on {meta['date']} — torch {meta['torch']}, transformers "
+        f"{meta['transformers']}, Python {meta['python']}, {meta['device']}."
+    )
+
+
+def dims_dict(d: Dims) -> dict:
+    return asdict(d)
