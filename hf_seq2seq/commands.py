@@ -15,20 +15,57 @@ from pathlib import Path
 
 
 # ---------------------------------------------------------------------------------------------------- shared
-def _load(model_path: str, device: str = "auto"):
-    """The model (eval mode, on ``device``) and tokenizer of a saved folder or Hub repo."""
+def _load(model_path: str, device: str = "auto", trust_remote_code: bool = False):
+    """The model (eval mode, on ``device``) and tokenizer of a saved folder or Hub repo.
+
+    Our model types load with the installed package's code (``import hf_seq2seq`` registers them), so the code
+    files in a folder are never executed unless ``trust_remote_code=True`` (``--trust_remote_code``) is given for
+    a model type we do not know. Weights are read from ``model.safetensors`` only (no pickle). Every failure is a
+    ``ValueError`` / ``OSError`` naming the folder and the problem.
+    """
+    import json
+
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     import hf_seq2seq  # noqa: F401  (registers our model types, so local folders load without remote code)
 
+    from .tokenization import OUR_MODEL_TYPES, check_tokenizer_fits_model
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if Path(model_path).exists() and not (Path(model_path) / "config.json").is_file():
-        raise FileNotFoundError(f"{model_path} is not a saved model folder: it has no config.json")
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_path, trust_remote_code=True).to(device).eval()
-    return model, tokenizer
+    local = Path(model_path)
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(f"{model_path} is not a saved model folder: it has no config.json")
+        try:
+            model_type = json.loads((local / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, AttributeError) as err:
+            raise ValueError(f"{local / 'config.json'} is not a valid JSON object: {err}") from None
+        from transformers import CONFIG_MAPPING
+
+        if model_type not in CONFIG_MAPPING and not trust_remote_code:
+            raise ValueError(
+                f"{local / 'config.json'} has model_type {model_type!r}, which is neither one of ours "
+                f"({', '.join(OUR_MODEL_TYPES)}) nor a type transformers knows; if the folder ships its own "
+                "code and you trust it, pass --trust_remote_code"
+            )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            model_path, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except OSError:
+        raise
+    except ValueError as err:
+        raise ValueError(f"cannot load the model in {model_path}: {err}") from None
+    except Exception as err:  # safetensors' SafetensorError (truncated/corrupt file) and friends
+        raise ValueError(
+            f"cannot load the weights in {model_path}: {type(err).__name__}: {err} "
+            "(is model.safetensors truncated or corrupt? save or download it again)"
+        ) from None
+    check_tokenizer_fits_model(tokenizer, model.config, str(model_path))
+    return model.to(device).eval(), tokenizer
 
 
 def _max_source_length(model, tokenizer) -> int:
@@ -113,6 +150,16 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
+    _trust_arg(parser)
+
+
+def _trust_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="run the code files of a model folder/repo whose model_type is not one of ours (off by default: "
+        "only enable it for code you trust)",
+    )
 
 
 def _generate_kwargs(args) -> dict:
@@ -150,7 +197,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         lines = _read_lines(args.input) if args.input else sys.stdin.read().splitlines()
-        model, tokenizer = _load(args.model, args.device)
+        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
         results = translate_lines(
             model,
             tokenizer,
@@ -212,7 +259,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
                 f"{len(references)}: the files must be line-aligned"
             )
-        model, tokenizer = _load(args.model, args.device)
+        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
         hyps = [
             h[0]
             for h in translate_lines(
@@ -264,11 +311,12 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max_new_tokens", type=int, default=None, help="longest output")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    _trust_arg(parser)
     args = parser.parse_args(argv)
     from .plotting import attention_matrix, plot_attention
 
     try:
-        model, tokenizer = _load(args.model, args.device)
+        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
         matrix, src, tgt = attention_matrix(
             model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
         )

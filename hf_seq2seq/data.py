@@ -61,7 +61,7 @@ def _lines(path: Path, max_lines: int | None) -> list[str]:
             out.append(line)
     except FileNotFoundError as e:
         raise DataError(f"file not found: {path}") from e
-    except ValueError as e:  # not UTF-8: the message already names file and line
+    except ValueError as e:  # not UTF-8 or a NUL byte: the message already names file and line
         raise DataError(str(e)) from e
     return out
 
@@ -87,6 +87,9 @@ def read_parallel_prefix(
     """
     src_path, tgt_path = _prefix_file(prefix, source_lang), _prefix_file(prefix, target_lang)
     src, tgt = _lines(src_path, max_examples), _lines(tgt_path, max_examples)
+    for path, lines in ((src_path, src), (tgt_path, tgt)):
+        if not lines:
+            raise DataError(f"{path} is empty: expected one sentence per line")
     if len(src) != len(tgt):
         raise DataError(
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)} lines"
@@ -132,6 +135,8 @@ def read_jsonl(
         raise
     except ValueError as e:  # not UTF-8
         raise DataError(str(e)) from e
+    if not rows:
+        raise DataError(f'{path} has no examples: expected one {{"translation": {{...}}}} object per line')
     return Dataset.from_dict({"translation": rows})
 
 
@@ -233,9 +238,9 @@ def load_parallel_data(
     ``max_examples`` keeps the first N pairs of each split (and reads only that much of text files).
 
     Raises:
-        DataError: missing file, unequal line counts (both files and counts), text that is not UTF-8 (file and
-            line), malformed JSONL (file and line), a language the data does not have (the available ones), or
-            conflicting / missing source options.
+        DataError: missing or empty file, unequal line counts (both files and counts), text that is not UTF-8
+            or holds a NUL byte (file and line), malformed JSONL (file and line), a language the data does not
+            have (the available ones), or conflicting / missing source options.
     """
     if source_lang == target_lang:
         raise DataError(f"source_lang and target_lang are both {source_lang!r}; give two different languages")

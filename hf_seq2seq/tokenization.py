@@ -39,6 +39,7 @@ __all__ = [
     "save_tokenizers",
     "load_tokenizers",
     "iter_text_lines",
+    "check_tokenizer_fits_model",
 ]
 
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<s>", "</s>", "<unk>"
@@ -51,7 +52,7 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, newline stripped) from a UTF-8 text file, gzipped if ``.gz``.
 
     Raises ``FileNotFoundError`` naming the file, or ``ValueError`` naming the file and line for text that is
-    not UTF-8 (``hf_seq2seq.data`` turns both into its ``DataError``).
+    not UTF-8 or holds a NUL byte (``hf_seq2seq.data`` turns both into its ``DataError``).
     """
     path = Path(path)
     if not path.is_file():
@@ -65,6 +66,11 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 raise ValueError(
                     f"{path}, line {lineno}: text is not valid UTF-8 ({e.reason} at byte {e.start})"
                 ) from e
+            if "\x00" in line:  # a binary file (or UTF-16) read as text: refuse rather than train on garbage
+                raise ValueError(
+                    f"{path}, line {lineno}: contains a NUL byte (at character {line.index(chr(0)) + 1}); "
+                    "this looks like a binary or UTF-16 file, not UTF-8 text"
+                )
             yield lineno, line.rstrip("\r\n")
 
 
@@ -248,3 +254,33 @@ def load_tokenizers(
         )
     tok = AutoTokenizer.from_pretrained(path, **kwargs)
     return tok, tok
+
+
+OUR_MODEL_TYPES = ("rnn_seq2seq", "transformer_seq2seq")
+
+
+def check_tokenizer_fits_model(tokenizer, config, where: str = "") -> None:
+    """Raise ``ValueError`` if ``tokenizer`` cannot drive a model with ``config`` (``where`` names the folder).
+
+    A tokenizer with more entries than the model's embedding (``config.vocab_size``) would fail deep inside the
+    embedding with an index error, or worse, on some inputs only; one with fewer entries (for our model types, whose
+    training always sets ``vocab_size = len(tokenizer)``) means the two come from different runs and the output
+    would be garbage. Models of other types often pad their embedding, so there only a larger tokenizer is an error.
+    The special-token ids (pad, eos) must also agree.
+    """
+    n_tok, n_model = len(tokenizer), getattr(config, "vocab_size", None)
+    at = f" in {where}" if where else ""
+    if n_model is not None and (
+        n_tok > n_model or (n_tok != n_model and getattr(config, "model_type", None) in OUR_MODEL_TYPES)
+    ):
+        raise ValueError(
+            f"the tokenizer{at} has {n_tok} tokens but the model's vocab_size is {n_model}: they do not belong "
+            "together (a tokenizer from another run?); use the tokenizer the model was trained with"
+        )
+    for name in ("pad_token_id", "eos_token_id"):
+        tok_id, cfg_id = getattr(tokenizer, name, None), getattr(config, name, None)
+        if tok_id is not None and isinstance(cfg_id, int) and tok_id != cfg_id:
+            raise ValueError(
+                f"the tokenizer{at} has {name}={tok_id} but the model config has {name}={cfg_id}: they do not "
+                "belong together; use the tokenizer the model was trained with"
+            )

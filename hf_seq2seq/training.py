@@ -51,6 +51,16 @@ MODEL_TYPES = ("rnn", "transformer")
 SCHEDULERS = ("inverse_sqrt", "linear", "cosine", "constant")
 BEST_METRICS = ("bleu", "chrf", "loss")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+NAN_POLICIES = ("stop", "skip")
+# --nan_policy skip gives up (as "stop" does) after this many non-finite steps in a row
+MAX_CONSECUTIVE_SKIPS = 10
+# Test hook (tests/test_reliability.py): HF_SEQ2SEQ_DEBUG_PAUSE="save:N" pauses the main process after it has
+# written part of checkpoint N's temporary folder (model.safetensors cut to half its size, no COMPLETE marker);
+# "step:N" pauses every process in the middle of step N (after the backward pass, before the update). The
+# process writes OUTPUT_DIR/DEBUG_PAUSED and sleeps, so a test can SIGKILL the run at a known point.
+DEBUG_PAUSE_ENV = "HF_SEQ2SEQ_DEBUG_PAUSE"
+# Test hook: HF_SEQ2SEQ_DEBUG_NAN_AT_STEP=N makes the loss of step N NaN (to test --nan_policy skip).
+DEBUG_NAN_ENV = "HF_SEQ2SEQ_DEBUG_NAN_AT_STEP"
 TOKENIZER_MODELS = ("bpe", "unigram")
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
@@ -176,6 +186,22 @@ class DataArguments:
             )
 
 
+def _validate_model_config(model_type: str, overrides: dict) -> None:
+    """Build the config once at parse time so a bad key or value stops the run before any data is read."""
+    if model_type == "rnn":
+        from .configuration_rnn_seq2seq import RNNSeq2SeqConfig as config_cls
+    else:
+        from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig as config_cls
+    defaults = config_cls()
+    unknown = sorted(k for k in overrides if not hasattr(defaults, k))
+    if unknown:
+        raise ValueError(f"--model_config: {unknown} are not options of {config_cls.__name__}")
+    try:
+        config_cls(**overrides)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--model_config: {err}") from None
+
+
 @dataclass
 class ModelArguments:
     """Which model to build (or continue training)."""
@@ -214,6 +240,8 @@ class ModelArguments:
                 raise ValueError(f"--model_config is not valid JSON ({err}): {self.model_config!r}") from None
             if not isinstance(parsed, dict):
                 raise ValueError(f"--model_config must be a JSON object, got {self.model_config!r}")
+        if self.model_config is not None and self.model_name_or_path is None:
+            _validate_model_config(self.model_type, self.config_overrides())
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"--label_smoothing={self.label_smoothing!r} is invalid; it must be in [0, 1)")
         if not 0.0 <= self.scheduled_sampling <= 1.0:
@@ -311,11 +339,20 @@ class TrainArguments:
             "had been interrupted (used to test --resume)."
         },
     )
+    nan_policy: str = field(
+        default="stop",
+        metadata={
+            "help": "What a non-finite (NaN/inf) loss or gradient norm does: 'stop' saves the last good state and "
+            f"stops with an error naming the step; 'skip' drops that update and goes on (stops after "
+            f"{MAX_CONSECUTIVE_SKIPS} in a row). No update with non-finite values is ever applied."
+        },
+    )
 
     def __post_init__(self):
         _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
+        _check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
         _check_positive("learning_rate", self.learning_rate)
         for name in ("max_steps", "gradient_accumulation_steps", "eval_steps", "num_beams", "max_new_tokens"):
             _check_positive(name, getattr(self, name))
@@ -371,6 +408,49 @@ def _read_recipe(path: str) -> dict:
     return data
 
 
+def _check_recipe_types(path: str, recipe: dict) -> None:
+    """A recipe value is used as given (argparse converts only command-line strings): check its type here, so
+    ``max_steps: 2.5`` or ``disable_progress_bar: maybe`` in YAML fails naming the file and the option."""
+    import typing
+
+    hints = {}
+    for cls in ARGUMENT_CLASSES:
+        hints.update(typing.get_type_hints(cls))
+    for key, value in recipe.items():
+        expected = hints.get(key)
+        if expected is None:
+            continue
+        args = typing.get_args(expected) or (expected,)
+        if value is None:
+            if type(None) in args:
+                continue
+        elif isinstance(value, str) and str not in args:
+            # argparse converts string defaults as if typed on the command line (YAML reads 5e-4 as a string)
+            try:
+                if bool in args:
+                    ok = value.lower() in ("yes", "true", "t", "y", "1", "no", "false", "f", "n", "0")
+                else:
+                    (int if int in args else float)(value)
+                    ok = True
+            except ValueError:
+                ok = False
+            if ok:
+                continue
+        elif any(
+            (t is bool and isinstance(value, bool))
+            or (t is int and isinstance(value, int) and not isinstance(value, bool))
+            or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (t is str and isinstance(value, str))
+            for t in args
+        ):
+            continue
+        names = " or ".join(
+            {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(t, "null")
+            for t in args
+        )
+        raise ValueError(f"--config {path!r}: {key}: {value!r} is not valid; it must be {names}")
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainArguments]:
     """Recipe (``--config``) values become parser defaults, so anything on the command line wins."""
     import argparse
@@ -388,6 +468,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArgum
             raise ValueError(f"--config {known.config!r}: unknown option(s) {unknown}; see --help")
         if isinstance(recipe.get("model_config"), dict):
             recipe["model_config"] = json.dumps(recipe["model_config"])
+        _check_recipe_types(known.config, recipe)
         parser.set_defaults(**recipe)
     *outputs, _extra = parser.parse_args_into_dataclasses(args=argv)
     return tuple(outputs)
@@ -413,6 +494,8 @@ class TrainState:
         self.best_metric: float | None = None
         self.best_step: int | None = None
         self.bad_evals = 0
+        self.nan_skips = 0  # non-finite steps in a row (--nan_policy skip)
+        self.skipped_steps: list[int] = []
         self.history: list[dict] = []
 
     def state_dict(self) -> dict:
@@ -539,7 +622,12 @@ def build_model(model_args: ModelArguments, tokenizer):
     if model_args.label_smoothing is not None:
         overrides["label_smoothing"] = model_args.label_smoothing
     if model_args.model_name_or_path is not None:
-        model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, dtype=torch.float32)
+        from .tokenization import check_tokenizer_fits_model
+
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            model_args.model_name_or_path, dtype=torch.float32, use_safetensors=True
+        )
+        check_tokenizer_fits_model(tokenizer, model.config, model_args.model_name_or_path)
         for key, value in overrides.items():
             if not hasattr(model.config, key):
                 raise ValueError(f"--model_config: {key!r} is not an option of {type(model.config).__name__}")
@@ -565,7 +653,7 @@ def set_generation_defaults(model, train_args: TrainArguments) -> None:
     cfg = model.config
     gc.num_beams = train_args.num_beams
     gc.max_new_tokens = train_args.max_new_tokens
-    gc.early_stopping = True
+    gc.early_stopping = train_args.num_beams > 1  # True with greedy search makes the config unsavable
     gc.decoder_start_token_id = cfg.decoder_start_token_id
     gc.bos_token_id = cfg.bos_token_id
     gc.eos_token_id = cfg.eos_token_id
@@ -765,6 +853,17 @@ def _build_optimizer(model, train_args: TrainArguments):
     )
 
 
+def _debug_pause_requested(where: str, step: int) -> bool:
+    return os.environ.get(DEBUG_PAUSE_ENV) == f"{where}:{step}"
+
+
+def _debug_pause(output_dir: Path) -> None:
+    """Test hook (see ``DEBUG_PAUSE_ENV``): tell the test where we are, then wait to be killed."""
+    (output_dir / "DEBUG_PAUSED").write_text(str(os.getpid()))
+    while True:
+        time.sleep(60)
+
+
 def _is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -830,6 +929,11 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     accelerator.register_for_checkpointing(state)
 
     if train_args.resume:
+        if is_main:
+            for stale in sorted((output_dir / "checkpoints").glob(".tmp-*")):
+                logger.warning("removing %s: a checkpoint whose write was interrupted", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        accelerator.wait_for_everyone()
         ckpts = list_checkpoints(output_dir)
         if ckpts:
             step, path = ckpts[-1]
@@ -865,6 +969,10 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
                 shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        if is_main and _debug_pause_requested("save", state.step):
+            weights = tmp / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a write cut short
+            _debug_pause(output_dir)
         accelerator.wait_for_everyone()
         if is_main:
             (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": state.step, "time": time.time()}))
@@ -960,6 +1068,9 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     model.train()
     status, last_eval, last_eval_step, stop_reason = "completed", None, None, None
     window_tokens, window_start = 0, time.perf_counter()
+    # fp16 overflows are handled by the grad scaler (the step is skipped and the scale lowered): not an error
+    check_grads = train_args.mixed_precision != "fp16"
+    debug_nan_step = int(os.environ.get(DEBUG_NAN_ENV, "0") or 0)
     while state.step < train_args.max_steps and stop_reason is None:
         if train_args.num_epochs is not None and state.epoch >= train_args.num_epochs:
             break
@@ -1005,22 +1116,59 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
                         )
                     logits = model(**batch).logits
                     loss_sum = token_loss_sum(logits, labels, label_smoothing)
+                    if debug_nan_step == state.step + 1 and m == accum - 1:
+                        loss_sum = loss_sum * float("nan")
+                        debug_nan_step = 0  # once: the retried step is clean
                     accelerator.backward(loss_sum * (world * accum / G))
                 step_loss += loss_sum.detach().double()
+            if _debug_pause_requested("step", state.step + 1):
+                _debug_pause(output_dir)
             step_loss = accelerator.reduce(step_loss, reduction="sum") / G
             loss_value = float(step_loss)
-            if not math.isfinite(loss_value):
-                optimizer.zero_grad(set_to_none=True)
+            grad_norm = None
+            if math.isfinite(loss_value) and (train_args.max_grad_norm > 0 or check_grads):
+                # the global norm (DDP has all-reduced the gradients): the same value on every rank
+                max_norm = train_args.max_grad_norm if train_args.max_grad_norm > 0 else math.inf
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+            bad = (
+                "loss"
+                if not math.isfinite(loss_value)
+                else "gradient norm"
+                if check_grads and grad_norm is not None and not math.isfinite(float(grad_norm))
+                else None
+            )
+            if bad is not None:
+                optimizer.zero_grad(set_to_none=True)  # the update with non-finite values is never applied
+                value = loss_value if bad == "loss" else float(grad_norm)
+                state.nan_skips = getattr(state, "nan_skips", 0) + 1
+                if train_args.nan_policy == "skip" and state.nan_skips < MAX_CONSECUTIVE_SKIPS:
+                    state.skipped_steps = [*getattr(state, "skipped_steps", []), state.step + 1]
+                    state.groups_in_epoch = g + 1
+                    state.history.append(
+                        {"step": state.step + 1, "epoch": state.epoch, "skipped": f"{bad} is {value}"}
+                    )
+                    if is_main:
+                        logger.warning(
+                            "step %d: training %s is %s; update skipped (--nan_policy skip, %d in a row)",
+                            state.step + 1,
+                            bad,
+                            value,
+                            state.nan_skips,
+                        )
+                    continue
                 path = save_checkpoint() if state.step > 0 else None
                 write_history()
-                where = f"; the last good state (step {state.step}) is saved in {path}" if path else ""
-                msg = f"training loss is {loss_value} at step {state.step + 1}{where}"
+                where = (
+                    f"; the last good state (step {state.step}) is saved in {path}"
+                    if path
+                    else "; no step had been taken, nothing was saved"
+                )
+                in_a_row = f" ({state.nan_skips} non-finite steps in a row)" if state.nan_skips > 1 else ""
+                msg = f"training {bad} is {value} at step {state.step + 1}{in_a_row}{where}"
                 progress.close()
                 accelerator.end_training()
                 raise FloatingPointError(msg)
-            grad_norm = None
-            if train_args.max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+            state.nan_skips = 0
             optimizer.step()
             if not accelerator.optimizer_step_was_skipped:
                 scheduler.step()
