@@ -11,11 +11,24 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("hf_seq2seq.demo", "demo_main", "train both families on the embedded task, evaluate, save, plot"),
+    "demo": (
+        "hf_seq2seq.demo",
+        "demo_main",
+        "train both families on the embedded task, evaluate, save, plot",
+    ),
     "train": ("hf_seq2seq.training", "train_main", "train a model (same options as scripts/train.py)"),
     "translate": ("hf_seq2seq.commands", "translate_main", "translate stdin or a file with a saved model"),
-    "evaluate": ("hf_seq2seq.commands", "evaluate_main", "BLEU/chrF of a saved model on a source/reference pair"),
-    "plot-attention": ("hf_seq2seq.commands", "plot_attention_main", "draw the alignment heatmap for a sentence"),
+    "evaluate": (
+        "hf_seq2seq.commands",
+        "evaluate_main",
+        "BLEU/chrF of a saved model on a source/reference pair",
+    ),
+    "plot-attention": (
+        "hf_seq2seq.commands",
+        "plot_attention_main",
+        "draw the alignment heatmap for a sentence, or attention over an image per word",
+    ),
+    "caption": ("hf_seq2seq.commands", "caption_main", "caption image files with a saved captioning model"),
     "push": ("hf_seq2seq.commands", "push_main", "upload a saved model folder to the Hub"),
 }
 

@@ -1,4 +1,4 @@
-"""``hf-seq2seq translate | evaluate | plot-attention | push``: what a user does with a saved model folder.
+"""``hf-seq2seq translate | evaluate | plot-attention | caption | push``: what a user does with a saved model folder.
 
 Each ``<name>_main(argv) -> int`` owns its argparse parser; ``hf_seq2seq/cli.py`` dispatches to them.
 """
@@ -66,6 +66,103 @@ def _load(model_path: str, device: str = "auto", trust_remote_code: bool = False
         ) from None
     check_tokenizer_fits_model(tokenizer, model.config, str(model_path))
     return model.to(device).eval(), tokenizer
+
+
+def _folder_model_type(model_path: str) -> str | None:
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        return None  # _load / _load_captioner report the broken file
+
+
+CAPTIONING_MODEL_TYPE = "rnn_captioning"
+
+
+def _load_captioner(model_path: str, device: str = "auto", trust_remote_code: bool = False):
+    """``(model, image_processor, tokenizer)`` of a saved captioning folder (``save_captioning_folder``), eval mode.
+
+    Like :func:`_load`: our model type loads with the installed code (no remote code), weights from safetensors
+    only, and every failure is an ``OSError`` / ``ValueError`` naming the folder.
+    """
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+    import hf_seq2seq  # noqa: F401  (registers the captioning model and image processor)
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    local = Path(model_path)
+    if local.exists() and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"{model_path} is not a saved model folder: it has no config.json")
+    model_type = _folder_model_type(model_path)
+    if local.exists() and model_type != CAPTIONING_MODEL_TYPE and not trust_remote_code:
+        raise ValueError(
+            f"{model_path} holds a {model_type!r} model, not an image-captioning model ({CAPTIONING_MODEL_TYPE}); "
+            "use --text for translation models"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_path, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except OSError:
+        raise
+    except Exception as err:
+        raise ValueError(
+            f"cannot load the captioning model in {model_path}: {type(err).__name__}: {err}"
+        ) from None
+    return model.to(device).eval(), processor, tokenizer
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image file not found: {p}")
+    try:
+        with Image.open(p) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{p} is not a readable image: {err}") from None
+
+
+def caption_attention(model, image_processor, tokenizer, image, **generate_kwargs):
+    """Caption ``image`` and return ``(maps (T, G, G) numpy, words (T), caption)``: the attention over the image
+    grid while each word was predicted.
+
+    As for text (:func:`hf_seq2seq.plotting.attention_matrix`), the caption is generated first (any decoding
+    strategy) and the maps are read from one teacher-forced pass over it, so map ``t`` is the attention of the step
+    that produced word ``t``. Steps that produce special tokens (``</s>``, padding) are left out.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    pixel_values = image_processor(images=[image], return_tensors="pt")["pixel_values"].to(device)
+    with torch.no_grad():
+        sequence = model.generate(pixel_values=pixel_values, num_return_sequences=1, **generate_kwargs)
+        if hasattr(sequence, "sequences"):
+            sequence = sequence.sequences
+        sequence = sequence[:1]
+        out = model(
+            pixel_values=pixel_values,
+            decoder_input_ids=sequence[:, :-1],
+            output_attentions=True,
+            return_dict=True,
+        )
+    maps = model.attention_maps(out.cross_attentions)[0]  # (T, G, G)
+    special = set(tokenizer.all_special_ids)
+    targets = sequence[0, 1:].tolist()
+    keep = [t for t, tok in enumerate(targets) if tok not in special]
+    words = [
+        tokenizer.decode([targets[t]]).strip() or tokenizer.convert_ids_to_tokens(targets[t]) for t in keep
+    ]
+    caption = tokenizer.decode(sequence[0], skip_special_tokens=True).strip()
+    return maps[keep].float().cpu().numpy(), words, caption
 
 
 def _max_source_length(model, tokenizer) -> int:
@@ -293,12 +390,15 @@ def _head(value: str):
 def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-seq2seq plot-attention",
-        description="Draw the alignment heatmap of a sentence and its translation: the model's cross-attention "
-        "weights (source tokens on x, generated tokens on y), read from a teacher-forced forward pass over the "
-        "generated output.",
+        description="Draw the alignment heatmap of a sentence and its translation (--text: the model's "
+        "cross-attention weights, source tokens on x, generated tokens on y), or, for an image-captioning model "
+        "(--image), the attention map over the image for each generated word (Xu et al. 2015, fig. 3). The weights "
+        "are read from a teacher-forced forward pass over the generated output.",
     )
     parser.add_argument("--model", required=True, help="saved model folder (or Hub repo id)")
-    parser.add_argument("--text", required=True, help="the source sentence")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the source sentence (translation models)")
+    source.add_argument("--image", help="an image file (image-captioning models)")
     parser.add_argument(
         "--layer", type=int, default=-1, help="decoder layer (Transformer; default: the last)"
     )
@@ -313,9 +413,13 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     _trust_arg(parser)
     args = parser.parse_args(argv)
+    if args.image is not None:
+        return _plot_image_attention(parser.prog, args)
     from .plotting import attention_matrix, plot_attention
 
     try:
+        if _folder_model_type(args.model) == CAPTIONING_MODEL_TYPE:
+            raise ValueError(f"{args.model} is an image-captioning model: give --image, not --text")
         model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
         matrix, src, tgt = attention_matrix(
             model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
@@ -326,6 +430,57 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         return _fail(parser.prog, err)
     print(path)
+    return 0
+
+
+def _plot_image_attention(prog: str, args) -> int:
+    from .captioning_data import plot_attention_over_image
+
+    try:
+        image = _open_image(args.image)
+        model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
+        maps, words, caption = caption_attention(model, processor, tokenizer, image, **_generate_kwargs(args))
+        if not words:
+            raise ValueError(f"the model generated an empty caption for {args.image}: nothing to plot")
+        path = plot_attention_over_image(image, maps, words, args.output)
+    except (OSError, ValueError) as err:
+        return _fail(prog, err)
+    print(caption)
+    print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- caption
+def caption_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-seq2seq caption",
+        description="Caption image files with a saved image-captioning model: one line per image, "
+        "'<path><TAB><caption>' (or only the caption with --no_path).",
+    )
+    parser.add_argument("--model", required=True, help="saved captioning model folder (or Hub repo id)")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--no_path", action="store_true", help="print only the captions")
+    _generation_args(parser)
+    args = parser.parse_args(argv)
+    import torch
+
+    try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+        images = [_open_image(p) for p in args.images]  # every file checked before the model is loaded
+        model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
+        device = next(model.parameters()).device
+        captions = []
+        for start in range(0, len(images), args.batch_size):
+            chunk = images[start : start + args.batch_size]
+            pixel_values = processor(images=chunk, return_tensors="pt")["pixel_values"].to(device)
+            with torch.no_grad():
+                out = model.generate(pixel_values=pixel_values, **_generate_kwargs(args))
+            captions += [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    except (OSError, ValueError) as err:
+        return _fail(parser.prog, err)
+    for path, caption in zip(args.images, captions):
+        print(caption if args.no_path else f"{path}\t{caption}")
     return 0
 
 

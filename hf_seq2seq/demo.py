@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--num_test", type=int, default=200, help="Held-out test pairs (also the validation size)."
     )
-    p.add_argument("--max_steps", type=int, default=300, help="Optimizer steps per model.")
+    p.add_argument("--max_steps", type=int, default=600, help="Optimizer steps per model.")
     p.add_argument("--max_tokens", type=int, default=1024, help="Token budget of a batch.")
     p.add_argument("--models", default="gru_bahdanau,transformer", help=f"Comma list of {', '.join(MODELS)}.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the task and of training.")

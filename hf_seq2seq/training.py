@@ -47,9 +47,11 @@ import torch.nn.functional as F
 
 logger = logging.getLogger("hf_seq2seq.training")
 
-MODEL_TYPES = ("rnn", "transformer")
+MODEL_TYPES = ("rnn", "transformer", "captioning")
+TEXT_MODEL_TYPES = ("rnn", "transformer")
 SCHEDULERS = ("inverse_sqrt", "linear", "cosine", "constant")
-BEST_METRICS = ("bleu", "chrf", "loss")
+BEST_METRICS = ("bleu", "chrf", "loss", "exact_match", "cider")
+CAPTIONING_ONLY_METRICS = ("exact_match", "cider")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NAN_POLICIES = ("stop", "skip")
 # --nan_policy skip gives up (as "stop" does) after this many non-finite steps in a row
@@ -62,6 +64,7 @@ DEBUG_PAUSE_ENV = "HF_SEQ2SEQ_DEBUG_PAUSE"
 # Test hook: HF_SEQ2SEQ_DEBUG_NAN_AT_STEP=N makes the loss of step N NaN (to test --nan_policy skip).
 DEBUG_NAN_ENV = "HF_SEQ2SEQ_DEBUG_NAN_AT_STEP"
 TOKENIZER_MODELS = ("bpe", "unigram")
+CAPTIONING_TASK = "shapes"  # the rendered captioning task of hf_seq2seq.captioning_data
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
@@ -88,7 +91,10 @@ class DataArguments:
 
     task: str | None = field(
         default=None,
-        metadata={"help": "Train on an embedded generated task instead of a corpus: 'numbers' or 'dates'."},
+        metadata={
+            "help": "Train on an embedded generated task instead of a corpus: 'numbers' or 'dates' (text), "
+            "'shapes' (rendered scenes, --model_type captioning)."
+        },
     )
     task_num_train: int = field(default=4000, metadata={"help": "Embedded task: number of training pairs."})
     task_num_validation: int = field(
@@ -117,11 +123,49 @@ class DataArguments:
     validation_prefix: str | None = field(default=None, metadata={"help": "Validation file pair prefix."})
     source_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. 'de'."})
     target_lang: str | None = field(default=None, metadata={"help": "Target language code, e.g. 'en'."})
+    image_folder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: folder of the images named in --captions_file (Flickr8k / COCO layout)."
+        },
+    )
+    captions_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: training captions, Flickr8k token file ('img.jpg#0<TAB>caption') or COCO "
+            "captions JSON (read with captioning_data.load_caption_folder)."
+        },
+    )
+    validation_captions_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: validation captions (images from --image_folder). Default: hold out "
+            "--validation_fraction of the training images."
+        },
+    )
+    validation_fraction: float = field(
+        default=0.05,
+        metadata={"help": "Captioning without --validation_captions_file: share of images held out."},
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: image side in pixels for rendering (--task shapes), the image processor and the "
+            "model config (default: the model config's image_size, else 48 for shapes, 224 for folders)."
+        },
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "Captioning: images per micro-batch on one process (replaces the text path's --max_tokens "
+            "token budget); a step takes processes x gradient_accumulation_steps such batches."
+        },
+    )
     max_train_examples: int | None = field(
         default=None, metadata={"help": "Use only the first N training pairs (debugging, tests)."}
     )
     max_validation_examples: int | None = field(
-        default=None, metadata={"help": "Use only the first N validation pairs."}
+        default=None, metadata={"help": "Use only the first N validation pairs (captioning: images)."}
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Load this tokenizer instead of training one on the training split."}
@@ -155,21 +199,43 @@ class DataArguments:
             self.dataset_name is not None,
             self.train_file is not None,
             self.train_prefix is not None,
+            self.image_folder is not None,
         ]
         if sum(sources) != 1:
             raise ValueError(
-                "give exactly one data source: --task, --dataset_name, --train_file or --train_prefix "
-                f"(got {sum(sources)})"
+                "give exactly one data source: --task, --dataset_name, --train_file, --train_prefix or "
+                f"--image_folder (got {sum(sources)})"
             )
         if self.task is not None:
             from .tasks import TASKS
 
-            _check_choice("task", self.task, tuple(TASKS))
+            _check_choice("task", self.task, (*TASKS, CAPTIONING_TASK))
+        if self.image_folder is not None and self.captions_file is None:
+            raise ValueError("--image_folder needs --captions_file")
+        if self.image_folder is None and (self.captions_file or self.validation_captions_file):
+            raise ValueError("--captions_file / --validation_captions_file need --image_folder")
+        if self.image_folder is not None and not Path(self.image_folder).is_dir():
+            raise ValueError(f"--image_folder {self.image_folder!r}: folder not found")
+        for name in ("captions_file", "validation_captions_file"):
+            if getattr(self, name) is not None and not Path(getattr(self, name)).is_file():
+                raise ValueError(f"--{name} {getattr(self, name)!r}: file not found")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"--validation_fraction={self.validation_fraction!r} is invalid; it must be in (0, 1)"
+            )
+        _check_positive("batch_size", self.batch_size)
+        if self.image_size is not None and self.image_size < 24 and self.task == CAPTIONING_TASK:
+            raise ValueError(f"--image_size={self.image_size} is invalid for --task shapes; it must be >= 24")
+        _check_positive("image_size", self.image_size)
         if self.train_file is not None and self.validation_file is None:
             raise ValueError("--train_file needs --validation_file")
         if self.train_prefix is not None and self.validation_prefix is None:
             raise ValueError("--train_prefix needs --validation_prefix")
-        if self.task is None and (self.source_lang is None or self.target_lang is None):
+        if (
+            not self.is_captioning
+            and self.task is None
+            and (self.source_lang is None or self.target_lang is None)
+        ):
             raise ValueError("--source_lang and --target_lang are required unless --task is given")
         _check_choice("tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
         for name in ("task_num_train", "task_num_validation", "vocab_size", "max_source_length"):
@@ -185,11 +251,18 @@ class DataArguments:
                 f"{max(self.max_source_length, self.max_target_length)})"
             )
 
+    @property
+    def is_captioning(self) -> bool:
+        """Whether the data source is an image one (``--task shapes`` or ``--image_folder``)."""
+        return self.task == CAPTIONING_TASK or self.image_folder is not None
+
 
 def _validate_model_config(model_type: str, overrides: dict) -> None:
     """Build the config once at parse time so a bad key or value stops the run before any data is read."""
     if model_type == "rnn":
         from .configuration_rnn_seq2seq import RNNSeq2SeqConfig as config_cls
+    elif model_type == "captioning":
+        from .configuration_rnn_captioning import ImageCaptioningConfig as config_cls
     else:
         from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig as config_cls
     defaults = config_cls()
@@ -206,7 +279,12 @@ def _validate_model_config(model_type: str, overrides: dict) -> None:
 class ModelArguments:
     """Which model to build (or continue training)."""
 
-    model_type: str = field(default="transformer", metadata={"help": "Model family: 'rnn' or 'transformer'."})
+    model_type: str = field(
+        default="transformer",
+        metadata={
+            "help": "Model family: 'rnn', 'transformer' or 'captioning' (images -> text, Xu et al. 2015)."
+        },
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -217,7 +295,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": 'JSON object of config overrides, e.g. \'{"hidden_size": 256, "attention": "bahdanau"}\' '
-            "(RNNSeq2SeqConfig / TransformerSeq2SeqConfig fields)."
+            "(RNNSeq2SeqConfig / TransformerSeq2SeqConfig / ImageCaptioningConfig fields)."
         },
     )
     label_smoothing: float | None = field(
@@ -471,7 +549,35 @@ def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArgum
         _check_recipe_types(known.config, recipe)
         parser.set_defaults(**recipe)
     *outputs, _extra = parser.parse_args_into_dataclasses(args=argv)
+    check_task_options(*outputs)
     return tuple(outputs)
+
+
+def check_task_options(
+    data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments
+) -> None:
+    """Options that only make sense together: image data ⇔ ``--model_type captioning``."""
+    if model_args.model_type == "captioning" and not data_args.is_captioning:
+        given = next(
+            f"--{n}"
+            for n in ("task", "dataset_name", "train_file", "train_prefix")
+            if getattr(data_args, n) is not None
+        )
+        raise ValueError(
+            f"--model_type captioning needs image data: --task {CAPTIONING_TASK} or --image_folder DIR "
+            f"--captions_file FILE, not the text source {given}"
+            + (f"={data_args.task}" if given == "--task" else "")
+        )
+    if data_args.is_captioning and model_args.model_type != "captioning":
+        given = f"--task {data_args.task}" if data_args.task else "--image_folder"
+        raise ValueError(
+            f"{given} is image data: train it with --model_type captioning (got --model_type {model_args.model_type})"
+        )
+    if model_args.model_type != "captioning" and train_args.metric_for_best_model in CAPTIONING_ONLY_METRICS:
+        raise ValueError(
+            f"--metric_for_best_model={train_args.metric_for_best_model} is computed for --model_type captioning "
+            "only; valid choices for text: bleu, chrf, loss"
+        )
 
 
 def args_to_dict(*args) -> dict:
@@ -821,6 +927,94 @@ def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str]
     return result, hyps
 
 
+# ----------------------------------------------------------------------------------------------------- tasks
+
+
+class TextTask:
+    """The translation side of the loop (data, tokenizer, model, batches, loss, validation, saving).
+
+    :func:`run_training` talks to one such *task adapter*, chosen once by :func:`make_task` from ``--model_type``;
+    :class:`hf_seq2seq.training_captioning.CaptioningTask` is the image-captioning one. Both expose ``load``,
+    ``build_tokenizer``, ``prepare``, ``build_model``, ``collator``, ``epoch_batches``, ``model_inputs``,
+    ``loss_sum``, ``evaluate``, ``save``, ``card_facts``, ``result_extras`` and ``train_dataset`` /
+    ``label_lengths`` after ``prepare``.
+    """
+
+    name = "text"
+    batch_option = "--max_tokens"
+
+    def __init__(self, data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
+        self.data_args, self.model_args, self.train_args = data_args, model_args, train_args
+
+    def load(self, seed: int) -> None:
+        self.raw, self.src, self.tgt = load_raw_datasets(self.data_args, seed)
+
+    def build_tokenizer(self):
+        return build_tokenizer(self.raw, self.src, self.tgt, self.data_args, self.model_args)
+
+    def prepare(self, tokenizer) -> None:
+        train_tok = tokenize_train(self.raw["train"], tokenizer, self.src, self.tgt, self.data_args)
+        self.val_tok = tokenize_validation(
+            self.raw["validation"], tokenizer, self.src, self.tgt, self.data_args
+        )
+        self.references = [ex[self.tgt] for ex in self.raw["validation"]["translation"]]
+        self.references_source = [ex[self.src] for ex in self.raw["validation"]["translation"]]
+        self.lengths = list(train_tok["length"])
+        self.label_lengths = [len(b) for b in train_tok["labels"]]
+        self.train_dataset = train_tok.remove_columns("length")
+
+    def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.lengths, self.data_args.max_tokens, seed, epoch)
+
+    def build_model(self, tokenizer):
+        return build_model(self.model_args, tokenizer)
+
+    def collator(self, tokenizer, model):
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+
+    def model_inputs(self, batch: dict) -> dict:
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
+
+    def loss_sum(self, model, inputs: dict, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        return token_loss_sum(model(**inputs).logits, labels, label_smoothing)
+
+    def evaluate(self, accelerator, model, tokenizer, train_args: TrainArguments) -> dict:
+        result, _ = evaluate_model(
+            accelerator, model, tokenizer, self.val_tok, self.references, train_args, self.data_args
+        )
+        return result
+
+    def save(self, model, tokenizer, path: Path, card: dict | None = None) -> None:
+        save_model(model, tokenizer, path, card)
+
+    def card_facts(self) -> dict:
+        d = self.data_args
+        return {
+            "source_lang": self.src,
+            "target_lang": self.tgt,
+            "dataset_name": d.dataset_name
+            or (f"embedded task {d.task!r}" if d.task else None)
+            or d.train_prefix
+            or d.train_file,
+            "example": self.references_source[0] if self.references_source else None,
+        }
+
+    def result_extras(self) -> dict:
+        return {"raw_datasets": self.raw, "source_lang": self.src, "target_lang": self.tgt}
+
+
+def make_task(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
+    """The task adapter for ``--model_type``: :class:`TextTask` or the captioning one."""
+    check_task_options(data_args, model_args, train_args)
+    if model_args.model_type == "captioning":
+        from .training_captioning import CaptioningTask
+
+        return CaptioningTask(data_args, model_args, train_args)
+    return TextTask(data_args, model_args, train_args)
+
+
 # ----------------------------------------------------------------------------------------------------- the loop
 
 
@@ -875,8 +1069,8 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
-    from transformers import DataCollatorForSeq2Seq
 
+    task = make_task(data_args, model_args, train_args)
     output_dir = Path(train_args.output_dir)
     log_with = None if train_args.log_with in ("none", "") else train_args.log_with
     accelerator = Accelerator(
@@ -898,7 +1092,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     accelerator.wait_for_everyone()
     set_seed(train_args.seed)
 
-    raw, src, tgt = load_raw_datasets(data_args, train_args.seed)
+    task.load(train_args.seed)
     tok_dir = output_dir / "tokenizer"
     with accelerator.main_process_first():
         if (train_args.resume and tok_dir.is_dir()) or not is_main:
@@ -906,21 +1100,18 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
 
             tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         else:
-            tokenizer = build_tokenizer(raw, src, tgt, data_args, model_args)
+            tokenizer = task.build_tokenizer()
             tokenizer.save_pretrained(tok_dir)
-    train_tok = tokenize_train(raw["train"], tokenizer, src, tgt, data_args)
-    val_tok = tokenize_validation(raw["validation"], tokenizer, src, tgt, data_args)
-    references = [ex[tgt] for ex in raw["validation"]["translation"]]
-    references_source = [ex[src] for ex in raw["validation"]["translation"]]
+    task.prepare(tokenizer)
 
     set_seed(train_args.seed)
-    model = build_model(model_args, tokenizer)
+    model = task.build_model(tokenizer)
     set_generation_defaults(model, train_args)
     is_rnn = type(model).__name__.startswith("RNN")
     if model_args.scheduled_sampling > 0 and not is_rnn:
         raise ValueError("--scheduled_sampling is only supported for the RNN family")
     label_smoothing = float(getattr(model.config, "label_smoothing", 0.0) or 0.0)
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    collator = task.collator(tokenizer, model)
 
     optimizer = _build_optimizer(model, train_args)
     scheduler = _build_scheduler(optimizer, train_args)
@@ -955,9 +1146,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
 
     world, accum = accelerator.num_processes, train_args.gradient_accumulation_steps
     per_step = world * accum
-    lengths = list(train_tok["length"])
-    label_lengths = [len(b) for b in train_tok["labels"]]
-    train_tok = train_tok.remove_columns("length")
+    label_lengths = task.label_lengths
 
     def save_checkpoint() -> Path:
         root = output_dir / "checkpoints"
@@ -995,12 +1184,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     def card(metrics: dict, final: bool = False) -> dict:
         """What hub.render_model_card knows how to show: data, metrics + signatures, the training options."""
         facts = {
-            "source_lang": src,
-            "target_lang": tgt,
-            "dataset_name": data_args.dataset_name
-            or (f"embedded task {data_args.task!r}" if data_args.task else None)
-            or data_args.train_prefix
-            or data_args.train_file,
+            **{k: v for k, v in task.card_facts().items() if k != "example"},
             "eval_split": "validation",
             "num_eval_sentences": metrics.get("num_sentences"),
             "training_args": args_to_dict(data_args, model_args, train_args),
@@ -1017,11 +1201,11 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
                 {"step": h["step"], **{new: h[old] for old, new in keys.items() if h.get(old) is not None}}
                 for h in state.history
             ]
-            facts["example"] = references_source[0] if references_source else None
+            facts["example"] = task.card_facts().get("example")
         return facts
 
     def run_eval() -> dict:
-        result, _ = evaluate_model(accelerator, model, tokenizer, val_tok, references, train_args, data_args)
+        result = task.evaluate(accelerator, model, tokenizer, train_args)
         entry = {"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in result.items()}}
         state.history.append(entry)
         value = (
@@ -1038,9 +1222,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
         if flag.item() > 0:
             if is_main:
                 state.best_metric = value
-                save_model(
-                    accelerator.unwrap_model(model), tokenizer, output_dir / "best_model", card(result)
-                )
+                task.save(accelerator.unwrap_model(model), tokenizer, output_dir / "best_model", card(result))
             state.best_step = state.step
             state.bad_evals = 0
         else:
@@ -1074,11 +1256,12 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     while state.step < train_args.max_steps and stop_reason is None:
         if train_args.num_epochs is not None and state.epoch >= train_args.num_epochs:
             break
-        batches = epoch_batches(lengths, data_args.max_tokens, train_args.seed, state.epoch)
+        batches = task.epoch_batches(train_args.seed, state.epoch)
         num_groups = len(batches) // per_step
         if num_groups == 0:
+            size = data_args.max_tokens if task.batch_option == "--max_tokens" else data_args.batch_size
             raise ValueError(
-                f"the training split gives {len(batches)} batches of --max_tokens={data_args.max_tokens}, fewer "
+                f"the training split gives {len(batches)} batches of {task.batch_option}={size}, fewer "
                 f"than one optimizer step needs ({world} processes x {accum} accumulation steps)"
             )
         mine = [
@@ -1091,7 +1274,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
             for g in range(num_groups)
         ]
         loader = torch.utils.data.DataLoader(
-            train_tok, batch_sampler=mine, collate_fn=collator, num_workers=train_args.num_workers
+            task.train_dataset, batch_sampler=mine, collate_fn=collator, num_workers=train_args.num_workers
         )
         if state.groups_in_epoch:
             loader = accelerator.skip_first_batches(loader, state.groups_in_epoch * accum)
@@ -1102,7 +1285,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
             for m in range(accum):
                 batch = {k: v.to(accelerator.device) for k, v in next(batch_iter).items()}
                 labels = batch.pop("labels")
-                batch = {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
+                batch = task.model_inputs(batch)
                 with accelerator.accumulate(model):
                     if model_args.scheduled_sampling > 0:
                         gen = torch.Generator().manual_seed(
@@ -1114,8 +1297,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
                         batch["decoder_input_ids"] = scheduled_sampling_inputs(
                             accelerator.unwrap_model(model), batch, labels, model_args.scheduled_sampling, gen
                         )
-                    logits = model(**batch).logits
-                    loss_sum = token_loss_sum(logits, labels, label_smoothing)
+                    loss_sum = task.loss_sum(model, batch, labels, label_smoothing)
                     if debug_nan_step == state.step + 1 and m == accum - 1:
                         loss_sum = loss_sum * float("nan")
                         debug_nan_step = 0  # once: the retried step is clean
@@ -1227,9 +1409,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     result = {
         "model": accelerator.unwrap_model(model),
         "tokenizer": tokenizer,
-        "raw_datasets": raw,
-        "source_lang": src,
-        "target_lang": tgt,
+        **task.result_extras(),
         "history": state.history,
         "status": status,
         "step": state.step,
@@ -1247,7 +1427,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     final = {k: v for k, v in last_eval.items()}
     result["final_metrics"] = final
     if is_main:
-        save_model(
+        task.save(
             accelerator.unwrap_model(model), tokenizer, output_dir / "final_model", card(final, final=True)
         )
     accelerator.wait_for_everyone()
@@ -1264,7 +1444,7 @@ def train_main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run_training(data_args, model_args, train_args)
-    except (ValueError, FloatingPointError) as err:
+    except (ValueError, FloatingPointError, FileNotFoundError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
     return 0 if result["status"] in ("completed", "interrupted") else 1
