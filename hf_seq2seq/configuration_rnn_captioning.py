@@ -1,11 +1,21 @@
 """Configuration of the image-captioning model with visual attention (Xu et al. 2015, "Show, Attend and Tell").
 
-Shipped to the Hub as custom code: no imports of the package, only transformers.
+Shipped to the Hub as custom code: imports only transformers and its flat sibling
+``configuration_utils_seq2seq`` (the shared value checks), never the package.
 """
 
 from __future__ import annotations
 
 from transformers import PretrainedConfig
+
+from .configuration_utils_seq2seq import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_token_ids,
+    config_error,
+)
 
 BACKBONES = ("cnn", "resnet18", "resnet34", "resnet50")
 ATTENTIONS = (
@@ -16,35 +26,7 @@ ATTENTIONS = (
 )  # the score registry's names (attention.ATTENTION_SCORES)
 LUONG_ATTENTIONS = ("dot", "general", "concat")
 CELLS = ("lstm", "gru")
-
-
-def _fail(name: str, value, expected: str) -> None:
-    raise ValueError(f"ImageCaptioningConfig: `{name}` must be {expected}, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(name, value, f"an integer >= {minimum}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        _fail(name, value, "True or False")
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(name, value, f"one of {list(choices)}")
-
-
-def _check_float(name: str, value, low: float, high: float | None, high_inclusive: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value >= low
-    if ok and high is not None:
-        ok = value <= high if high_inclusive else value < high
-    if not ok:
-        if high is None:
-            _fail(name, value, f"a float >= {low}")
-        _fail(name, value, f"a float in [{low}, {high}{']' if high_inclusive else ')'}")
+OWNER = "ImageCaptioningConfig"  # error messages start with it
 
 
 class ImageCaptioningConfig(PretrainedConfig):
@@ -117,9 +99,9 @@ class ImageCaptioningConfig(PretrainedConfig):
         is_encoder_decoder: bool = True,
         **kwargs,
     ):
-        _check_choice("backbone", backbone, BACKBONES)
-        _check_choice("attention", attention, ATTENTIONS)
-        _check_choice("cell", cell, CELLS)
+        check_choice(OWNER, "backbone", backbone, BACKBONES)
+        check_choice(OWNER, "attention", attention, ATTENTIONS)
+        check_choice(OWNER, "cell", cell, CELLS)
         for name, value, minimum in (
             ("image_size", image_size, 1),
             ("num_channels", num_channels, 1),
@@ -129,7 +111,7 @@ class ImageCaptioningConfig(PretrainedConfig):
             ("decoder_layers", decoder_layers, 1),
             ("max_position_embeddings", max_position_embeddings, 1),
         ):
-            _check_int(name, value, minimum)
+            check_int(OWNER, name, value, minimum)
         for name, value in (
             ("position_embedding", position_embedding),
             ("coord_channels", coord_channels),
@@ -137,15 +119,15 @@ class ImageCaptioningConfig(PretrainedConfig):
             ("attention_gate", attention_gate),
             ("tie_word_embeddings", tie_word_embeddings),
         ):
-            _check_bool(name, value)
-        _check_float("dropout", dropout, 0.0, 1.0)
-        _check_float("label_smoothing", label_smoothing, 0.0, 1.0)
-        _check_float("doubly_stochastic_weight", doubly_stochastic_weight, 0.0, None)
+            check_bool(OWNER, name, value)
+        check_float(OWNER, "dropout", dropout, 0.0, 1.0)
+        check_float(OWNER, "label_smoothing", label_smoothing, 0.0, 1.0)
+        check_float(OWNER, "doubly_stochastic_weight", doubly_stochastic_weight, 0.0, None)
         if not isinstance(encoder_channels, (list, tuple)) or not encoder_channels:
-            _fail("encoder_channels", encoder_channels, "a non-empty list of integers >= 1")
+            config_error(OWNER, "encoder_channels", encoder_channels, "a non-empty list of integers >= 1")
         for width in encoder_channels:
             if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-                _fail("encoder_channels", encoder_channels, "a non-empty list of integers >= 1")
+                config_error(OWNER, "encoder_channels", encoder_channels, "a non-empty list of integers >= 1")
         stride = 32 if backbone != "cnn" else 2 ** len(encoder_channels)
         if image_size < stride:
             raise ValueError(
@@ -162,16 +144,14 @@ class ImageCaptioningConfig(PretrainedConfig):
                 "ImageCaptioningConfig: `attention_gate=True` (Xu et al. sec. 4.2.1) is implemented for "
                 f"attention='bahdanau' only, got attention={attention!r}; valid choices: ['bahdanau']"
             )
-        for name, value in (
-            ("pad_token_id", pad_token_id),
-            ("bos_token_id", bos_token_id),
-            ("eos_token_id", eos_token_id),
-            ("decoder_start_token_id", decoder_start_token_id),
-        ):
-            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < vocab_size:
-                raise ValueError(
-                    f"ImageCaptioningConfig: `{name}` must be in [0, vocab_size={vocab_size}), got {value}"
-                )
+        check_token_ids(
+            OWNER,
+            vocab_size,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+        )
         self.image_size = image_size
         self.num_channels = num_channels
         self.backbone = backbone

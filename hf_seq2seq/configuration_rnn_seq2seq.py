@@ -1,35 +1,19 @@
 """Configuration of the RNN encoder-decoder family (Sutskever/Cho seq2seq, Bahdanau and Luong attention).
 
-Shipped to the Hub as custom code: no imports of the package, only transformers.
+Shipped to the Hub as custom code: imports only transformers and its flat sibling
+``configuration_utils_seq2seq`` (the shared value checks), never the package.
 """
 
 from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .configuration_utils_seq2seq import check_bool, check_choice, check_float, check_int, check_token_ids
+
 CELLS = ("gru", "lstm")
 ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
 LUONG_ATTENTIONS = ("dot", "general", "concat")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be True or False, got {value!r}")
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be one of {list(choices)}, got {value!r}")
-
-
-def _check_unit_interval(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"RNNSeq2SeqConfig: `{name}` must be a float in [0, 1), got {value!r}")
+OWNER = "RNNSeq2SeqConfig"  # error messages start with it
 
 
 class RNNSeq2SeqConfig(PretrainedConfig):
@@ -87,19 +71,19 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         is_encoder_decoder: bool = True,
         **kwargs,
     ):
-        _check_int("vocab_size", vocab_size, 1)
-        _check_int("embedding_size", embedding_size, 1)
-        _check_int("hidden_size", hidden_size, 1)
-        _check_int("encoder_layers", encoder_layers, 1)
-        _check_int("decoder_layers", decoder_layers, 1)
-        _check_int("max_position_embeddings", max_position_embeddings, 1)
-        _check_choice("cell", cell, CELLS)
-        _check_choice("attention", attention, ATTENTIONS)
-        _check_bool("bidirectional_encoder", bidirectional_encoder)
-        _check_bool("input_feeding", input_feeding)
-        _check_bool("tie_word_embeddings", tie_word_embeddings)
-        _check_unit_interval("dropout", dropout)
-        _check_unit_interval("label_smoothing", label_smoothing)
+        check_int(OWNER, "vocab_size", vocab_size, 1)
+        check_int(OWNER, "embedding_size", embedding_size, 1)
+        check_int(OWNER, "hidden_size", hidden_size, 1)
+        check_int(OWNER, "encoder_layers", encoder_layers, 1)
+        check_int(OWNER, "decoder_layers", decoder_layers, 1)
+        check_int(OWNER, "max_position_embeddings", max_position_embeddings, 1)
+        check_choice(OWNER, "cell", cell, CELLS)
+        check_choice(OWNER, "attention", attention, ATTENTIONS)
+        check_bool(OWNER, "bidirectional_encoder", bidirectional_encoder)
+        check_bool(OWNER, "input_feeding", input_feeding)
+        check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
+        check_float(OWNER, "dropout", dropout, 0, 1)
+        check_float(OWNER, "label_smoothing", label_smoothing, 0, 1)
         if input_feeding and attention not in LUONG_ATTENTIONS:
             raise ValueError(
                 f"RNNSeq2SeqConfig: `input_feeding=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
@@ -110,16 +94,14 @@ class RNNSeq2SeqConfig(PretrainedConfig):
                 f"RNNSeq2SeqConfig: `hidden_size` must be even with `bidirectional_encoder=True` (each direction "
                 f"has hidden_size // 2 units), got {hidden_size}"
             )
-        for name, value in (
-            ("pad_token_id", pad_token_id),
-            ("bos_token_id", bos_token_id),
-            ("eos_token_id", eos_token_id),
-            ("decoder_start_token_id", decoder_start_token_id),
-        ):
-            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < vocab_size:
-                raise ValueError(
-                    f"RNNSeq2SeqConfig: `{name}` must be in [0, vocab_size={vocab_size}), got {value}"
-                )
+        check_token_ids(
+            OWNER,
+            vocab_size,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+        )
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size

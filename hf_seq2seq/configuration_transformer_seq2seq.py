@@ -1,38 +1,19 @@
 """Configuration of the scaled dot-product Transformer encoder-decoder (Vaswani et al. 2017).
 
-Shipped to the Hub as custom code: this file imports only transformers and the standard library.
+Shipped to the Hub as custom code: imports only transformers and its flat sibling
+``configuration_utils_seq2seq`` (the shared value checks), never the package.
 """
 
 from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .configuration_utils_seq2seq import check_bool, check_choice, check_float, check_int
+
 NORM_STYLES = ("post", "pre")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish", "tanh")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-
-
-def _check_choice(option: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"{option}={value!r} is not supported; valid choices: {', '.join(map(repr, choices))}"
-        )
-
-
-def _check_int(option: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{option}={value!r} is invalid; valid values: an integer >= {minimum}")
-
-
-def _check_fraction(option: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{option}={value!r} is invalid; valid values: a float in [0, 1)")
-
-
-def _check_bool(option: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{option}={value!r} is invalid; valid values: True or False")
 
 
 class TransformerSeq2SeqConfig(PretrainedConfig):
@@ -119,7 +100,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         self.use_cache = use_cache
         attn = kwargs.get("attn_implementation")
         if attn is not None and not isinstance(attn, dict):
-            _check_choice("attn_implementation", attn, ATTN_IMPLEMENTATIONS)
+            check_choice(None, "attn_implementation", attn, ATTN_IMPLEMENTATIONS)
         self._validate()
         super().__init__(
             pad_token_id=pad_token_id,
@@ -141,7 +122,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
             "ffn_dim",
             "max_position_embeddings",
         ):
-            _check_int(option, getattr(self, option))
+            check_int(None, option, getattr(self, option))
         if self.d_model % self.num_attention_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by num_attention_heads={self.num_attention_heads}; "
@@ -152,12 +133,12 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
                 f"d_model={self.d_model} is odd; sinusoidal position_embedding needs an even d_model"
             )
         for option in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing"):
-            _check_fraction(option, getattr(self, option))
-        _check_choice("activation_function", self.activation_function, ACTIVATIONS)
-        _check_choice("norm_style", self.norm_style, NORM_STYLES)
-        _check_choice("position_embedding", self.position_embedding, POSITION_EMBEDDINGS)
-        _check_bool("scale_embedding", self.scale_embedding)
-        _check_bool("tie_word_embeddings", self.tie_word_embeddings)
+            check_float(None, option, getattr(self, option), 0, 1)
+        check_choice(None, "activation_function", self.activation_function, ACTIVATIONS)
+        check_choice(None, "norm_style", self.norm_style, NORM_STYLES)
+        check_choice(None, "position_embedding", self.position_embedding, POSITION_EMBEDDINGS)
+        check_bool(None, "scale_embedding", self.scale_embedding)
+        check_bool(None, "tie_word_embeddings", self.tie_word_embeddings)
         if (
             isinstance(self.init_std, bool)
             or not isinstance(self.init_std, (int, float))

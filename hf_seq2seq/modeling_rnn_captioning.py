@@ -31,9 +31,9 @@ from .modeling_rnn_seq2seq import (
     BahdanauDecoder,
     LuongDecoder,
     RNNDecoderCache,
+    RNNDecoderLMMixin,
     RNNSeq2SeqEncoderOutput,
     RNNSeq2SeqPreTrainedModel,
-    shift_tokens_right,
 )
 
 __all__ = [
@@ -247,7 +247,9 @@ def doubly_stochastic_penalty(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, GenerationMixin):
+class ImageCaptioningForConditionalGeneration(
+    RNNDecoderLMMixin, ImageCaptioningPreTrainedModel, GenerationMixin
+):
     """CNN encoder + RNN attention decoder + language-model head (Xu et al. 2015, soft attention).
 
     ``forward(pixel_values, decoder_input_ids | labels, ...)`` -> ``Seq2SeqLMOutput`` with logits (B, T, V),
@@ -255,9 +257,9 @@ class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, Ge
     ``output_attentions`` (region ``s`` = grid cell ``(s // G, s % G)``; :meth:`attention_maps` reshapes them to
     (B, T, G, G)) and ``encoder_last_hidden_state`` (B, S, H). ``labels`` give the cross-entropy (with
     ``config.label_smoothing``) plus ``config.doubly_stochastic_weight`` × :func:`doubly_stochastic_penalty`.
+    The decoder side (head, cache, loss, outputs) is the RNN family's :class:`RNNDecoderLMMixin`.
     """
 
-    _is_stateful = True
     _tied_weights_keys = {"lm_head.weight": "decoder.embed_tokens.weight"}
 
     def __init__(self, config: ImageCaptioningConfig):
@@ -267,40 +269,17 @@ class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, Ge
             self.decoder = ShowAttendTellDecoder(config)
         else:
             self.decoder = LuongDecoder(config)
-        self.dropout = nn.Dropout(config.dropout)
-        head_in = config.hidden_size
-        self.output_projection = None
-        if config.tie_word_embeddings and config.embedding_size != config.hidden_size:
-            self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
-            head_in = config.embedding_size
-        self.lm_head = nn.Linear(head_in, config.vocab_size, bias=False)
+        self._init_lm_head(config)
         self.post_init()
-
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # generate() must not pre-build a DynamicCache: the forward creates its own RNNDecoderCache
-        return False
 
     def get_encoder(self, modality: str | None = None) -> ImageCaptioningEncoder:
         return self.encoder
-
-    def get_decoder(self) -> nn.Module:
-        return self.decoder
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.decoder.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.decoder.embed_tokens = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def attention_maps(self, cross_attentions) -> torch.Tensor:
         """``cross_attentions`` (a tuple of (B, 1, T, S) or a (B, T, S) tensor) -> (B, T, G, G) maps over the grid."""
@@ -309,6 +288,16 @@ class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, Ge
             attn = attn[:, 0]
         grid = self.config.grid_size
         return attn.reshape(attn.shape[0], attn.shape[1], grid, grid)
+
+    def _loss(self, logits, labels, attn):
+        """The family's cross-entropy plus ``config.doubly_stochastic_weight`` × the doubly stochastic penalty
+        over real (non ``-100``) caption steps."""
+        labels = labels.to(logits.device)
+        loss = super()._loss(logits, labels, attn)
+        if self.config.doubly_stochastic_weight > 0:
+            penalty = doubly_stochastic_penalty(attn.float(), labels != -100)
+            loss = loss + self.config.doubly_stochastic_weight * penalty
+        return loss
 
     def forward(
         self,
@@ -330,18 +319,7 @@ class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, Ge
         tokens). ``kwargs`` absorbs what ``generate()`` passes along (e.g. an ``attention_mask``: every region is
         real, so there is no source mask).
         """
-        if cache is not None and not isinstance(cache, RNNDecoderCache):
-            raise ValueError(
-                "ImageCaptioningForConditionalGeneration: `cache` must be an RNNDecoderCache, got "
-                f"{type(cache).__name__}"
-            )
-        if use_cache is None:
-            use_cache = getattr(self.config, "use_cache", True)
-        if labels is not None and decoder_input_ids is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        if decoder_input_ids is None:
-            raise ValueError("ImageCaptioningForConditionalGeneration: pass `labels` or `decoder_input_ids`")
-
+        use_cache, decoder_input_ids = self._check_decoder_inputs(cache, use_cache, labels, decoder_input_ids)
         if encoder_outputs is None:
             if pixel_values is None:
                 raise ValueError(
@@ -350,59 +328,14 @@ class ImageCaptioningForConditionalGeneration(ImageCaptioningPreTrainedModel, Ge
             encoder_outputs = self.encoder(
                 pixel_values, output_hidden_states=output_hidden_states, return_dict=True
             )
-        elif not isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
-            if isinstance(encoder_outputs, tuple):
-                encoder_outputs = RNNSeq2SeqEncoderOutput(
-                    last_hidden_state=encoder_outputs[0],
-                    decoder_hidden=encoder_outputs[1],
-                    decoder_cell=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
-                )
-            else:
-                encoder_outputs = RNNSeq2SeqEncoderOutput(**dict(encoder_outputs))
-
-        if cache is None:
-            state = self.decoder.initial_state(encoder_outputs)
-            memory = self.decoder.memory(encoder_outputs)
-        else:
-            state = cache.to_state()
-            memory = self.decoder.memory(encoder_outputs, cache.keys)
-
-        outputs, state, attn = self.decoder(decoder_input_ids, state, memory, None)  # attn (B, T, S)
-        hidden = self.dropout(outputs)
-        if self.output_projection is not None:
-            hidden = self.output_projection(hidden)
-        logits = self.lm_head(hidden)  # (B, T, V)
-
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(),
-                labels.reshape(-1),
-                ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
-            )
-            if self.config.doubly_stochastic_weight > 0:
-                penalty = doubly_stochastic_penalty(attn.float(), labels != -100)
-                loss = loss + self.config.doubly_stochastic_weight * penalty
-
-        new_cache = None
-        if use_cache:
-            if cache is None:
-                new_cache = RNNDecoderCache(state, memory.keys, decoder_input_ids.shape[1])
-            else:
-                cache.update(state, decoder_input_ids.shape[1])
-                new_cache = cache
-
-        output = Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=new_cache,
-            decoder_hidden_states=(outputs,) if output_hidden_states else None,
-            cross_attentions=(attn.unsqueeze(1),) if output_attentions else None,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
+        return self._decode(
+            decoder_input_ids,
+            encoder_outputs,
+            None,
+            labels,
+            cache,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            return_dict,
         )
-        if return_dict is False:
-            return output.to_tuple()
-        return output

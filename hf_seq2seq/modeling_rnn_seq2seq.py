@@ -45,6 +45,7 @@ __all__ = [
     "ChoDecoder",
     "BahdanauDecoder",
     "LuongDecoder",
+    "RNNDecoderLMMixin",
     "RNNSeq2SeqForConditionalGeneration",
     "shift_tokens_right",
 ]
@@ -477,32 +478,26 @@ DECODERS = {
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The model
+# The decoder side of a model: LM head, cache handling, loss and output assembly (shared with image captioning)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
-    """RNN encoder-decoder with a language-model head; see the module docstring for the papers.
+class RNNDecoderLMMixin:
+    """What every model with an RNN-family decoder shares, whatever its encoder: the language-model head, the
+    ``forward`` checks, turning a tuple/dict ``encoder_outputs`` back into :class:`RNNSeq2SeqEncoderOutput`, the
+    decoding pass (a fresh state or one resumed from an :class:`RNNDecoderCache`), the loss and the
+    ``Seq2SeqLMOutput``. The host sets ``self.encoder`` and ``self.decoder`` (one of the decoders above), then
+    calls :meth:`_init_lm_head`; its ``forward`` runs the encoder and hands over to :meth:`_decode`.
 
-    Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output (B, T, H) after dropout. With
-    ``tie_word_embeddings`` the encoder embedding, decoder embedding and ``W_y`` are one (V, E) matrix (Press &
-    Wolf 2017), stored once; ``o_t`` is first projected to E by ``output_projection`` when E != H (as
-    OpenNMT/JoeyNMT require for tying).
-
-    Decoder state between ``generate()`` steps lives in :class:`RNNDecoderCache` (``cache``); with a cache the
-    forward consumes only the new decoder token(s).
+    Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output (B, T, H) after dropout, first projected to
+    E by ``output_projection`` when the head is tied to the (V, E) embedding and E != H (as OpenNMT/JoeyNMT
+    require for tying). The decoding pass calls the decoder's :meth:`~_RNNDecoderBase.forward`, which loops over
+    the same pure ``step`` that ``generate()`` runs one token at a time.
     """
 
     _is_stateful = True
-    _tied_weights_keys = {
-        "decoder.embed_tokens.weight": "encoder.embed_tokens.weight",
-        "lm_head.weight": "encoder.embed_tokens.weight",
-    }
 
-    def __init__(self, config: RNNSeq2SeqConfig):
-        super().__init__(config)
-        self.encoder = RNNSeq2SeqEncoder(config)
-        self.decoder = DECODERS[config.attention](config)
+    def _init_lm_head(self, config) -> None:
         self.dropout = nn.Dropout(config.dropout)
         head_in = config.hidden_size
         self.output_projection = None
@@ -510,24 +505,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
             head_in = config.embedding_size
         self.lm_head = nn.Linear(head_in, config.vocab_size, bias=False)
-        self.post_init()
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # generate() must not pre-build a DynamicCache: the forward creates its own RNNDecoderCache
         return False
 
-    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
-        return self.encoder
-
     def get_decoder(self) -> nn.Module:
         return self.decoder
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.encoder.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embed_tokens = value
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -537,6 +522,144 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def _check_decoder_inputs(
+        self,
+        cache: RNNDecoderCache | None,
+        use_cache: bool | None,
+        labels: torch.LongTensor | None,
+        decoder_input_ids: torch.LongTensor | None,
+    ) -> tuple[bool, torch.LongTensor]:
+        """Validate ``cache``; default ``use_cache`` from the config; ``decoder_input_ids`` from ``labels``."""
+        name = type(self).__name__
+        if cache is not None and not isinstance(cache, RNNDecoderCache):
+            raise ValueError(f"{name}: `cache` must be an RNNDecoderCache, got {type(cache).__name__}")
+        if use_cache is None:
+            use_cache = getattr(self.config, "use_cache", True)
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        if decoder_input_ids is None:
+            raise ValueError(f"{name}: pass `labels` or `decoder_input_ids`")
+        return use_cache, decoder_input_ids
+
+    @staticmethod
+    def _as_encoder_output(encoder_outputs) -> RNNSeq2SeqEncoderOutput:
+        """A tuple ``(states, decoder_hidden[, decoder_cell])`` or another ModelOutput / dict carrying our fields
+        -> :class:`RNNSeq2SeqEncoderOutput` (returned as is when it already is one)."""
+        if isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
+            return encoder_outputs
+        if isinstance(encoder_outputs, tuple):
+            return RNNSeq2SeqEncoderOutput(
+                last_hidden_state=encoder_outputs[0],
+                decoder_hidden=encoder_outputs[1],
+                decoder_cell=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        return RNNSeq2SeqEncoderOutput(**dict(encoder_outputs))
+
+    def _loss(
+        self, logits: torch.Tensor, labels: torch.LongTensor, attn: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Cross-entropy over non-``-100`` labels with ``config.label_smoothing``. ``attn`` (B, T, S) is there
+        for hosts that add an attention term (image captioning's doubly stochastic penalty)."""
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            labels.reshape(-1).to(logits.device),
+            ignore_index=-100,
+            label_smoothing=self.config.label_smoothing,
+        )
+
+    def _decode(
+        self,
+        decoder_input_ids: torch.LongTensor,
+        encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | dict,
+        source_mask: torch.Tensor | None,
+        labels: torch.LongTensor | None,
+        cache: RNNDecoderCache | None,
+        use_cache: bool,
+        output_attentions: bool | None,
+        output_hidden_states: bool | None,
+        return_dict: bool | None,
+    ) -> Seq2SeqLMOutput | tuple:
+        """Run the decoder over (B, T) ``decoder_input_ids`` from the encoder's state or the ``cache``'s, apply
+        the head, and return ``Seq2SeqLMOutput``: logits (B, T, V), ``cache``, ``cross_attentions`` =
+        ``((B, 1, T, S),)`` with ``output_attentions`` (None when the decoder has no attention).
+        ``encoder_outputs`` may be a tuple or dict (see :meth:`_as_encoder_output`)."""
+        encoder_outputs = self._as_encoder_output(encoder_outputs)
+        if cache is None:
+            state = self.decoder.initial_state(encoder_outputs)
+            memory = self.decoder.memory(encoder_outputs)
+        else:
+            state = cache.to_state()
+            memory = self.decoder.memory(encoder_outputs, cache.keys)
+
+        outputs, state, attn = self.decoder(decoder_input_ids, state, memory, source_mask)  # attn (B, T, S)
+        hidden = self.dropout(outputs)
+        if self.output_projection is not None:
+            hidden = self.output_projection(hidden)
+        logits = self.lm_head(hidden)  # (B, T, V)
+
+        loss = None if labels is None else self._loss(logits, labels, attn)
+
+        new_cache = None
+        if use_cache:
+            if cache is None:
+                new_cache = RNNDecoderCache(state, memory.keys, decoder_input_ids.shape[1])
+            else:
+                cache.update(state, decoder_input_ids.shape[1])
+                new_cache = cache
+
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=new_cache,
+            decoder_hidden_states=(outputs,) if output_hidden_states else None,
+            cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        if return_dict is False:
+            return output.to_tuple()
+        return output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrainedModel, GenerationMixin):
+    """RNN encoder-decoder with a language-model head; see the module docstring for the papers.
+
+    Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output (B, T, H) after dropout. With
+    ``tie_word_embeddings`` the encoder embedding, decoder embedding and ``W_y`` are one (V, E) matrix (Press &
+    Wolf 2017), stored once; ``o_t`` is first projected to E by ``output_projection`` when E != H (as
+    OpenNMT/JoeyNMT require for tying).
+
+    Decoder state between ``generate()`` steps lives in :class:`RNNDecoderCache` (``cache``); with a cache the
+    forward consumes only the new decoder token(s). The decoder side (head, cache, loss, outputs) is
+    :class:`RNNDecoderLMMixin`'s, shared with image captioning.
+    """
+
+    _tied_weights_keys = {
+        "decoder.embed_tokens.weight": "encoder.embed_tokens.weight",
+        "lm_head.weight": "encoder.embed_tokens.weight",
+    }
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        self.encoder = RNNSeq2SeqEncoder(config)
+        self.decoder = DECODERS[config.attention](config)
+        self._init_lm_head(config)
+        self.post_init()
+
+    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
+        return self.encoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
 
     def forward(
         self,
@@ -560,70 +683,19 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         Returns ``Seq2SeqLMOutput``: logits (B, T, V), ``cache``, ``cross_attentions`` = ``((B, 1, T, S),)``
         with ``output_attentions`` (None for ``attention="none"``: that model has no alignment).
         """
-        if cache is not None and not isinstance(cache, RNNDecoderCache):
-            raise ValueError(
-                f"RNNSeq2SeqForConditionalGeneration: `cache` must be an RNNDecoderCache, got {type(cache).__name__}"
-            )
-        if use_cache is None:
-            use_cache = getattr(self.config, "use_cache", True)
-        if labels is not None and decoder_input_ids is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        if decoder_input_ids is None:
-            raise ValueError("RNNSeq2SeqForConditionalGeneration: pass `labels` or `decoder_input_ids`")
-
+        use_cache, decoder_input_ids = self._check_decoder_inputs(cache, use_cache, labels, decoder_input_ids)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
             )
-        elif not isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
-            if isinstance(encoder_outputs, tuple):
-                encoder_outputs = RNNSeq2SeqEncoderOutput(
-                    last_hidden_state=encoder_outputs[0],
-                    decoder_hidden=encoder_outputs[1],
-                    decoder_cell=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
-                )
-            else:  # another ModelOutput / dict carrying our fields
-                encoder_outputs = RNNSeq2SeqEncoderOutput(**dict(encoder_outputs))
-
-        if cache is None:
-            state = self.decoder.initial_state(encoder_outputs)
-            memory = self.decoder.memory(encoder_outputs)
-        else:
-            state = cache.to_state()
-            memory = self.decoder.memory(encoder_outputs, cache.keys)
-
-        outputs, state, attn = self.decoder(decoder_input_ids, state, memory, attention_mask)
-        hidden = self.dropout(outputs)
-        if self.output_projection is not None:
-            hidden = self.output_projection(hidden)
-        logits = self.lm_head(hidden)  # (B, T, V)
-
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(),
-                labels.reshape(-1).to(logits.device),
-                ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
-            )
-
-        new_cache = None
-        if use_cache:
-            if cache is None:
-                new_cache = RNNDecoderCache(state, memory.keys, decoder_input_ids.shape[1])
-            else:
-                cache.update(state, decoder_input_ids.shape[1])
-                new_cache = cache
-
-        output = Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=new_cache,
-            decoder_hidden_states=(outputs,) if output_hidden_states else None,
-            cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
+        return self._decode(
+            decoder_input_ids,
+            encoder_outputs,
+            attention_mask,
+            labels,
+            cache,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            return_dict,
         )
-        if return_dict is False:
-            return output.to_tuple()
-        return output

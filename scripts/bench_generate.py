@@ -26,91 +26,26 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import MarianConfig, MarianMTModel
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hf_seq2seq.configuration_transformer_seq2seq import TransformerSeq2SeqConfig  # noqa: E402
-from hf_seq2seq.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
+from _bench_common import Dims, build_twins, sync  # noqa: E402
 
 
 def build_models(args) -> tuple[torch.nn.Module, torch.nn.Module]:
-    common = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
-    marian_cfg = MarianConfig(
+    """(ours, Marian) with identical weights: the shared Marian twin of ``_bench_common``."""
+    dims = Dims(
         vocab_size=args.vocab_size,
         d_model=args.d_model,
-        encoder_layers=args.layers,
-        decoder_layers=args.layers,
-        encoder_attention_heads=args.heads,
-        decoder_attention_heads=args.heads,
-        encoder_ffn_dim=args.ffn_dim,
-        decoder_ffn_dim=args.ffn_dim,
-        activation_function="relu",
-        scale_embedding=True,
-        max_position_embeddings=args.max_positions,
-        share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True,
-        forced_eos_token_id=None,
-        attn_implementation=args.attn,
-        **common,
-    )
-    ours_cfg = TransformerSeq2SeqConfig(
-        vocab_size=args.vocab_size,
-        d_model=args.d_model,
-        encoder_layers=args.layers,
-        decoder_layers=args.layers,
-        num_attention_heads=args.heads,
+        layers=args.layers,
+        heads=args.heads,
         ffn_dim=args.ffn_dim,
-        activation_function="relu",
-        norm_style="post",
-        position_embedding="sinusoidal",
-        scale_embedding=True,
-        max_position_embeddings=args.max_positions,
-        tie_word_embeddings=True,
-        attn_implementation=args.attn,
-        **common,
+        max_positions=args.max_positions,
     )
-    torch.manual_seed(0)
-    marian = MarianMTModel(marian_cfg).eval()
     # Random weights give near-uniform logits; a larger init makes the decisions (and beams) well separated.
-    with torch.no_grad():
-        for p in marian.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.2)
-    ours = TransformerSeq2SeqForConditionalGeneration(ours_cfg).eval()
-    copy_marian_weights(marian, ours)
-    return ours.to(args.device, args.dtype), marian.to(args.device, args.dtype)
-
-
-@torch.no_grad()
-def copy_marian_weights(marian: MarianMTModel, ours: TransformerSeq2SeqForConditionalGeneration) -> None:
-    src, dst = marian.model, ours.model
-    dst.encoder.embed_tokens.weight.copy_(src.shared.weight)
-    dst.encoder.embed_positions.table.copy_(src.encoder.embed_positions.weight)
-    dst.decoder.embed_positions.table.copy_(src.decoder.embed_positions.weight)
-
-    def fuse(linear, parts):
-        linear.weight.copy_(torch.cat([p.weight for p in parts]))
-        linear.bias.copy_(torch.cat([p.bias for p in parts]))
-
-    def copy(d, s):
-        d.load_state_dict(s.state_dict())
-
-    for s, d in zip(src.encoder.layers, dst.encoder.layers):
-        fuse(d.self_attn.qkv_proj, [s.self_attn.q_proj, s.self_attn.k_proj, s.self_attn.v_proj])
-        copy(d.self_attn.out_proj, s.self_attn.out_proj)
-        copy(d.self_attn_norm, s.self_attn_layer_norm)
-        copy(d.ffn.fc1, s.fc1), copy(d.ffn.fc2, s.fc2), copy(d.ffn_norm, s.final_layer_norm)
-    for s, d in zip(src.decoder.layers, dst.decoder.layers):
-        fuse(d.self_attn.qkv_proj, [s.self_attn.q_proj, s.self_attn.k_proj, s.self_attn.v_proj])
-        copy(d.self_attn.out_proj, s.self_attn.out_proj)
-        copy(d.self_attn_norm, s.self_attn_layer_norm)
-        copy(d.cross_attn.q_proj, s.encoder_attn.q_proj)
-        fuse(d.cross_attn.kv_proj, [s.encoder_attn.k_proj, s.encoder_attn.v_proj])
-        copy(d.cross_attn.out_proj, s.encoder_attn.out_proj)
-        copy(d.cross_attn_norm, s.encoder_attn_layer_norm)
-        copy(d.ffn.fc1, s.fc1), copy(d.ffn.fc2, s.fc2), copy(d.ffn_norm, s.final_layer_norm)
+    ours, marian = build_twins(dims, attn=args.attn, init_std=0.2, seed=0)
+    return ours.eval().to(args.device, args.dtype), marian.eval().to(args.device, args.dtype)
 
 
 def make_inputs(batch: int, args) -> dict:
@@ -122,11 +57,6 @@ def make_inputs(batch: int, args) -> dict:
     ids = ids.masked_fill(mask == 0, 0)
     ids[torch.arange(batch), lengths - 1] = 2  # </s>
     return {"input_ids": ids.to(args.device), "attention_mask": mask.to(args.device)}
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 @torch.inference_mode()
