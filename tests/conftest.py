@@ -27,7 +27,9 @@ def multi30k_dir() -> Path:
     return MULTI30K
 
 
-def run_without_package(code: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_without_package(
+    code: str, cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh Python process where ``import hf_seq2seq`` fails (remote-code tests)."""
     prelude = "import sys\nsys.modules['hf_seq2seq'] = None  # make the package unimportable\n"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
