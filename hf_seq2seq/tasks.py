@@ -9,6 +9,7 @@ Two tasks, each a deterministic function of a seed, named like a translation pai
         {"de": "drei und zwanzig",                            "en": "twenty-three"}
         {"de": "neun tausend neun hundert sieben und achtzig", "en": "nine thousand, nine hundred and eighty-seven"}
 
+    Every digit count is about equally likely (four-digit numbers would otherwise be 90% of the data).
     German says the units before the tens ("dreiundzwanzig" = three-and-twenty), English the tens first, so the
     alignment of every two-digit ending above twenty *crosses*: ``drei→three`` and ``zwanzig→twenty`` appear in
     opposite orders on the two sides, and an attention heatmap shows an anti-diagonal block there.
@@ -115,8 +116,31 @@ def _sample(name: str, total: int, seed: int, max_number: int) -> list[dict]:
             f"task {name!r} has only {size} distinct examples, {total} requested"
             + (" (raise max_number)" if name == "numbers" else "")
         )
-    indices = random.Random(seed).sample(range(size), total)  # distinct, so no source sentence repeats
+    rng = random.Random(seed)
+    if name == "numbers":
+        indices = _sample_numbers_by_length(rng, size, total)
+    else:
+        indices = rng.sample(range(size), total)  # distinct, so no source sentence repeats
     return [{"translation": make_pair(i)} for i in indices]
+
+
+def _sample_numbers_by_length(rng: random.Random, size: int, total: int) -> list[int]:
+    """``total`` distinct integers of ``0 .. size-1``, every digit count about equally likely.
+
+    A uniform draw over 0..9999 is 90% four-digit numbers and shows "drei und zwanzig" almost never, so a model
+    trained on it translates long numbers and fails short ones. Weighted sampling without replacement
+    (Efraimidis & Spirakis 2006: keep the ``total`` largest keys ``u ** (1 / w)``) with weight ``1 / (how many
+    numbers have this many digits)`` gives each length the same share until a length is exhausted; the draw is then
+    shuffled so that splits taken from its prefix mix all lengths.
+    """
+
+    def weight(n: int) -> float:
+        digits = len(str(n))
+        return 1.0 / (10 if digits == 1 else 9 * 10 ** (digits - 1))
+
+    keys = sorted(range(size), key=lambda n: rng.random() ** (1.0 / weight(n)), reverse=True)[:total]
+    rng.shuffle(keys)
+    return keys
 
 
 def make_task(

@@ -16,7 +16,9 @@ def numbers_rows():
 
 @pytest.fixture(scope="module")
 def numbers_tokenizer(numbers_rows):
-    return train_tokenizer([t for r in numbers_rows for t in r["translation"].values()], vocab_size=300)
+    return train_tokenizer(
+        [t for r in numbers_rows for t in r["translation"].values()], vocab_size=300, min_frequency=1
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
