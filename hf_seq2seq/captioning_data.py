@@ -259,16 +259,32 @@ class CaptioningCollator:
 
 
 # ---------------------------------------------------------------------------------------------------- saving
-def save_captioning_folder(model, tokenizer, image_processor, output_dir) -> Path:
-    """Write config (``auto_map``, ``custom_pipelines``), code files, weights, generation config, tokenizer and
-    image processor, so that ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` / ``AutoTokenizer`` /
-    ``pipeline(model=folder)`` load it with ``trust_remote_code=True`` where hf_seq2seq is not installed."""
+def save_captioning_folder(
+    model, tokenizer, image_processor, output_dir, card: Mapping | None = None, images: Mapping | None = None
+) -> Path:
+    """Write config (``auto_map``, ``custom_pipelines``), code files, weights, generation config, tokenizer, image
+    processor and the ``README.md`` model card, so that ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` /
+    ``AutoTokenizer`` / ``pipeline(model=folder)`` load it with ``trust_remote_code=True`` where hf_seq2seq is not
+    installed.
+
+    Args:
+        card: what the trainer knows, rendered into ``model_cards/rnn_captioning.md`` by
+            :func:`hf_seq2seq.hub.render_model_card` (every key optional, missing facts render as "not recorded"):
+            the text cards' keys (``model_name``, ``repo_id``, ``license``, ``dataset``/``dataset_name``, ``tags``,
+            ``languages``, ``bleu``, ``chrf`` and their ``*_signature``, ``eval_split``, ``num_eval_sentences``
+            (images here), ``recipe``, ``training_args``, ``steps``, ``epochs``, ``train_time``, ``hardware``,
+            ``history``) plus ``exact_match``, ``cider``, ``num_references``; ``example`` is an *image* (PIL or a
+            path): it is stored as ``example.png``, captioned, and the attention over it drawn as ``attention.png``.
+        images: ``{"kind": path}`` image files to copy in and embed (they win over the drawn ones).
+    """
     from transformers.dynamic_module_utils import custom_object_save
 
+    from .hub import _write_images, render_model_card
     from .pipeline_image_captioning import TASK, ImageCaptioningPipeline
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    card = dict(card or {})
     type(model.config).register_for_auto_class()
     type(model).register_for_auto_class("AutoModelForImageTextToText")
     type(image_processor).register_for_auto_class("AutoImageProcessor")
@@ -283,7 +299,35 @@ def save_captioning_folder(model, tokenizer, image_processor, output_dir) -> Pat
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     image_processor.save_pretrained(output_dir)
+    image_names = _write_images(model, tokenizer, output_dir, card, images, image_processor=image_processor)
+    render_model_card(model, card, image_names).save(output_dir / "README.md")
     return output_dir
+
+
+def draw_example_attention(model, image_processor, tokenizer, example, output_dir) -> tuple[Path, Path, str]:
+    """Store ``example`` (PIL image or path) as ``output_dir/example.png``, caption it with the model's generation
+    config and draw every word's attention over it (:func:`plot_attention_over_image`) as ``attention.png``;
+    returns ``(example path, attention path, caption)``."""
+    from .commands import caption_attention
+
+    output_dir = Path(output_dir)
+    if isinstance(example, (str, Path)):
+        if not Path(example).is_file():
+            raise FileNotFoundError(f"card example image not found: {example}")
+        with Image.open(example) as img:
+            image = img.convert("RGB")
+    else:
+        image = example.convert("RGB")
+    example_path = output_dir / "example.png"
+    image.save(example_path)
+    was_training = model.training
+    model.eval()
+    try:
+        maps, words, caption = caption_attention(model, image_processor, tokenizer, image)
+    finally:
+        model.train(was_training)
+    attention_path = plot_attention_over_image(image, maps, words, output_dir / "attention.png")
+    return example_path, attention_path, caption
 
 
 # ---------------------------------------------------------------------------------------------------- plotting

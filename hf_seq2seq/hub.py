@@ -23,7 +23,33 @@ from .pipeline_text2text import TASK, Text2TextPipeline
 
 NOT_RECORDED = "not recorded"
 CARD_TEMPLATES = Path(__file__).resolve().parent / "model_cards"
-TEMPLATE_FOR_MODEL_TYPE = {"rnn_seq2seq": "rnn_seq2seq.md", "transformer_seq2seq": "transformer_seq2seq.md"}
+TEMPLATE_FOR_MODEL_TYPE = {
+    "rnn_seq2seq": "rnn_seq2seq.md",
+    "transformer_seq2seq": "transformer_seq2seq.md",
+    "rnn_captioning": "rnn_captioning.md",
+}
+# What each model type is for on the Hub: the pipeline tag, the model-index task, the default tags and the metrics
+# of model-index as (card key, metric name, metric type, decimals). Model types not listed are translation models.
+CARD_TASKS = {
+    "translation": {
+        "pipeline_tag": "translation",
+        "task_name": "Translation",
+        "tags": ("hf_seq2seq", "seq2seq", "translation"),
+        "metrics": (("bleu", "BLEU", "sacrebleu", 2), ("chrf", "chrF", "chrf", 2)),
+    },
+    "image-to-text": {
+        "pipeline_tag": "image-to-text",
+        "task_name": "Image Captioning",
+        "tags": ("hf_seq2seq", "image-captioning", "image-to-text", "show-attend-and-tell"),
+        "metrics": (
+            ("bleu", "BLEU-4", "sacrebleu", 2),
+            ("chrf", "chrF", "chrf", 2),
+            ("exact_match", "Exact match", "exact_match", 2),
+            ("cider", "CIDEr-D", "cider", 3),
+        ),
+    },
+}
+TASK_FOR_MODEL_TYPE = {"rnn_captioning": "image-to-text"}
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 # Generation defaults written to generation_config.json when the model's generation config leaves them unset.
 GENERATION_DEFAULTS = {"num_beams": 4, "max_new_tokens": 128}
@@ -100,8 +126,15 @@ def _apply_generation_defaults(model, defaults: Mapping) -> None:
             setattr(config, key, value)
 
 
-def _write_images(model, tokenizer, output_dir: Path, card: dict, images: Mapping | None) -> dict[str, str]:
-    """Copy/draw the card's images into the folder; returns ``{kind: file name}``."""
+def _write_images(
+    model, tokenizer, output_dir: Path, card: dict, images: Mapping | None, image_processor=None
+) -> dict[str, str]:
+    """Copy/draw the card's images into the folder; returns ``{kind: file name}``.
+
+    For a captioning model (``image_processor`` given) ``card["example"]`` is an image (PIL or a path): it is stored
+    as ``example.png`` and captioned, the attention of every word is drawn over it (``attention.png``) and the
+    caption is put into ``card["example_output"]`` unless the card already has one.
+    """
     from . import plotting
 
     names: dict[str, str] = {}
@@ -109,8 +142,17 @@ def _write_images(model, tokenizer, output_dir: Path, card: dict, images: Mappin
         names["learning_curve"] = plotting.plot_learning_curve(
             card["history"], output_dir / "learning_curve.png"
         ).name
+    if image_processor is not None:
+        if card.get("example") is not None:
+            from .captioning_data import draw_example_attention
+
+            example, attention, caption = draw_example_attention(
+                model, image_processor, tokenizer, card["example"], output_dir
+            )
+            names.update(example=example.name, attention=attention.name)
+            card.setdefault("example_output", caption)
     # A model without attention (RNN attention="none", the Sutskever/Cho model) has no alignment to draw.
-    if card.get("example") and getattr(model.config, "attention", None) != "none":
+    elif card.get("example") and getattr(model.config, "attention", None) != "none":
         matrix, src, tgt = plotting.attention_matrix(model, tokenizer, card["example"])
         title = f"{card['example']}"
         names["attention"] = plotting.plot_attention(
@@ -154,7 +196,9 @@ def architecture_facts(model) -> dict:
     """What the card says about the architecture: name, paper(s), attention variant, sizes, parameter count."""
     config = model.config
     facts = {"model_type": config.model_type, "parameters": model.num_parameters()}
-    if config.model_type == "rnn_seq2seq":
+    if config.model_type == "rnn_captioning":
+        facts.update(_captioning_facts(config))
+    elif config.model_type == "rnn_seq2seq":
         attention = getattr(config, "attention", NOT_RECORDED)
         cell = str(getattr(config, "cell", NOT_RECORDED)).upper()
         papers = {
@@ -196,8 +240,54 @@ def architecture_facts(model) -> dict:
     return facts
 
 
-def card_metadata(card: Mapping, model_name: str) -> ModelCardData:
-    """The YAML front matter: library, pipeline tag, languages, license, datasets, tags and ``model-index``."""
+def _captioning_facts(config) -> dict:
+    """Xu et al. 2015 as configured: encoder, grid, attention variant and its paper, gate, doubly stochastic λ."""
+    attention = getattr(config, "attention", NOT_RECORDED)
+    cell = str(getattr(config, "cell", NOT_RECORDED)).upper()
+    scores = {
+        "bahdanau": "soft attention scored with the previous decoder state, e_ti = v^T tanh(W h_{t-1} + U a_i) "
+        "(Xu et al. eq. 4-5, the additive score of Bahdanau et al. 2015, arXiv:1409.0473)",
+        "dot": "Luong et al. 2015 (arXiv:1508.04025) `dot` score with the current decoder state (eq. 8)",
+        "general": "Luong et al. 2015 (arXiv:1508.04025) `general` score with the current decoder state (eq. 8)",
+        "concat": "Luong et al. 2015 (arXiv:1508.04025) `concat` score with the current decoder state (eq. 8)",
+    }
+    backbone = getattr(config, "backbone", "cnn")
+    grid = getattr(config, "grid_size", None)
+    if backbone == "cnn":
+        channels = list(getattr(config, "encoder_channels", []))
+        encoder = f"small CNN, {len(channels)} stages of (conv3x3-ReLU) x 2 + maxpool, channels {channels}"
+    else:
+        encoder = f"torchvision {backbone}"
+    return {
+        "name": f"CNN encoder + {cell} decoder with {attention} soft attention over image regions",
+        "paper": 'Xu et al. 2015, "Show, Attend and Tell: Neural Image Caption Generation with Visual Attention" '
+        "(arXiv:1502.03044), soft (deterministic) attention",
+        "attention": attention,
+        "attention_paper": scores.get(attention, NOT_RECORDED),
+        "encoder": encoder,
+        "image_size": getattr(config, "image_size", NOT_RECORDED),
+        "grid": f"{grid}×{grid}" if grid else NOT_RECORDED,
+        "regions": grid * grid if grid else NOT_RECORDED,
+        "position_embedding": getattr(config, "position_embedding", NOT_RECORDED),
+        "coord_channels": getattr(config, "coord_channels", NOT_RECORDED) if backbone == "cnn" else False,
+        "attention_gate": getattr(config, "attention_gate", NOT_RECORDED),
+        "input_feeding": getattr(config, "input_feeding", NOT_RECORDED),
+        "doubly_stochastic_weight": getattr(config, "doubly_stochastic_weight", NOT_RECORDED),
+        "cell": cell,
+        "layers": getattr(config, "decoder_layers", NOT_RECORDED),
+        "embedding_size": getattr(config, "embedding_size", NOT_RECORDED),
+        "hidden_size": getattr(config, "hidden_size", NOT_RECORDED),
+        "heads": 1,
+    }
+
+
+def card_metadata(card: Mapping, model_name: str, task: str = "translation") -> ModelCardData:
+    """The YAML front matter: library, pipeline tag, languages, license, datasets, tags and ``model-index``.
+
+    ``task`` is a key of `CARD_TASKS` (``"translation"`` or ``"image-to-text"``): it picks the pipeline tag, the
+    default tags and the metrics reported in ``model-index``.
+    """
+    spec = CARD_TASKS[task]
     languages = _as_list(card.get("languages")) or [
         lang for lang in (card.get("source_lang"), card.get("target_lang")) if lang
     ]
@@ -205,31 +295,31 @@ def card_metadata(card: Mapping, model_name: str) -> ModelCardData:
     dataset_id = datasets[0] if datasets else "custom"
     dataset_name = card.get("dataset_name") or (datasets[0] if datasets else NOT_RECORDED)
     eval_results = []
-    for metric, pretty in (("bleu", "BLEU"), ("chrf", "chrF")):
+    for metric, pretty, metric_type, decimals in spec["metrics"]:
         value = card.get(metric)
         if value is None:
             continue
         signature = card.get(f"{metric}_signature")
         eval_results.append(
             EvalResult(
-                task_type="translation",
-                task_name="Translation",
+                task_type=task,
+                task_name=spec["task_name"],
                 dataset_type=dataset_id,
                 dataset_name=dataset_name,
                 dataset_split=card.get("eval_split"),
-                metric_type="sacrebleu" if metric == "bleu" else "chrf",
+                metric_type=metric_type,
                 metric_name=pretty,
-                metric_value=round(float(value), 2),
+                metric_value=round(float(value), decimals),
                 metric_args={"signature": signature} if signature else None,
             )
         )
     return ModelCardData(
         library_name="transformers",
-        pipeline_tag="translation",
+        pipeline_tag=spec["pipeline_tag"],
         language=languages or None,
         license=card.get("license", "apache-2.0"),
         datasets=datasets or None,
-        tags=sorted({"hf_seq2seq", "seq2seq", "translation", *_as_list(card.get("tags"))}),
+        tags=sorted({*spec["tags"], *_as_list(card.get("tags"))}),
         model_name=model_name if eval_results else None,
         eval_results=eval_results or None,
     )
@@ -244,13 +334,17 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
     ``chrf_signature``, ``eval_split``, ``num_eval_sentences``, ``recipe`` (config file name), ``training_args``
     (dict), ``steps``, ``epochs``, ``train_time`` (seconds), ``hardware``, ``example`` (a source sentence) and
     ``example_output``. The keys `evaluate_main` writes to its JSON file are the metric keys here.
+
+    Captioning models (``model_type="rnn_captioning"``, template ``rnn_captioning.md``, pipeline tag
+    ``image-to-text``) also show ``exact_match``, ``cider`` and ``num_references``; ``num_eval_sentences`` counts
+    images there, and ``image_names["example"]`` names the example image stored beside the weights.
     """
     card = dict(card or {})
     image_names = dict(image_names or {})
     template = CARD_TEMPLATES / TEMPLATE_FOR_MODEL_TYPE.get(model.config.model_type, "transformer_seq2seq.md")
     facts = architecture_facts(model)
     model_name = card.get("model_name") or (card.get("repo_id") or "").split("/")[-1] or facts["model_type"]
-    data = card_metadata(card, model_name)
+    data = card_metadata(card, model_name, TASK_FOR_MODEL_TYPE.get(model.config.model_type, "translation"))
     training_args = card.get("training_args") or {}
     gen = model.generation_config
     return ModelCard.from_template(
@@ -270,19 +364,28 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
         hardware=_fmt(card.get("hardware")),
         eval_split=_fmt(card.get("eval_split")),
         num_eval_sentences=_fmt(card.get("num_eval_sentences")),
+        num_eval_images=_fmt(card.get("num_eval_sentences")),
+        num_references=_fmt(card.get("num_references")),
         bleu=_fmt(card.get("bleu")),
         chrf=_fmt(card.get("chrf")),
+        exact_match=_fmt(card.get("exact_match")),
+        cider=NOT_RECORDED if card.get("cider") is None else f"{float(card['cider']):.3f}",
         # "|" separates a sacreBLEU signature's fields and a Markdown table's cells: escape it in the table
         bleu_signature=_fmt(card.get("bleu_signature")).replace("|", "\\|"),
         chrf_signature=_fmt(card.get("chrf_signature")).replace("|", "\\|"),
-        num_beams=gen.num_beams,
+        num_beams=gen.num_beams or 1,  # unset means greedy
         max_new_tokens=gen.max_new_tokens if gen.max_new_tokens is not None else gen.max_length,
         example_literal=repr(card.get("example") or "Ein Hund läuft über die Wiese."),
         example_output=card.get("example_output"),
         attention_image=image_names.get("attention"),
         learning_curve_image=image_names.get("learning_curve"),
+        example_image=image_names.get("example"),
+        # the captioning card shows its example image inside the attention figure and names it in the usage code
         extra_images=sorted(
-            (k, v) for k, v in image_names.items() if k not in ("attention", "learning_curve")
+            (k, v)
+            for k, v in image_names.items()
+            if k not in ("attention", "learning_curve")
+            and not (k == "example" and facts["model_type"] == "rnn_captioning")
         ),
     )
 

@@ -56,6 +56,16 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 NAN_POLICIES = ("stop", "skip")
 # --nan_policy skip gives up (as "stop" does) after this many non-finite steps in a row
 MAX_CONSECUTIVE_SKIPS = 10
+# Validation results the model card shows (hub.render_model_card); exact_match / cider / num_references: captioning
+CARD_METRIC_KEYS = (
+    "bleu",
+    "chrf",
+    "bleu_signature",
+    "chrf_signature",
+    "exact_match",
+    "cider",
+    "num_references",
+)
 # Test hook (tests/test_reliability.py): HF_SEQ2SEQ_DEBUG_PAUSE="save:N" pauses the main process after it has
 # written part of checkpoint N's temporary folder (model.safetensors cut to half its size, no COMPLETE marker);
 # "step:N" pauses every process in the middle of step N (after the backward pass, before the update). The
@@ -1193,7 +1203,7 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
             "epochs": state.epoch,
             "train_time": time.perf_counter() - run_start,
             "hardware": f"{world} x {accelerator.device.type}",
-            **{k: metrics[k] for k in ("bleu", "chrf", "bleu_signature", "chrf_signature") if k in metrics},
+            **{k: metrics[k] for k in CARD_METRIC_KEYS if k in metrics},
         }
         if final:
             keys = {"loss": "train_loss", "eval_loss": "valid_loss", "eval_bleu": "bleu"}

@@ -354,17 +354,28 @@ class CaptioningTask:
 
     # -- saving and the model card
     def save(self, model, tokenizer, path: Path, card: dict | None = None) -> None:
+        """The model folder with its card (``model_cards/rnn_captioning.md``): the loop's facts (metrics with their
+        signatures, steps, time, history) and, in the final card, the first validation image as the example whose
+        attention is drawn."""
         from .captioning_data import save_captioning_folder
 
-        save_captioning_folder(model, tokenizer, self.image_processor, path)
+        save_captioning_folder(model, tokenizer, self.image_processor, path, card=card)
 
     def card_facts(self) -> dict:
         d = self.data_args
+        example = None
+        if getattr(self, "val_rows", None):
+            try:
+                example = _open(self.raw["validation"][self.val_rows[0]])
+            except OSError:  # an unreadable image must not cost the saved model; the card just has no figure
+                example = None
         return {
             "dataset_name": f"rendered shapes task ({d.task_num_train} scenes)"
             if d.task == SHAPES_TASK
             else f"{d.image_folder} + {d.captions_file}",
-            "example": self.references[0][0] if getattr(self, "references", None) else None,
+            # the rendered captions are English; a folder's language is not known here
+            "languages": ["en"] if d.task == SHAPES_TASK else None,
+            "example": example,
         }
 
     def result_extras(self) -> dict:

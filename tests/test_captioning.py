@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_without_package
+from huggingface_hub import ModelCardData, metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, pipeline
 
@@ -32,6 +34,7 @@ from hf_seq2seq.captioning_data import (
     shapes_dataset,
 )
 from hf_seq2seq.configuration_rnn_captioning import ImageCaptioningConfig
+from hf_seq2seq.hub import NOT_RECORDED
 from hf_seq2seq.image_processing_rnn_captioning import ImageCaptioningImageProcessor
 from hf_seq2seq.modeling_rnn_captioning import (
     ImageCaptioningForConditionalGeneration,
@@ -276,7 +279,7 @@ def test_remote_code_loads_without_package(tmp_path, tokenizer):
     )
     assert "image-captioning" in config["custom_pipelines"]
     for name in ("modeling_rnn_captioning.py", "modeling_rnn_seq2seq.py", "attention.py",
-                 "image_processing_rnn_captioning.py", "pipeline_image_captioning.py"):  # fmt: skip
+                 "image_processing_rnn_captioning.py", "pipeline_image_captioning.py", "README.md"):  # fmt: skip
         assert (folder / name).is_file(), name
     image_path = tmp_path / "scene.png"
     render_scene(3, 1)["image"].save(image_path)
@@ -285,9 +288,15 @@ def test_remote_code_loads_without_package(tmp_path, tokenizer):
         "greedy": model.generate(pixel_values=pixels, max_new_tokens=6)[0].tolist(),
         "beam": model.generate(pixel_values=pixels, max_new_tokens=6, num_beams=3)[0].tolist(),
     }
+    # the model card's "How to use" code, pointed at this folder and image, runs as written
+    readme = (folder / "README.md").read_text()
+    card_code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    card_code = card_code.replace("path/to/this/folder", str(folder)).replace("image.jpg", str(image_path))
+    (tmp_path / "card_code.py").write_text(card_code)
+    card_caption = tokenizer.decode(model.generate(pixel_values=pixels)[0], skip_special_tokens=True).strip()
     proc_run = run_without_package(
         f"""
-        import json
+        import contextlib, io, json
         from PIL import Image
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, pipeline
         folder = {str(folder)!r}
@@ -299,13 +308,93 @@ def test_remote_code_loads_without_package(tmp_path, tokenizer):
         beam = model.generate(pixel_values=pixels, max_new_tokens=6, num_beams=3)[0].tolist()
         pipe = pipeline(model=folder, trust_remote_code=True)
         text = pipe({str(image_path)!r}, max_new_tokens=6)[0]["generated_text"]
-        print(json.dumps({{"module": type(model).__module__, "greedy": greedy, "beam": beam, "text": text}}))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(open({str(tmp_path / "card_code.py")!r}).read())
+        print(json.dumps({{"module": type(model).__module__, "greedy": greedy, "beam": beam, "text": text,
+                          "card": printed.getvalue().splitlines()}}))
         """
     )
     result = json.loads(proc_run.stdout.strip().splitlines()[-1])
     assert not result["module"].startswith("hf_seq2seq")
     assert result["greedy"] == expected["greedy"] and result["beam"] == expected["beam"]
     assert result["text"] == tokenizer.decode(expected["greedy"], skip_special_tokens=True).strip()
+    assert result["card"] == [repr([card_caption]), repr([{"generated_text": card_caption}])]
+
+
+CARD = {
+    "repo_id": "user/tiny-captioner",
+    "languages": ["en"],
+    "dataset": "user/shapes",
+    "dataset_name": "rendered shapes task (400 scenes)",
+    "eval_split": "validation",
+    "num_eval_sentences": 24,
+    "num_references": 48,
+    "bleu": 41.2345,
+    "chrf": 60.5,
+    "exact_match": 37.5,
+    "cider": 1.23456,
+    "bleu_signature": "nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+    "chrf_signature": "nrefs:2|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
+    "steps": 321,
+    "epochs": 2,
+    "train_time": 75,
+    "hardware": "2 x cpu",
+    "recipe": "configs/captioning_shapes.yaml",
+    "training_args": {"learning_rate": 0.003, "batch_size": 32},
+    "history": [
+        {"step": 1, "train_loss": 4.0},
+        {"step": 2, "train_loss": 3.0, "valid_loss": 3.5, "bleu": 5.0},
+    ],
+}
+
+
+def test_model_card_metadata_holds_the_scores(tmp_path, tokenizer):
+    model = make_model(vocab_size=len(tokenizer))
+    proc = ImageCaptioningImageProcessor.for_image_size(SIZE)
+    card = {**CARD, "example": render_scene(3, 2, 32)["image"]}
+    folder = save_captioning_folder(model, tokenizer, proc, tmp_path / "m", card=card)
+    meta = metadata_load(folder / "README.md")
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-to-text"
+    assert (
+        meta["language"] == ["en"] and meta["license"] == "apache-2.0" and meta["datasets"] == ["user/shapes"]
+    )
+    assert {"image-captioning", "hf_seq2seq"} <= set(meta["tags"])
+    model_name, results = model_index_to_eval_results(meta["model-index"])
+    assert model_name == "tiny-captioner"
+    scores = {r.metric_name: r for r in results}
+    assert {name: r.metric_value for name, r in scores.items()} == {
+        "BLEU-4": 41.23, "chrF": 60.5, "Exact match": 37.5, "CIDEr-D": 1.235,
+    }  # fmt: skip
+    assert scores["BLEU-4"].metric_args == {"signature": CARD["bleu_signature"]}
+    assert scores["chrF"].metric_args == {"signature": CARD["chrf_signature"]}
+    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in results} == {
+        ("image-to-text", "user/shapes", "validation")
+    }
+    ModelCardData(**meta)  # the hub's own parser accepts the metadata
+
+    text = (folder / "README.md").read_text()
+    assert NOT_RECORDED not in text
+    assert (
+        "Xu et al. 2015" in text
+        and "16 annotation vectors, one per cell of a 4×4 grid" in text
+        and f"{model.num_parameters():,}" in text
+    )
+    assert "λ = 0.0 (off)" in text  # make_model turns the doubly stochastic penalty off
+    assert "41.23" in text and "37.50" in text and "1.235" in text and "24 images, 48 reference" in text
+    assert CARD["bleu_signature"].replace("|", "\\|") in text  # escaped inside the Markdown table
+    assert "0:01:15" in text and "321" in text and "`learning_rate` | `0.003`" in text
+    for image in ("attention.png", "learning_curve.png", "example.png"):
+        assert (folder / image).is_file(), image
+    assert "](attention.png)" in text and "](learning_curve.png)" in text and "`example.png`" in text
+    loading = 'AutoModelForImageTextToText.from_pretrained("user/tiny-captioner", trust_remote_code=True)'
+    assert loading in text and 'pipeline("image-captioning", model="user/tiny-captioner"' in text
+
+    bare = save_captioning_folder(model, tokenizer, proc, tmp_path / "bare")
+    meta = metadata_load(bare / "README.md")
+    assert meta["pipeline_tag"] == "image-to-text" and "model-index" not in meta
+    text = (bare / "README.md").read_text()
+    assert text.count(NOT_RECORDED) >= 5 and "![" not in text
 
 
 # ------------------------------------------------------------------------------------------------ data

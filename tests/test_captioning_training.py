@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 from safetensors.torch import load_file
+from test_training import _train_one_process, _train_two_processes
 
 from hf_seq2seq.captioning_data import render_scene
 from hf_seq2seq.cli import main as cli_main
@@ -92,10 +95,31 @@ def test_training_run_leaves_loadable_captioning_folder(run, tmp_path):
     assert sum(h["loss"] for h in steps[-5:]) < sum(h["loss"] for h in steps[:5])  # it learns something
     for name in ("final_model", "best_model"):
         folder = run / name
-        for f in ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"):
+        for f in (
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+            "tokenizer.json",
+            "README.md",
+        ):
             assert (folder / f).is_file(), f"{name}/{f}"
         assert (folder / "modeling_rnn_captioning.py").is_file()  # remote code beside the weights
     folder = run / "final_model"
+    # the final card holds the last validation's numbers, the run's facts, the learning curve and attention figure
+    meta = metadata_load(folder / "README.md")
+    assert meta["pipeline_tag"] == "image-to-text" and meta["language"] == ["en"]
+    _, results = model_index_to_eval_results(meta["model-index"])
+    scores = {r.metric_name: r.metric_value for r in results}
+    assert scores["BLEU-4"] == round(evals[-1]["eval_bleu"], 2)
+    assert scores["Exact match"] == round(evals[-1]["eval_exact_match"], 2)
+    assert {r.metric_name: r.metric_args for r in results}["BLEU-4"] == {
+        "signature": evals[-1]["eval_bleu_signature"]
+    }
+    text = (folder / "README.md").read_text()
+    assert f"**Steps**: {MAX_STEPS}" in text and "**Hardware**: 1 x " in text
+    assert f"{NUM_VALIDATION} images" in text
+    for image in ("learning_curve.png", "attention.png", "example.png"):
+        assert (folder / image).is_file() and image in text, image
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     processor = AutoImageProcessor.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -265,3 +289,57 @@ def test_missing_captions_image_and_bad_plot_inputs(run, tmp_path, capsys):
     assert "image-captioning model: give --image" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --text and --image exclude each other
         cli_main(["plot-attention", "--model", folder, "--text", "x", "--image", "y.png"])
+
+
+# ------------------------------------------------------------------------------------------------ 2 processes
+# Same global batch, different layout: 1 process x 2 accumulation steps == 2 processes x 1 (docs/training.md, "What a
+# step is"). Both layouts see the same micro-batches (the same shuffled list on every rank, micro-batch m*world + r),
+# so the only difference is the order of float32 sums (gloo all-reduce vs sequential accumulation), amplified a
+# little by Adam over the steps: the same tolerance as the text test (tests/test_training.py).
+DDP_STEPS = 10
+DDP_VALIDATION = 13  # 4 validation batches of 4 (the last one short): 2 per rank
+DDP_LOSS_RTOL = 1e-4
+
+
+def _ddp_args(output_dir: Path) -> list[str]:
+    args = _args(output_dir, "--seed", "3")
+    for option, value in (
+        ("--task_num_train", "200"),
+        ("--task_num_validation", str(DDP_VALIDATION)),
+        ("--batch_size", "8"),
+        ("--validation_batch_size", "4"),
+        ("--max_steps", str(DDP_STEPS)),
+        ("--eval_steps", str(DDP_STEPS)),
+    ):
+        args[args.index(option) + 1] = value
+    return args
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_and_score_each_image_once(tmp_path):
+    # doubly_stochastic_weight stays at its default 1.0: the attention penalty is weighted like the cross-entropy
+    one, two = tmp_path / "one", tmp_path / "two"
+    _train_one_process([*_ddp_args(one), "--gradient_accumulation_steps", "2"])
+    _train_two_processes(_ddp_args(two))
+    assert (two / "checkpoints" / f"step-{DDP_STEPS}" / "random_states_1.pkl").is_file()  # 2 ranks really ran
+    one_steps, one_evals = _history(one)
+    two_steps, two_evals = _history(two)
+    assert [h["step"] for h in two_steps] == [h["step"] for h in one_steps] == list(range(1, DDP_STEPS + 1))
+    assert [h["tokens"] for h in two_steps] == [h["tokens"] for h in one_steps]  # the same global batches
+    for a, b in zip(one_steps, two_steps):
+        assert b["loss"] == pytest.approx(a["loss"], rel=DDP_LOSS_RTOL), f"step {a['step']}"
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-9)
+    assert two_steps[-1]["loss"] < two_steps[0]["loss"]  # it trains
+
+    # Validation under 2 processes: every image scored exactly once, against its reference (duplicates or losses
+    # would change the image and reference counts and BLEU's reference length).
+    (one_eval,) = one_evals
+    (two_eval,) = two_evals
+    for e in (one_eval, two_eval):
+        assert e["eval_num_images"] == e["eval_num_sentences"] == e["eval_num_references"] == DDP_VALIDATION
+    assert two_eval["eval_ref_len"] == one_eval["eval_ref_len"]
+    assert two_eval["eval_loss"] == pytest.approx(one_eval["eval_loss"], rel=DDP_LOSS_RTOL)
+    a = load_file(one / "final_model" / "model.safetensors")
+    b = load_file(two / "final_model" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
