@@ -140,8 +140,11 @@ def build_twins(
     marian = MarianMTModel(marian_config(d, attn))
     if init_std is not None:
         with torch.no_grad():
-            for p in marian.parameters():
-                if p.dim() > 1:
+            for name, p in marian.named_parameters():
+                # The sinusoidal position tables stay as they are: re-drawn, they would no longer be sinusoidal,
+                # and a reloaded copy (save_pretrained -> from_pretrained, e.g. the CTranslate2 converter)
+                # would rebuild the sinusoids and compute a different function.
+                if p.dim() > 1 and "embed_positions" not in name:
                     p.normal_(0.0, init_std)
     ours = TransformerSeq2SeqForConditionalGeneration(ours_config(d, attn))
     copy_marian_weights(marian, ours)
