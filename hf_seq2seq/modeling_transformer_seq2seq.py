@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, StaticLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -93,6 +93,26 @@ def _causal_mask(
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
+def _static_causal_mask(
+    decoder_attention_mask: torch.Tensor | None, positions: torch.Tensor, key_length: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``_causal_mask`` for a preallocated (static) self-attention cache of ``key_length`` = K slots.
+
+    positions (T,): the absolute positions P .. P + T - 1 of this call's queries, a tensor (P is the cache's
+    tensor-valued length, so no ``.item()`` and no shape that changes per step: the step can be compiled).
+    Query j may see slot k iff k <= positions[j], which also hides the not-yet-written slots > P + j.
+    decoder_attention_mask (B, <= K) is right-padded to K. Always a tensor, (B|1, 1, T, K).
+    """
+    allowed = torch.arange(key_length, device=positions.device)[None, :] <= positions[:, None]  # (T, K)
+    allowed = allowed[None, None]  # (1, 1, T, K)
+    if decoder_attention_mask is not None:
+        keep = decoder_attention_mask[:, -key_length:]
+        keep = F.pad(keep, (0, key_length - keep.shape[1])).bool()
+        allowed = allowed & keep[:, None, None, :]
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=positions.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
 # ------------------------------------------------------------------------------------------------- positions
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     """Sec. 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D)) → (N, D).
@@ -119,6 +139,10 @@ class TransformerSeq2SeqSinusoidalPositions(nn.Module):
         """Positions P .. P + T - 1 → (T, D)."""
         return self.table[past_length : past_length + length]
 
+    def lookup(self, positions: torch.Tensor) -> torch.Tensor:
+        """Positions given as a (T,) tensor → (T, D) (the static-cache path; no Python int needed)."""
+        return self.table.index_select(0, positions)
+
 
 class TransformerSeq2SeqLearnedPositions(nn.Embedding):
     """Learned absolute positions (the paper's Sec. 3.5 alternative, as in BERT/BART): an (N, D) parameter."""
@@ -126,6 +150,10 @@ class TransformerSeq2SeqLearnedPositions(nn.Embedding):
     def forward(self, past_length: int, length: int) -> torch.Tensor:
         """Positions P .. P + T - 1 → (T, D)."""
         positions = torch.arange(past_length, past_length + length, device=self.weight.device)
+        return super().forward(positions)
+
+    def lookup(self, positions: torch.Tensor) -> torch.Tensor:
+        """Positions given as a (T,) tensor → (T, D) (the static-cache path; no Python int needed)."""
         return super().forward(positions)
 
 
@@ -389,6 +417,13 @@ class _Embedder(nn.Module):
         hidden = hidden + self.embed_positions(past_length, length).to(hidden.dtype)
         return _dropout(hidden, self.dropout, self.training)
 
+    def embed_at(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, T) at absolute positions given as a (T,) tensor → (B, T, D). The caller checks the
+        bound (``positions`` may be a traced tensor, so no ``.item()`` here)."""
+        hidden = self.embed_tokens(input_ids) * self.embed_scale
+        hidden = hidden + self.embed_positions.lookup(positions).to(hidden.dtype)
+        return _dropout(hidden, self.dropout, self.training)
+
 
 class TransformerSeq2SeqEncoder(_Embedder):
     """The encoder stack (Sec. 3.1): embeddings + L encoder layers (+ a final LayerNorm for pre-norm).
@@ -436,6 +471,11 @@ class TransformerSeq2SeqDecoder(_Embedder):
 
     The same code serves teacher forcing (T = target length, no cache) and incremental decoding (T = 1, with an
     ``EncoderDecoderCache``); positions continue from the cache length P.
+
+    With a preallocated self-attention cache (``generate(..., cache_implementation="static")``, a ``StaticCache``
+    of K = ``max_cache_len`` slots) P is a 0-dim tensor, positions are a tensor and the causal mask always spans
+    all K slots (``_static_causal_mask``): every step has the same shapes and no Python int depends on P, so the
+    step can be compiled (``generate(..., compile_config=...)``). The dynamic-cache path is unchanged.
     """
 
     def __init__(self, config: TransformerSeq2SeqConfig):
@@ -459,16 +499,31 @@ class TransformerSeq2SeqDecoder(_Embedder):
         """input_ids (B, T), encoder_hidden_states (B, S, D), encoder_attention_mask (B, S), attention_mask
         (B, P + T) → dict with last_hidden_state (B, T, D), hidden_states (L + 1 × (B, T, D)), attentions
         (L × (B, H, T, P + T)), cross_attentions (L × (B, H, T, S))."""
-        past_length = cache.get_seq_length() if cache is not None else 0
-        hidden_states = self.embed(input_ids, past_length)
-        self_mask = _causal_mask(
-            attention_mask,
-            input_ids.shape[1],
-            past_length,
-            hidden_states.dtype,
-            hidden_states.device,
-            "eager" if output_attentions else self.config._attn_implementation,
-        )
+        self_cache = cache.self_attention_cache if cache is not None else None
+        if self_cache is not None and not isinstance(self_cache, DynamicCache) and self_cache.is_compileable:
+            key_length = self_cache.get_max_length()
+            if key_length > self.max_positions:
+                raise ValueError(
+                    f"static cache of {key_length} positions exceeds max_position_embeddings="
+                    f"{self.max_positions}; lower max_new_tokens / max_cache_len or raise max_position_embeddings"
+                )
+            # 0 (int) before the first update, then the cache's 0-dim length tensor
+            positions = (
+                torch.arange(input_ids.shape[1], device=input_ids.device) + self_cache.get_seq_length()
+            )
+            hidden_states = self.embed_at(input_ids, positions)
+            self_mask = _static_causal_mask(attention_mask, positions, key_length, hidden_states.dtype)
+        else:
+            past_length = cache.get_seq_length() if cache is not None else 0
+            hidden_states = self.embed(input_ids, past_length)
+            self_mask = _causal_mask(
+                attention_mask,
+                input_ids.shape[1],
+                past_length,
+                hidden_states.dtype,
+                hidden_states.device,
+                "eager" if output_attentions else self.config._attn_implementation,
+            )
         cross_mask = _padding_mask(encoder_attention_mask, hidden_states.dtype)
         all_hidden = (hidden_states,) if output_hidden_states else None
         self_attentions = () if output_attentions else None
@@ -500,6 +555,8 @@ class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
+    # the decoder step traces without graph breaks with a static cache (tested with fullgraph=True)
+    _can_compile_fullgraph = True
     _no_split_modules = ["TransformerSeq2SeqEncoderLayer", "TransformerSeq2SeqDecoderLayer"]
 
     def __init__(self, config: TransformerSeq2SeqConfig, *args, **kwargs):
@@ -643,9 +700,31 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
     @staticmethod
     def _reorder_cache(cache: EncoderDecoderCache, beam_idx: torch.Tensor) -> EncoderDecoderCache:
         """Beam search: reorder only the self-attention K/V. ``beam_idx`` picks beams of the same sentence, whose
-        cross-attention K/V are identical (the encoder output is repeated per beam), so those need no copy."""
-        cache.self_attention_cache.reorder_cache(beam_idx)
+        cross-attention K/V are identical (the encoder output is repeated per beam), so those need no copy.
+
+        Static (preallocated) layers are reordered in place, so their buffers keep the address a compiled step
+        (or a CUDA graph) was built against."""
+        self_cache = cache.self_attention_cache
+        if isinstance(self_cache, DynamicCache):
+            self_cache.reorder_cache(beam_idx)
+            return cache
+        for layer in self_cache.layers:
+            if isinstance(layer, StaticLayer) and layer.is_initialized:
+                index = beam_idx.to(layer.keys.device)
+                layer.keys.copy_(layer.keys.index_select(0, index))
+                layer.values.copy_(layer.values.index_select(0, index))
+            else:
+                layer.reorder_cache(beam_idx)
         return cache
+
+    @staticmethod
+    def create_masks_for_generate(
+        attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor | None:
+        """``generate()`` hook, called with a compilable (static) cache to pre-build a 4D decoder mask in the
+        library's format. The decoder builds its own additive mask from the 2D ``decoder_attention_mask`` (inside
+        the possibly compiled step), so pass that through unchanged."""
+        return attention_mask
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Labels (B, T) with -100 padding → decoder inputs (B, T) (used by ``DataCollatorForSeq2Seq``)."""

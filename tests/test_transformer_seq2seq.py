@@ -10,7 +10,8 @@ import torch
 from conftest import run_without_package
 from safetensors import safe_open
 from torch.nn import functional as F
-from transformers import AutoConfig, AutoModelForSeq2SeqLM
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, CompileConfig
+from transformers.cache_utils import EncoderDecoderCache, StaticCache
 
 from hf_seq2seq import TransformerSeq2SeqConfig, TransformerSeq2SeqForConditionalGeneration
 
@@ -117,8 +118,9 @@ def test_cached_equals_uncached_greedy_and_beam(norm_style, position_embedding):
     assert len({tuple(row.tolist()) for row in model.generate(**inputs, **GEN)}) > 1
 
 
+@pytest.mark.parametrize("cache_implementation", [None, "static"])
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_cross_attention_kv_once_and_one_token_per_step(num_beams):
+def test_cross_attention_kv_once_and_one_token_per_step(num_beams, cache_implementation):
     model = tiny_model()
     kv_calls, decoder_lengths = [], []
     hooks = [
@@ -131,13 +133,88 @@ def test_cross_attention_kv_once_and_one_token_per_step(num_beams):
         )
     )
     try:
-        out = model.generate(**batch_inputs(), **GEN, num_beams=num_beams)
+        out = model.generate(
+            **batch_inputs(), **GEN, num_beams=num_beams, cache_implementation=cache_implementation
+        )
     finally:
         for h in hooks:
             h.remove()
     assert out.shape[1] == 1 + GEN["max_new_tokens"]
     assert len(kv_calls) == model.config.decoder_layers  # once per layer for the whole generate call
     assert decoder_lengths == [1] * GEN["max_new_tokens"]  # never re-runs the prefix without the cache
+
+
+def static_cache(model, max_cache_len: int, source_length: int) -> EncoderDecoderCache:
+    """The cache ``generate(..., cache_implementation="static")`` builds: preallocated self- and cross-attention."""
+    config = model.config
+    return EncoderDecoderCache(
+        StaticCache(config=config, max_cache_len=max_cache_len),
+        StaticCache(config=config, max_cache_len=source_length),
+    )
+
+
+@pytest.mark.parametrize("norm_style, position_embedding", STYLES)
+def test_static_cache_equals_dynamic_and_uncached(norm_style, position_embedding):
+    """generate() with a preallocated cache (fixed shapes per step, the precondition for a compiled step) gives the
+    same tokens as the default dynamic cache and as no cache, greedy and beam, sdpa and eager."""
+    inputs = batch_inputs()
+    for attn in ("sdpa", "eager"):
+        model = tiny_model(norm_style, position_embedding, attn_implementation=attn)
+        for extra in ({}, {"num_beams": 3, "num_return_sequences": 2}):
+            dynamic = model.generate(**inputs, **GEN, **extra)
+            static = model.generate(**inputs, **GEN, **extra, cache_implementation="static")
+            uncached = model.generate(**inputs, **GEN, **extra, use_cache=False)
+            assert torch.equal(static, dynamic), (attn, extra)
+            assert torch.equal(static, uncached), (attn, extra)
+
+
+@pytest.mark.parametrize("norm_style, position_embedding", STYLES)
+def test_static_cache_steps_and_padding_mask_equal_teacher_forcing(norm_style, position_embedding):
+    """forward() on a static cache: one token per step, then two at once (offset causal mask over all slots), with a
+    decoder_attention_mask that hides one position; equals the teacher-forced logits."""
+    model = tiny_model(norm_style, position_embedding)
+    inputs = batch_inputs()
+    ids = torch.randint(3, 24, (3, 6), generator=torch.Generator().manual_seed(5))
+    ids[:, 0] = model.config.decoder_start_token_id
+    mask = torch.ones_like(ids)
+    mask[1, 2] = 0
+    with torch.no_grad():
+        full = model(**inputs, decoder_input_ids=ids, decoder_attention_mask=mask, use_cache=False).logits
+        encoder_outputs = model.get_encoder()(**inputs)
+        cache = static_cache(model, 16, inputs["input_ids"].shape[1])
+        common = dict(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"], cache=cache)
+        steps = [
+            model(
+                **common, decoder_input_ids=ids[:, t : t + 1], decoder_attention_mask=mask[:, : t + 1]
+            ).logits
+            for t in range(4)
+        ]
+        steps.append(model(**common, decoder_input_ids=ids[:, 4:], decoder_attention_mask=mask).logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert int(cache.get_seq_length()) == ids.shape[1]
+
+
+def test_static_cache_longer_than_positions_raises():
+    model = tiny_model(max_position_embeddings=8)
+    with pytest.raises(ValueError, match="max_position_embeddings=8"):
+        model.generate(**batch_inputs(), max_new_tokens=12, cache_implementation="static")
+
+
+def test_compiled_static_generate_equals_eager():
+    """The decoder step compiles as one graph (fullgraph=True: no graph break) with a static cache and gives the
+    same tokens. Greedy through generate()'s own compile_config (it compiles the steps after the first; forced on
+    CPU), beam search (which generate() never compiles) through a compiled ``model.forward``."""
+    inputs = batch_inputs()
+    model = tiny_model()
+    greedy = model.generate(**inputs, **GEN)
+    beam = model.generate(**inputs, **GEN, num_beams=3)
+    config = CompileConfig(fullgraph=True, mode="default", dynamic=False)
+    config._compile_all_devices = True  # generate() compiles only on accelerators unless told otherwise
+    compiled = model.generate(**inputs, **GEN, cache_implementation="static", compile_config=config)
+    assert torch.equal(compiled, greedy)
+    assert hasattr(model, "_compiled_call")  # the compiled path was taken
+    model.forward = torch.compile(model.forward, backend="aot_eager", fullgraph=True, dynamic=False)
+    assert torch.equal(model.generate(**inputs, **GEN, num_beams=3, cache_implementation="static"), beam)
 
 
 @pytest.mark.parametrize("norm_style, position_embedding", STYLES)
