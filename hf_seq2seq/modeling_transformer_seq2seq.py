@@ -281,16 +281,32 @@ class TransformerSeq2SeqFeedForward(nn.Module):
         return self.fc2(x)
 
 
-class TransformerSeq2SeqEncoderLayer(nn.Module):
-    """One encoder block (Sec. 3.1): self-attention, then FFN, each wrapped as a residual sub-layer.
+class _ResidualBlock(nn.Module):
+    """A stack of residual sub-layers (Sec. 3.1 and 5.4), shared by the encoder and decoder blocks.
 
     post-norm (paper): x = LayerNorm(x + Dropout(Sublayer(x)));  pre-norm: x = x + Dropout(Sublayer(LayerNorm(x))).
     """
 
-    def __init__(self, config: TransformerSeq2SeqConfig, layer_idx: int):
+    def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__()
         self.pre_norm = config.norm_style == "pre"
         self.dropout = config.dropout
+
+    def _sublayer(
+        self, x: torch.Tensor, norm: nn.LayerNorm, sublayer
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, L, D) → (B, L, D) and the sub-layer's attention weights (None for the FFN)."""
+        out = sublayer(norm(x) if self.pre_norm else x)
+        out, weights = out if isinstance(out, tuple) else (out, None)
+        x = x + _dropout(out, self.dropout, self.training)
+        return (x if self.pre_norm else norm(x)), weights
+
+
+class TransformerSeq2SeqEncoderLayer(_ResidualBlock):
+    """One encoder block (Sec. 3.1): self-attention, then FFN, each a residual sub-layer (:class:`_ResidualBlock`)."""
+
+    def __init__(self, config: TransformerSeq2SeqConfig, layer_idx: int):
+        super().__init__(config)
         self.self_attn = TransformerSeq2SeqAttention(
             config, layer_idx, is_cross_attention=False, is_causal=False
         )
@@ -305,33 +321,21 @@ class TransformerSeq2SeqEncoderLayer(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, S, D), mask (B, 1, 1, S) → (B, S, D) and self-attention weights (B, H, S, S)."""
-        residual = hidden_states
-        if self.pre_norm:
-            hidden_states = self.self_attn_norm(hidden_states)
-        hidden_states, weights = self.self_attn(
-            hidden_states, attention_mask, output_attentions=output_attentions
+        hidden_states, weights = self._sublayer(
+            hidden_states,
+            self.self_attn_norm,
+            lambda h: self.self_attn(h, attention_mask, output_attentions=output_attentions),
         )
-        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
-        if not self.pre_norm:
-            hidden_states = self.self_attn_norm(hidden_states)
-
-        residual = hidden_states
-        if self.pre_norm:
-            hidden_states = self.ffn_norm(hidden_states)
-        hidden_states = residual + _dropout(self.ffn(hidden_states), self.dropout, self.training)
-        if not self.pre_norm:
-            hidden_states = self.ffn_norm(hidden_states)
+        hidden_states, _ = self._sublayer(hidden_states, self.ffn_norm, self.ffn)
         return hidden_states, weights
 
 
-class TransformerSeq2SeqDecoderLayer(nn.Module):
+class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
     """One decoder block (Sec. 3.1): masked self-attention, cross-attention over the encoder memory, FFN; each a
-    residual sub-layer with post- or pre-norm as in the encoder layer."""
+    residual sub-layer with post- or pre-norm (:class:`_ResidualBlock`)."""
 
     def __init__(self, config: TransformerSeq2SeqConfig, layer_idx: int):
-        super().__init__()
-        self.pre_norm = config.norm_style == "pre"
-        self.dropout = config.dropout
+        super().__init__(config)
         self.self_attn = TransformerSeq2SeqAttention(
             config, layer_idx, is_cross_attention=False, is_causal=True
         )
@@ -354,36 +358,23 @@ class TransformerSeq2SeqDecoderLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, T, D), encoder_hidden_states (B, S, D) → (B, T, D), self-attention weights
         (B, H, T, P + T) and cross-attention weights (B, H, T, S)."""
-        residual = hidden_states
-        if self.pre_norm:
-            hidden_states = self.self_attn_norm(hidden_states)
-        hidden_states, self_weights = self.self_attn(
-            hidden_states, self_attn_mask, cache=cache, output_attentions=output_attentions
-        )
-        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
-        if not self.pre_norm:
-            hidden_states = self.self_attn_norm(hidden_states)
-
-        residual = hidden_states
-        if self.pre_norm:
-            hidden_states = self.cross_attn_norm(hidden_states)
-        hidden_states, cross_weights = self.cross_attn(
+        hidden_states, self_weights = self._sublayer(
             hidden_states,
-            cross_attn_mask,
-            key_value_states=encoder_hidden_states,
-            cache=cache,
-            output_attentions=output_attentions,
+            self.self_attn_norm,
+            lambda h: self.self_attn(h, self_attn_mask, cache=cache, output_attentions=output_attentions),
         )
-        hidden_states = residual + _dropout(hidden_states, self.dropout, self.training)
-        if not self.pre_norm:
-            hidden_states = self.cross_attn_norm(hidden_states)
-
-        residual = hidden_states
-        if self.pre_norm:
-            hidden_states = self.ffn_norm(hidden_states)
-        hidden_states = residual + _dropout(self.ffn(hidden_states), self.dropout, self.training)
-        if not self.pre_norm:
-            hidden_states = self.ffn_norm(hidden_states)
+        hidden_states, cross_weights = self._sublayer(
+            hidden_states,
+            self.cross_attn_norm,
+            lambda h: self.cross_attn(
+                h,
+                cross_attn_mask,
+                key_value_states=encoder_hidden_states,
+                cache=cache,
+                output_attentions=output_attentions,
+            ),
+        )
+        hidden_states, _ = self._sublayer(hidden_states, self.ffn_norm, self.ffn)
         return hidden_states, self_weights, cross_weights
 
 
