@@ -309,3 +309,41 @@ def env_line(meta: dict) -> str:
 
 def dims_dict(d: Dims) -> dict:
     return asdict(d)
+
+
+# --------------------------------------------------------------------------------- generation benchmarks
+def add_generation_args(
+    parser, *, threads: int, repeats: int, threads_help: str = "torch CPU threads"
+) -> None:
+    """The model-size and workload options shared by the generation benchmarks (the Marian twin's dims)."""
+    parser.add_argument("--threads", type=int, default=threads, help=threads_help)
+    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--d_model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn_dim", type=int, default=1024)
+    parser.add_argument("--max_positions", type=int, default=256)
+    parser.add_argument("--src_len", type=int, default=24)
+    parser.add_argument("--new_tokens", type=int, default=32)
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--repeats", type=int, default=repeats)
+
+
+@torch.inference_mode()
+def timed_generate(model, inputs: dict, beams: int, new_tokens: int, device: str = "cpu", **extra):
+    """``generate()`` exactly ``new_tokens`` tokens per sentence (min = max, no early stop), timed with a device
+    sync on both sides; returns ``(ids, seconds)``."""
+    sync(device)
+    start = time.perf_counter()
+    out = model.generate(
+        **inputs,
+        num_beams=beams,
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        early_stopping=False,
+        **extra,
+    )
+    sync(device)
+    return out, time.perf_counter() - start

@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import Dims, build_twins, environment  # noqa: E402
+from _bench_common import Dims, add_generation_args, build_twins, environment, timed_generate  # noqa: E402
 from bench_generate import make_inputs  # noqa: E402
 
 MISSING = (
@@ -112,21 +112,6 @@ def source_tokens(inputs: dict, tokenizer) -> list[list[str]]:
     return [tokenizer.convert_ids_to_tokens(row[:n]) for row, n in zip(inputs["input_ids"].tolist(), lengths)]
 
 
-@torch.inference_mode()
-def hf_generate(model, inputs: dict, beams: int, new_tokens: int, **extra) -> tuple[torch.Tensor, float]:
-    start = time.perf_counter()
-    out = model.generate(
-        **inputs,
-        num_beams=beams,
-        do_sample=False,
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
-        early_stopping=False,
-        **extra,
-    )
-    return out, time.perf_counter() - start
-
-
 def ct2_generate(translator, src: list[list[str]], beams: int, new_tokens: int) -> tuple[list, float]:
     start = time.perf_counter()
     results = translator.translate_batch(
@@ -194,7 +179,7 @@ def profile_generate(model, inputs: dict, beams: int, new_tokens: int) -> dict:
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        hf_generate(model, inputs, beams, new_tokens)
+        timed_generate(model, inputs, beams, new_tokens)
         wall = time.perf_counter() - start
     events = [e for e in prof.events() if e.name.startswith("aten::")]
     # Top-level ATen ops: those without an ATen parent (children's time is part of their parent's).
@@ -234,8 +219,8 @@ def compile_check(ours, args) -> list[dict]:
     rows = []
     for batch in args.batches:
         inputs = make_inputs(batch, args)
-        ref, _ = hf_generate(ours, inputs, 1, args.new_tokens)
-        eager_times = [hf_generate(ours, inputs, 1, args.new_tokens)[1] for _ in range(args.repeats)]
+        ref, _ = timed_generate(ours, inputs, 1, args.new_tokens)
+        eager_times = [timed_generate(ours, inputs, 1, args.new_tokens)[1] for _ in range(args.repeats)]
         eager = batch * args.new_tokens / statistics.median(eager_times)
         for name, static, compiled in [
             ("static cache", True, False),
@@ -249,11 +234,11 @@ def compile_check(ours, args) -> list[dict]:
                     ours.forward = torch.compile(original_forward, dynamic=None)
                 extra = {"cache_implementation": "static"} if static else {}
                 start = time.perf_counter()
-                out, _ = hf_generate(ours, inputs, 1, args.new_tokens, **extra)  # includes compilation
+                out, _ = timed_generate(ours, inputs, 1, args.new_tokens, **extra)  # includes compilation
                 row["first_call_s"] = time.perf_counter() - start
-                out, _ = hf_generate(ours, inputs, 1, args.new_tokens, **extra)  # a second warm-up
+                out, _ = timed_generate(ours, inputs, 1, args.new_tokens, **extra)  # a second warm-up
                 times = [
-                    hf_generate(ours, inputs, 1, args.new_tokens, **extra)[1] for _ in range(args.repeats)
+                    timed_generate(ours, inputs, 1, args.new_tokens, **extra)[1] for _ in range(args.repeats)
                 ]
                 row["tok_s"] = batch * args.new_tokens / statistics.median(times)
                 row["speedup"] = row["tok_s"] / eager
@@ -276,18 +261,9 @@ def compile_check(ours, args) -> list[dict]:
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads = CTranslate2 intra_threads")
-    parser.add_argument("--vocab_size", type=int, default=8000)
-    parser.add_argument("--d_model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn_dim", type=int, default=1024)
-    parser.add_argument("--max_positions", type=int, default=256)
-    parser.add_argument("--src_len", type=int, default=24)
-    parser.add_argument("--new_tokens", type=int, default=32)
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
-    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--repeats", type=int, default=3)
+    add_generation_args(
+        parser, threads=1, repeats=3, threads_help="torch threads = CTranslate2 intra_threads"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--int8", action="store_true", help="also time CTranslate2 with int8 weights")
     parser.add_argument(
@@ -345,13 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         src = source_tokens(inputs, tokenizer)
         for beams in args.beams:
             for _ in range(args.warmup):
-                out_ours, _ = hf_generate(ours, inputs, beams, args.new_tokens)
-                out_marian, _ = hf_generate(marian, inputs, beams, args.new_tokens)
+                out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens)
+                out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens)
                 ct_out = {k: ct2_generate(t, src, beams, args.new_tokens)[0] for k, t in translators.items()}
             times: dict[str, list[float]] = {"ours": [], "marian": [], **{k: [] for k in translators}}
             for _ in range(args.repeats):
-                times["ours"].append(hf_generate(ours, inputs, beams, args.new_tokens)[1])
-                times["marian"].append(hf_generate(marian, inputs, beams, args.new_tokens)[1])
+                times["ours"].append(timed_generate(ours, inputs, beams, args.new_tokens)[1])
+                times["marian"].append(timed_generate(marian, inputs, beams, args.new_tokens)[1])
                 for k, t in translators.items():
                     times[k].append(ct2_generate(t, src, beams, args.new_tokens)[1])
             tokens = batch * args.new_tokens
@@ -391,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         d = convert(marian_default, tokenizer, Path(tmp), converter_cls, [None])[None]
         t_default = ctranslate2.Translator(d, device="cpu", intra_threads=args.threads, inter_threads=1)
     inputs = make_inputs(args.batches[0], args)
-    out, _ = hf_generate(ours_default, inputs, 1, args.new_tokens)
+    out, _ = timed_generate(ours_default, inputs, 1, args.new_tokens)
     res, _ = ct2_generate(t_default, source_tokens(inputs, tokenizer), 1, args.new_tokens)
     default_agreement = agreement(out, res, tokenizer, args.new_tokens)
     print(f"agreement, default-init twin (greedy, batch {args.batches[0]}): {default_agreement}", flush=True)
@@ -402,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in args.batches:
             inputs = make_inputs(batch, args)
             for beams in args.beams:
-                hf_generate(ours, inputs, beams, args.new_tokens)  # warm
+                timed_generate(ours, inputs, beams, args.new_tokens)  # warm
                 key = f"{'greedy' if beams == 1 else f'beam {beams}'}, batch {batch}"
                 profiles[key] = p = profile_generate(ours, inputs, beams, args.new_tokens)
                 print(

@@ -21,7 +21,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ import transformers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import Dims, build_twins, sync  # noqa: E402
+from _bench_common import Dims, add_generation_args, build_twins, timed_generate  # noqa: E402
 
 
 def build_models(args) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -59,39 +58,12 @@ def make_inputs(batch: int, args) -> dict:
     return {"input_ids": ids.to(args.device), "attention_mask": mask.to(args.device)}
 
 
-@torch.inference_mode()
-def run_generate(model, inputs, num_beams: int, args) -> tuple[torch.Tensor, float]:
-    sync(args.device)
-    start = time.perf_counter()
-    out = model.generate(
-        **inputs,
-        num_beams=num_beams,
-        do_sample=False,
-        max_new_tokens=args.new_tokens,
-        min_new_tokens=args.new_tokens,
-        early_stopping=False,
-    )
-    sync(args.device)
-    return out, time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--vocab_size", type=int, default=8000)
-    parser.add_argument("--d_model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn_dim", type=int, default=1024)
-    parser.add_argument("--max_positions", type=int, default=256)
-    parser.add_argument("--src_len", type=int, default=24)
-    parser.add_argument("--new_tokens", type=int, default=32)
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
-    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--repeats", type=int, default=5)
+    add_generation_args(parser, threads=2, repeats=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
         "--out", default=str(ROOT / "docs" / "bench_generate"), help="output path without suffix"
@@ -106,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batches:
         inputs = make_inputs(batch, args)
         for beams in args.beams:
-            for _ in range(args.warmup):
-                out_ours, _ = run_generate(ours, inputs, beams, args)
-                out_marian, _ = run_generate(marian, inputs, beams, args)
+            for _ in range(max(1, args.warmup)):  # at least one: its output is the same-tokens check
+                out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens, args.device)
+                out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens, args.device)
             same = out_ours.shape == out_marian.shape and bool((out_ours == out_marian).all())
             t_ours, t_marian = [], []
             for _ in range(args.repeats):
-                t_ours.append(run_generate(ours, inputs, beams, args)[1])
-                t_marian.append(run_generate(marian, inputs, beams, args)[1])
+                t_ours.append(timed_generate(ours, inputs, beams, args.new_tokens, args.device)[1])
+                t_marian.append(timed_generate(marian, inputs, beams, args.new_tokens, args.device)[1])
             tokens = batch * args.new_tokens
             row = {
                 "mode": "greedy" if beams == 1 else f"beam {beams}",

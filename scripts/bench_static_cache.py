@@ -20,7 +20,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,42 +28,21 @@ import transformers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_common import add_generation_args, timed_generate  # noqa: E402
 from bench_generate import build_models, make_inputs  # noqa: E402
 
 VARIANTS = ("dynamic", "static", "static+compiled")
 
 
-@torch.inference_mode()
 def run(model, inputs, num_beams: int, variant: str, args) -> tuple[torch.Tensor, float]:
     extra = {} if variant == "dynamic" else {"cache_implementation": "static"}
-    start = time.perf_counter()
-    out = model.generate(
-        **inputs,
-        num_beams=num_beams,
-        do_sample=False,
-        max_new_tokens=args.new_tokens,
-        min_new_tokens=args.new_tokens,
-        early_stopping=False,
-        **extra,
-    )
-    return out, time.perf_counter() - start
+    return timed_generate(model, inputs, num_beams, args.new_tokens, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
-    parser.add_argument("--vocab_size", type=int, default=8000)
-    parser.add_argument("--d_model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn_dim", type=int, default=1024)
-    parser.add_argument("--max_positions", type=int, default=256)
-    parser.add_argument("--src_len", type=int, default=24)
-    parser.add_argument("--new_tokens", type=int, default=32)
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
-    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--repeats", type=int, default=5)
+    add_generation_args(parser, threads=1, repeats=5)
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode")
     parser.add_argument(
         "--out", default=str(ROOT / "docs" / "bench_static_cache"), help="path without suffix"
