@@ -264,3 +264,60 @@ def test_help_documents_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--max_tokens", "--scheduled_sampling", "--resume", "--mixed_precision", "--config"):
         assert option in text
+
+
+def test_scheduled_sampling_replaces_gold_inputs_by_predictions_at_the_given_rate():
+    """--scheduled_sampling: ratio 0 keeps teacher forcing, ratio 1 feeds every prediction, padding is never touched."""
+    from hf_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from hf_seq2seq.training import scheduled_sampling_inputs
+
+    torch.manual_seed(0)
+    config = RNNSeq2SeqConfig(
+        vocab_size=20, embedding_size=8, hidden_size=8, encoder_layers=1, decoder_layers=1
+    )
+    model = RNNSeq2SeqForConditionalGeneration(config).eval()
+    labels = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, -100, -100]])
+    batch = {
+        "input_ids": torch.tensor([[4, 5, 6, 2], [7, 8, 2, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        "decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels),
+    }
+    gold = batch["decoder_input_ids"]
+    kept = scheduled_sampling_inputs(model, batch, labels, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(kept, gold)
+    mixed = scheduled_sampling_inputs(model, batch, labels, 1.0, torch.Generator().manual_seed(0))
+    predicted = model(**batch).logits.argmax(-1)
+    real = labels[:, :-1] != -100
+    assert torch.equal(mixed[:, 0], gold[:, 0])  # the start token stays
+    assert torch.equal(mixed[:, 1:][real], predicted[:, :-1][real])
+    assert torch.equal(mixed[:, 1:][~real], gold[:, 1:][~real])
+
+
+def test_max_train_minutes_stops_early_then_validates_and_saves(tmp_path):
+    """--max_train_minutes ends the run long before --max_steps, and the run still ends with a saved model."""
+    from hf_seq2seq.training import DataArguments, ModelArguments, run_training
+
+    result = run_training(
+        DataArguments(
+            task="numbers", task_num_train=300, task_num_validation=10, task_num_test=10, vocab_size=120
+        ),
+        ModelArguments(model_type="rnn", model_config=json.dumps({"embedding_size": 8, "hidden_size": 8})),
+        TrainArguments(
+            output_dir=str(tmp_path / "out"),
+            max_steps=100_000,
+            eval_steps=100_000,
+            max_train_minutes=1e-4,
+            max_new_tokens=4,
+            num_beams=2,
+            log_with="none",
+            disable_progress_bar=True,
+        ),
+    )
+    assert result["status"] == "completed" and 1 <= result["step"] < 100
+    assert result["final_metrics"]["num_sentences"] == 10
+    assert (tmp_path / "out" / "final_model" / "model.safetensors").is_file()
+
+
+def test_max_train_minutes_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="--max_train_minutes=0"):
+        parse_args([*_base(tmp_path), "--max_train_minutes", "0"])
