@@ -321,3 +321,34 @@ def test_max_train_minutes_stops_early_then_validates_and_saves(tmp_path):
 def test_max_train_minutes_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="--max_train_minutes=0"):
         parse_args([*_base(tmp_path), "--max_train_minutes", "0"])
+
+
+def test_early_stopping_and_checkpoint_retention(tmp_path):
+    """--early_stopping_patience stops after N validations without improvement; --save_total_limit keeps the last K
+    checkpoints plus the best one."""
+    from hf_seq2seq.training import DataArguments, ModelArguments, run_training
+
+    out = tmp_path / "out"
+    result = run_training(
+        DataArguments(
+            task="numbers", task_num_train=300, task_num_validation=8, task_num_test=8, vocab_size=120
+        ),
+        ModelArguments(model_type="rnn", model_config=json.dumps({"embedding_size": 8, "hidden_size": 8})),
+        TrainArguments(
+            output_dir=str(out),
+            max_steps=50,
+            eval_steps=1,
+            save_total_limit=1,
+            learning_rate=1e-9,  # nothing is learned: BLEU never rises above the first validation's
+            warmup_steps=1,
+            early_stopping_patience=2,
+            max_new_tokens=1,
+            num_beams=1,
+            log_with="none",
+            disable_progress_bar=True,
+        ),
+    )
+    evals = [h for h in result["history"] if "eval_bleu" in h]
+    assert result["step"] == 3 and [h["step"] for h in evals] == [1, 2, 3]  # best at 1, then 2 without gain
+    assert [s for s, _ in list_checkpoints(out)] == [1, 3]  # the best (step 1) and the last one
+    assert (out / "best_model" / "model.safetensors").is_file()
