@@ -30,12 +30,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "caption": ("hf_seq2seq.commands", "caption_main", "caption image files with a saved captioning model"),
     "push": ("hf_seq2seq.commands", "push_main", "upload a saved model folder to the Hub"),
+    "average-checkpoints": (
+        "hf_seq2seq.averaging",
+        "average_checkpoints_main",
+        "average the weights of a run's last N checkpoints into a model folder",
+    ),
 }
 
 
 def _usage() -> str:
     lines = ["usage: hf-seq2seq <command> [options]", "", "commands:"]
-    lines += [f"  {name:<16}{help_}" for name, (_, _, help_) in COMMANDS.items()]
+    width = max(map(len, COMMANDS)) + 2
+    lines += [f"  {name:<{width}}{help_}" for name, (_, _, help_) in COMMANDS.items()]
     lines += ["", "Run `hf-seq2seq <command> --help` for the options of a command."]
     return "\n".join(lines)
 

@@ -222,7 +222,13 @@ def profile_generate(model, inputs: dict, args) -> dict:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast")
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=["fp32", "bf16", "bf16-pure"],
+        help="bf16 = autocast (fp32 weights and AdamW state, bf16 matmuls); bf16-pure = bf16 weights, gradients "
+        "and AdamW state, no autocast (no per-step weight casts; less exact updates)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a contended machine)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="transformer size")
     p.add_argument("--d_model", type=int)
@@ -238,7 +244,14 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=4, help="timed steps per block")
     p.add_argument("--repeats", type=int, default=3, help="timed blocks per model")
     p.add_argument("--warmup", type=int, default=2, help="warm-up steps per model")
-    p.add_argument("--compile", action="store_true", help="torch.compile both transformers (dynamic shapes)")
+    p.add_argument(
+        "--compile",
+        default="none",
+        choices=["none", "ours", "both"],
+        help="torch.compile the Transformer(s): ours only, or ours and Marian (static shapes unless "
+        "--compile_dynamic; with --data random every batch has one shape, so one compilation)",
+    )
+    p.add_argument("--compile_dynamic", action="store_true", help="torch.compile(dynamic=True)")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s (H100 SXM: 989)")
     p.add_argument("--rnn_embedding", type=int, default=256)
     p.add_argument("--rnn_hidden", type=int, default=512)
@@ -320,8 +333,15 @@ def main(argv: list[str] | None = None) -> int:
             loss_ours, loss_marian = float(ours(**b0).loss), float(marian(**b0).loss)
         print(f"eval loss (fp32, same weights): ours {loss_ours:.6f}  marian {loss_marian:.6f}", flush=True)
         models = {"ours": ours, "marian": marian}
-        if args.compile:
-            models = {k: torch.compile(m, dynamic=True) for k, m in models.items()}
+        if args.dtype == "bf16-pure":
+            ours, marian = ours.to(torch.bfloat16), marian.to(torch.bfloat16)
+            models = {"ours": ours, "marian": marian}
+        if args.compile != "none":
+            compiled = ("ours",) if args.compile == "ours" else ("ours", "marian")
+            models = {
+                k: torch.compile(m, dynamic=bool(args.compile_dynamic)) if k in compiled else m
+                for k, m in models.items()
+            }
         res = time_train(models, batches, args)
         peak = args.peak_tflops * 1e12
         tr = {
@@ -473,13 +493,15 @@ def write_outputs(report: dict, args) -> None:
         ]
     if "transformer" in report:
         tr = report["transformer"]
+        shapes = "dynamic" if args.compile_dynamic else "static"
+        compile_note = f", torch.compile ({args.compile}, {shapes} shapes)" if args.compile != "none" else ""
         lines += [
             "",
             "## Transformer: ours vs MarianMTModel (same dims, same weights, same loop, same batches)",
             "",
             f"d_model {d['d_model']}, {d['layers']}+{d['layers']} layers, {d['heads']} heads, FFN {d['ffn_dim']}, "
             f"vocab {d['vocab_size']}, post-norm, sinusoidal, scaled + tied embeddings, dropout {d['dropout']}, "
-            f"attention `{args.attn}`{', torch.compile' if args.compile else ''}: {tr['parameters'] / 1e6:.2f}M "
+            f"attention `{args.attn}`{compile_note}: {tr['parameters'] / 1e6:.2f}M "
             f"parameters ({tr['non_embedding_parameters'] / 1e6:.2f}M non-embedding). Same-weights check, fp32 eval "
             f"loss on batch 0: ours {tr['check_eval_loss']['ours']:.6f}, Marian "
             f"{tr['check_eval_loss']['marian']:.6f}.",
@@ -496,7 +518,11 @@ def write_outputs(report: dict, args) -> None:
             "",
             f"**ours / Marian = {tr['ratio']:.3f}** (target ≥ 1.0; ratio of the median block throughputs); median "
             f"of the per-step ratios (same batch, back to back) {tr['paired_ratio_median']:.3f}, quartiles "
-            + " / ".join(f"{q:.3f}" for q in statistics.quantiles(tr["paired_step_ratios"], n=4))
+            + (
+                " / ".join(f"{q:.3f}" for q in statistics.quantiles(tr["paired_step_ratios"], n=4))
+                if len(tr["paired_step_ratios"]) > 1
+                else "n/a (one step)"
+            )
             + ". Blocks (tok/s): ours "
             + ", ".join(f"{x:.0f}" for x in tr["ours"]["block_tok_s"])
             + "; Marian "

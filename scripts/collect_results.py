@@ -1,11 +1,15 @@
 """Turn a folder of benchmark runs (``scripts/run_multi30k_gpu.sh``) into ``docs/results.md``.
 
-    python scripts/collect_results.py RUNS_DIR [--hardware "1x NVIDIA H100 80GB (bf16)"] [--out docs/results.md]
+    python scripts/collect_results.py RUNS_DIR --setup "1x H100, 4 runs sharing it, 5.5 min each" [--merge]
+
+``--merge`` keeps the rows of ``docs/results/runs.json`` from earlier sessions whose run name is not in RUNS_DIR
+(each row carries its own ``setup`` line), so a rerun of some recipes does not drop the others.
 
 For every ``RUNS_DIR/<name>/`` it reads ``training_history.json`` (steps, epochs, validation scores),
 ``run_config.json`` (the recipe as run), the model card facts in ``final_model/README.md`` and
 ``RUNS_DIR/<name>.test.json`` (sacreBLEU/chrF on test_2016_flickr, written by ``hf-seq2seq evaluate``), and copies
-the learning curve and attention heatmap PNGs to ``docs/results/``.
+the learning curve PNG to ``docs/results/``. Where the run averaged checkpoints (``AVERAGE=N``),
+``RUNS_DIR/<name>.selection.json`` says which of the best checkpoint and the average won on val.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
-TARGETS = {
+TARGETS = {  # by recipe family: the longest matching prefix of the run name
     "transformer_de_en": (
         "Transformer, ≤ 10M parameters",
         "36.5 (tokenized, lowercased; PyTorch tutorial, 9M)",
@@ -30,7 +34,20 @@ TARGETS = {
 }
 
 
-def summarize(run: Path, runs: Path, figures: Path) -> dict:
+# rows written before runs carried their own setup line (stop 10)
+LEGACY_SETUP = (
+    "`bash scripts/run_multi30k_gpu.sh ../shared/data/multi30k outputs/gpu 3.0`: 1x NVIDIA H100 80GB HBM3, "
+    "bf16 autocast, 5 runs sharing the card, each stopped by `--max_train_minutes 3`, `--eval_steps 1500`"
+)
+
+
+def family(name: str) -> str | None:
+    """The TARGETS key a run name belongs to (``transformer_de_en_dropout03`` -> ``transformer_de_en``)."""
+    keys = [k for k in TARGETS if name == k or name.startswith(k + "_")]
+    return max(keys, key=len) if keys else None
+
+
+def summarize(run: Path, runs: Path, figures: Path, setup: str) -> dict:
     history = json.loads((run / "training_history.json").read_text())
     config = json.loads((run / "run_config.json").read_text())
     evals = [e for e in history if "eval_bleu" in e]
@@ -42,6 +59,8 @@ def summarize(run: Path, runs: Path, figures: Path) -> dict:
     params = re.search(r"([\d,]+) parameters", card)
     train_time = re.search(r"\*\*training time\*\*: ([\d:]+)", card)
     test = json.loads((runs / f"{run.name}.test.json").read_text())
+    selection_file = runs / f"{run.name}.selection.json"
+    selection = json.loads(selection_file.read_text()) if selection_file.exists() else None
     # Only the learning curve: the heatmaps show a Multi30k sentence, which stays out of this tree.
     for image in ("learning_curve.png",):
         if (run / "final_model" / image).exists():
@@ -60,6 +79,12 @@ def summarize(run: Path, runs: Path, figures: Path) -> dict:
         "test_chrf": test["chrf"],
         "bleu_signature": test["bleu_signature"],
         "chrf_signature": test["chrf_signature"],
+        "selected": selection["selected"] if selection else "best_model",
+        "val_bleu_selected": selection[selection["selected"]]["val_bleu"] if selection else None,
+        "selection": {k: v["val_bleu"] for k, v in selection.items() if k != "selected"}
+        if selection
+        else None,
+        "setup": setup,
         "recipe": config,
     }
 
@@ -67,45 +92,67 @@ def summarize(run: Path, runs: Path, figures: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path)
-    p.add_argument("--hardware", default="1x NVIDIA H100 80GB HBM3, bf16 autocast, 5 runs sharing the card")
     p.add_argument(
-        "--command", default="bash scripts/run_multi30k_gpu.sh ../shared/data/multi30k outputs/gpu 3.0"
+        "--setup",
+        required=True,
+        help="how these runs were made: command, hardware, sharing, time budget (one line in the table notes)",
     )
+    p.add_argument("--merge", action="store_true", help="keep earlier rows of runs.json not rerun here")
     p.add_argument("--out", type=Path, default=Path("docs/results.md"))
     args = p.parse_args()
     figures = args.out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
     rows = [
-        summarize(r, args.runs, figures)
+        summarize(r, args.runs, figures, args.setup)
         for r in sorted(args.runs.iterdir())
         if (r / "run_config.json").exists()
     ]
+    if args.merge and (figures / "runs.json").exists():
+        new = {r["name"] for r in rows}
+        rows += [r for r in json.loads((figures / "runs.json").read_text()) if r["name"] not in new]
+    order = list(TARGETS)
+    rows.sort(key=lambda r: (order.index(family(r["name"])) if family(r["name"]) else len(order), r["name"]))
+    setups = list(dict.fromkeys(r.get("setup") or LEGACY_SETUP for r in rows))
     (figures / "runs.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     lines = [
         "# Multi30k results",
         "",
-        f"Produced by `{args.command}` then `python scripts/collect_results.py RUNS_DIR`. Hardware: {args.hardware}.",
-        "Trained on `train` (29,000 pairs), best checkpoint selected on `val` by BLEU, reported on `test_2016_flickr`",
-        "(1,000 sentences): detokenized, cased sacreBLEU and chrF, beam 5. Validation perplexity is teacher-forced,",
-        "with label smoothing 0.1 in the loss (so it is an upper bound on the unsmoothed perplexity).",
-        "Every run was stopped by `--max_train_minutes 3` (a short budget on a shared card), so these are",
-        "what each recipe reaches in three minutes, not converged numbers.",
+        "Produced by `scripts/run_multi30k_gpu.sh` (the setups below) then `python scripts/collect_results.py RUNS_DIR",
+        "--setup ... --merge`. Trained on `train` (29,000 pairs), selected on `val` by BLEU, reported on",
+        "`test_2016_flickr` (1,000 sentences): detokenized, cased sacreBLEU and chrF, beam 5. Validation perplexity is",
+        "teacher-forced, with label smoothing 0.1 in the loss (an upper bound on the unsmoothed perplexity). Every run",
+        "was stopped by `--max_train_minutes`: these are what each recipe reaches in its budget, not converged numbers.",
+        "*selected*: the best validation checkpoint, or the average of the last checkpoints",
+        "(`hf-seq2seq average-checkpoints`) where that scored higher on val.",
         "",
-        "| model | pair | params | steps (epochs) | train time | val BLEU | val ppl | **test BLEU** | test chrF | peer | target |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "Setups:",
+        "",
+    ]
+    lines += [f"{i + 1}. {s}" for i, s in enumerate(setups)]
+    lines += [
+        "",
+        "| model | pair | params | setup | steps (epochs) | train time | val BLEU | val ppl | selected | **test BLEU** | test chrF | peer | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
     ]
     for r in rows:
-        label, peer, target = TARGETS.get(r["name"], (r["name"], "—", "—"))
+        label, peer, target = TARGETS.get(family(r["name"]), (r["name"], "—", "—"))
+        selected = r.get("selected", "best_model")
+        val_bleu = r.get("val_bleu_selected") or r["val_bleu"]
+        if selected == "averaged_model":
+            selected = f"average of last {r['recipe'].get('save_total_limit', '?')}"
+        else:
+            selected = "best"
         lines.append(
-            f"| {label} (`{r['name']}`) | {r['pair']} | {r['params']} | {r['steps']} ({r['epochs']}) | {r['time']} | "
-            f"{r['val_bleu']:.1f} | {r['val_ppl']:.2f} | **{r['test_bleu']:.1f}** | {r['test_chrf']:.1f} | {peer} | {target} |"
+            f"| {label} (`{r['name']}`) | {r['pair']} | {r['params']} | {setups.index(r.get('setup') or LEGACY_SETUP) + 1} | "
+            f"{r['steps']} ({r['epochs']}) | {r['time']} | {val_bleu:.1f} | {r['val_ppl']:.2f} | {selected} | "
+            f"**{r['test_bleu']:.1f}** | {r['test_chrf']:.1f} | {peer} | {target} |"
         )
     lines += [
         "",
         f"BLEU signature: `{rows[0]['bleu_signature']}`; chrF signature: `{rows[0]['chrf_signature']}`.",
         "",
-        "Recipes: `configs/multi30k_*.yaml` (the command line above adds `--mixed_precision bf16 --max_train_minutes 3",
-        "--eval_steps 1500`). The exact options of each run are in `docs/results/runs.json`.",
+        "Recipes: `configs/multi30k_<name>.yaml`; the exact options of each run (recipe plus the command line) are",
+        "in `docs/results/runs.json`.",
         "",
         "## Learning curves",
         "",
