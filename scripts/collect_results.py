@@ -149,6 +149,22 @@ def main() -> None:
         )
     lines += [
         "",
+        "Per target, the recipe selected on val (highest val BLEU of its family; test only reported):",
+        "",
+    ]
+    for key, (label, _, target) in TARGETS.items():
+        group = [r for r in rows if family(r["name"]) == key]
+        if not group:
+            continue
+        best = max(group, key=lambda r: r.get("val_bleu_selected") or r["val_bleu"])
+        verdict = ""
+        if target.startswith("≥"):
+            verdict = " — met" if best["test_bleu"] >= float(target[1:]) else " — **not met**"
+        lines.append(
+            f"- {label}, {best['pair']}: `{best['name']}`, test BLEU {best['test_bleu']:.1f} (target {target}){verdict}"
+        )
+    lines += [
+        "",
         f"BLEU signature: `{rows[0]['bleu_signature']}`; chrF signature: `{rows[0]['chrf_signature']}`.",
         "",
         "Recipes: `configs/multi30k_<name>.yaml`; the exact options of each run (recipe plus the command line) are",
