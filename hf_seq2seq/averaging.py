@@ -2,8 +2,9 @@
 
 Averaging the parameters of the last few checkpoints of one run is the standard cheap gain for NMT (Vaswani et al.
 2017, Sec. 6.1: "the last 5 checkpoints"; fairseq's ``scripts/average_checkpoints.py``, JoeyNMT's
-``scripts/average_checkpoints.py``, Marian's ``--average``): typically +0.5-1 BLEU at no training cost, because the
-late checkpoints of one run lie in the same basin and their mean sits nearer its centre than any single one.
+``scripts/average_checkpoints.py``, Marian's ``scripts/checkpoints/average.py``): typically +0.5-1 BLEU at no
+training cost, because the late checkpoints of one run lie in the same basin and their mean sits nearer its centre
+than any single one.
 
     theta_avg[k] = (1 / N) * sum_i theta_i[k]      for every stored tensor k
 
