@@ -25,6 +25,10 @@ Deviations from the paper, stated once:
   post-norm; pre-norm adds a final LayerNorm after each stack.
 - The default initialisation is normal(0, ``init_std``) like BART/Marian, not Xavier-uniform.
 - ``output_attentions=True`` always computes attention with the eager kernel (sdpa does not return weights).
+
+Decoding speed (same equations, same tokens): the cross-attention K/V are computed once per source sentence; at one
+query per row the ``sdpa`` model calls ``F.scaled_dot_product_attention`` directly (on CPU with large B·H, the eager
+matmul form, faster there than torch's CPU flash kernel).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, StaticLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -158,6 +163,11 @@ class TransformerSeq2SeqLearnedPositions(nn.Embedding):
 
 
 # ------------------------------------------------------------------------------------------------- attention
+# B·H at or above which a one-query (T = 1) attention on CPU runs as matmul + softmax + matmul instead of the sdpa
+# kernel (measured, torch 2.13, 1 thread: on par at 128, the matmuls 1.5-5x faster at 640 = 160 rows × 4 heads).
+_CPU_MATMUL_DECODE_ROWS = 256
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -224,9 +234,12 @@ class TransformerSeq2SeqAttention(nn.Module):
         key_value_states: torch.Tensor | None = None,
         cache: EncoderDecoderCache | None = None,
         output_attentions: bool = False,
+        attn_implementation: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, T, D); key_value_states (B, S, D) for cross-attention; mask (B|1, 1, T|1, K).
 
+        attn_implementation: the stack's ``config._attn_implementation``, read once per stack call and passed down
+        (a config attribute read costs more than a small decoding step's attention); None reads it here.
         Returns the attended output (B, T, D) and, with ``output_attentions`` (or the eager kernel), the weights
         (B, H, T, K) where K = S for cross-attention and P + T for self-attention.
         """
@@ -250,8 +263,25 @@ class TransformerSeq2SeqAttention(nn.Module):
             attention_interface: Callable = eager_attention_forward
         else:
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, eager_attention_forward
+                attn_implementation or self.config._attn_implementation, eager_attention_forward
             )
+            if length == 1 and attention_interface is sdpa_attention_forward:
+                # One query per row (a cached decoding step): no causal flag, no GQA, so transformers' sdpa wrapper
+                # reduces to this call.
+                if query.device.type == "cpu" and batch * self.num_heads >= _CPU_MATMUL_DECODE_ROWS:
+                    # torch's CPU flash kernel is up to 2-5x slower than two batched matmuls here once B·H is
+                    # large (beam search over a batch). Same equation (eq. 1).
+                    attention_interface = eager_attention_forward
+                else:
+                    output = F.scaled_dot_product_attention(
+                        query,
+                        key,
+                        value,
+                        attn_mask=attention_mask,
+                        dropout_p=self.dropout if self.training else 0.0,
+                        scale=self.scaling,
+                    )  # (B, H, 1, Dh)
+                    return self.out_proj(output.transpose(1, 2).reshape(batch, 1, -1)), None
         output, weights = attention_interface(
             self,
             query,
@@ -292,14 +322,10 @@ class _ResidualBlock(nn.Module):
         self.pre_norm = config.norm_style == "pre"
         self.dropout = config.dropout
 
-    def _sublayer(
-        self, x: torch.Tensor, norm: nn.LayerNorm, sublayer
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D) → (B, L, D) and the sub-layer's attention weights (None for the FFN)."""
-        out = sublayer(norm(x) if self.pre_norm else x)
-        out, weights = out if isinstance(out, tuple) else (out, None)
+    def _residual(self, x: torch.Tensor, out: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """x (B, L, D) and the sub-layer's output on ``norm(x) if pre_norm else x`` (B, L, D) → (B, L, D)."""
         x = x + _dropout(out, self.dropout, self.training)
-        return (x if self.pre_norm else norm(x)), weights
+        return x if self.pre_norm else norm(x)
 
 
 class TransformerSeq2SeqEncoderLayer(_ResidualBlock):
@@ -319,15 +345,19 @@ class TransformerSeq2SeqEncoderLayer(_ResidualBlock):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
         output_attentions: bool = False,
+        attn_implementation: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, S, D), mask (B, 1, 1, S) → (B, S, D) and self-attention weights (B, H, S, S)."""
-        hidden_states, weights = self._sublayer(
-            hidden_states,
-            self.self_attn_norm,
-            lambda h: self.self_attn(h, attention_mask, output_attentions=output_attentions),
+        pre_norm, x = self.pre_norm, hidden_states
+        out, weights = self.self_attn(
+            self.self_attn_norm(x) if pre_norm else x,
+            attention_mask,
+            output_attentions=output_attentions,
+            attn_implementation=attn_implementation,
         )
-        hidden_states, _ = self._sublayer(hidden_states, self.ffn_norm, self.ffn)
-        return hidden_states, weights
+        x = self._residual(x, out, self.self_attn_norm)
+        x = self._residual(x, self.ffn(self.ffn_norm(x) if pre_norm else x), self.ffn_norm)
+        return x, weights
 
 
 class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
@@ -355,27 +385,30 @@ class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
         cross_attn_mask: torch.Tensor | None,
         cache: EncoderDecoderCache | None = None,
         output_attentions: bool = False,
+        attn_implementation: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, T, D), encoder_hidden_states (B, S, D) → (B, T, D), self-attention weights
         (B, H, T, P + T) and cross-attention weights (B, H, T, S)."""
-        hidden_states, self_weights = self._sublayer(
-            hidden_states,
-            self.self_attn_norm,
-            lambda h: self.self_attn(h, self_attn_mask, cache=cache, output_attentions=output_attentions),
+        pre_norm, x = self.pre_norm, hidden_states
+        out, self_weights = self.self_attn(
+            self.self_attn_norm(x) if pre_norm else x,
+            self_attn_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+            attn_implementation=attn_implementation,
         )
-        hidden_states, cross_weights = self._sublayer(
-            hidden_states,
-            self.cross_attn_norm,
-            lambda h: self.cross_attn(
-                h,
-                cross_attn_mask,
-                key_value_states=encoder_hidden_states,
-                cache=cache,
-                output_attentions=output_attentions,
-            ),
+        x = self._residual(x, out, self.self_attn_norm)
+        out, cross_weights = self.cross_attn(
+            self.cross_attn_norm(x) if pre_norm else x,
+            cross_attn_mask,
+            key_value_states=encoder_hidden_states,
+            cache=cache,
+            output_attentions=output_attentions,
+            attn_implementation=attn_implementation,
         )
-        hidden_states, _ = self._sublayer(hidden_states, self.ffn_norm, self.ffn)
-        return hidden_states, self_weights, cross_weights
+        x = self._residual(x, out, self.cross_attn_norm)
+        x = self._residual(x, self.ffn(self.ffn_norm(x) if pre_norm else x), self.ffn_norm)
+        return x, self_weights, cross_weights
 
 
 # ---------------------------------------------------------------------------------------------------- stacks
@@ -390,6 +423,7 @@ class _Embedder(nn.Module):
 
     def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__()
+        self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.embed_positions = _make_positions(config)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
@@ -444,8 +478,10 @@ class TransformerSeq2SeqEncoder(_Embedder):
         mask = _padding_mask(attention_mask, hidden_states.dtype)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
+        output_attentions = bool(output_attentions)
+        attn_implementation = self.config._attn_implementation
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, mask, output_attentions=bool(output_attentions))
+            hidden_states, weights = layer(hidden_states, mask, output_attentions, attn_implementation)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:
@@ -471,7 +507,6 @@ class TransformerSeq2SeqDecoder(_Embedder):
 
     def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__(config)
-        self.config = config
         self.layers = nn.ModuleList(
             [TransformerSeq2SeqDecoderLayer(config, i) for i in range(config.decoder_layers)]
         )
@@ -490,6 +525,7 @@ class TransformerSeq2SeqDecoder(_Embedder):
         """input_ids (B, T), encoder_hidden_states (B, S, D), encoder_attention_mask (B, S), attention_mask
         (B, P + T) → dict with last_hidden_state (B, T, D), hidden_states (L + 1 × (B, T, D)), attentions
         (L × (B, H, T, P + T)), cross_attentions (L × (B, H, T, S))."""
+        attn_implementation = self.config._attn_implementation  # read once: a costly config attribute
         self_cache = cache.self_attention_cache if cache is not None else None
         if self_cache is not None and not isinstance(self_cache, DynamicCache) and self_cache.is_compileable:
             key_length = self_cache.get_max_length()
@@ -513,7 +549,7 @@ class TransformerSeq2SeqDecoder(_Embedder):
                 past_length,
                 hidden_states.dtype,
                 hidden_states.device,
-                "eager" if output_attentions else self.config._attn_implementation,
+                "eager" if output_attentions else attn_implementation,
             )
         cross_mask = _padding_mask(encoder_attention_mask, hidden_states.dtype)
         all_hidden = (hidden_states,) if output_hidden_states else None
@@ -521,7 +557,13 @@ class TransformerSeq2SeqDecoder(_Embedder):
         cross_attentions = () if output_attentions else None
         for layer in self.layers:
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache, output_attentions
+                hidden_states,
+                self_mask,
+                encoder_hidden_states,
+                cross_mask,
+                cache,
+                output_attentions,
+                attn_implementation,
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)

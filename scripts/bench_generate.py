@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -29,7 +30,13 @@ import transformers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import Dims, add_generation_args, build_twins, timed_generate  # noqa: E402
+from _bench_common import (  # noqa: E402
+    Dims,
+    add_generation_args,
+    build_twins,
+    device_name,
+    timed_generate,
+)
 
 
 def build_models(args) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args.dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
 
+    start_device = device_name(args.device)  # on CPU: cores, threads and the load average at start
     ours, marian = build_models(args)
     n_params = sum(p.numel() for p in ours.parameters())
     rows = []
@@ -105,17 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    device_name = args.device
-    if args.device.startswith("cuda"):
-        device_name = f"{args.device} ({torch.cuda.get_device_name()})"
-    else:
-        device_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     command = "python scripts/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "device": device_name,
+        "device": start_device,
+        "load_average_end": None if args.device.startswith("cuda") else round(load_end, 2),
         "dtype": str(args.dtype).replace("torch.", ""),
         "attn_implementation": args.attn,
         "threads": torch.get_num_threads(),
@@ -158,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.device.startswith("cuda"):
         lines += [
             "",
-            f"CPU run with {meta['threads']} torch threads. On a shared machine other jobs may run at the same "
-            "time: absolute numbers are then noisy, the ratio less so (ours and Marian alternate under the same "
-            "load).",
+            f"CPU run with {meta['threads']} torch threads; 1-minute load average {load_end:.1f} at the end "
+            f"(start: in the device line above) on {os.cpu_count()} cores. On a shared machine other jobs may run "
+            "at the same time: absolute numbers are then noisy, the ratio less so (ours and Marian alternate under "
+            "the same load); the single-run times are in the JSON (`*_times_s`).",
         ]
     lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines))
