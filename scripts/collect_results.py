@@ -89,7 +89,7 @@ def summarize(run: Path, runs: Path, figures: Path, setup: str) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path)
     p.add_argument(
@@ -99,7 +99,7 @@ def main() -> None:
     )
     p.add_argument("--merge", action="store_true", help="keep earlier rows of runs.json not rerun here")
     p.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     figures = args.out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
     rows = [

@@ -1,0 +1,111 @@
+"""The benchmark and results scripts in scripts/ run end to end on tiny inputs and write what their docs say.
+
+These are not speed measurements (those live in docs/, produced on real hardware): they check that every option the
+scripts document works, so a GPU session does not discover a broken flag after its start-up cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_generate  # noqa: E402
+import bench_train  # noqa: E402
+import collect_results  # noqa: E402
+
+TINY = ["--preset", "tiny", "--data", "random", "--src_len", "8", "--max_tokens", "64", "--vocab_size", "300"]
+TINY += ["--threads", str(torch.get_num_threads())]  # the scripts set the process's thread count: keep it
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16-pure"])
+def test_bench_train_transformer_twins(tmp_path, dtype):
+    out = tmp_path / "bench"
+    bench_train.main(
+        TINY
+        + ["--dtype", dtype, "--steps", "2", "--repeats", "1", "--warmup", "1", "--skip", "rnn", "profile"]
+        + ["--out", str(out)]
+    )
+    report = json.loads(out.with_suffix(".json").read_text())
+    tr = report["transformer"]
+    assert report["meta"]["dtype"] == dtype
+    assert tr["check_eval_loss"]["ours"] == pytest.approx(tr["check_eval_loss"]["marian"], rel=1e-5)
+    assert tr["ours"]["tok_s"] > 0 and tr["marian"]["tok_s"] > 0
+    assert "ours / Marian" in out.with_suffix(".md").read_text()
+
+
+def test_bench_train_rejects_unknown_compile_mode():
+    with pytest.raises(SystemExit):
+        bench_train.parse_args(TINY + ["--compile", "everything"])
+
+
+def test_bench_generate_same_tokens(tmp_path):
+    out = tmp_path / "gen"
+    argv = ["--d_model", "32", "--layers", "1", "--heads", "2", "--ffn_dim", "64", "--vocab_size", "300"]
+    argv += ["--new_tokens", "4", "--batches", "2", "--beams", "1", "2", "--repeats", "1", "--warmup", "0"]
+    bench_generate.main(argv + ["--threads", str(torch.get_num_threads()), "--out", str(out)])
+    text = out.with_suffix(".md").read_text()
+    assert text.count("| yes |") == 2  # greedy and beam 2: both models produced the same tokens
+
+
+def _fake_run(runs: Path, name: str, src: str, tgt: str, test_bleu: float, selection: dict | None) -> None:
+    run = runs / name
+    (run / "final_model").mkdir(parents=True)
+    history = [
+        {"step": 100, "epoch": 1, "eval_bleu": 30.0, "eval_loss": 2.5},
+        {"step": 200, "epoch": 2, "eval_bleu": 31.0, "eval_loss": 2.4},
+    ]
+    (run / "training_history.json").write_text(json.dumps(history))
+    config = {"source_lang": src, "target_lang": tgt, "max_tokens": 4096, "save_total_limit": 5}
+    (run / "run_config.json").write_text(json.dumps(config))
+    (run / "final_model" / "README.md").write_text("7,577,600 parameters\n- **training time**: 0:05:33\n")
+    test = {"bleu": test_bleu, "chrf": 60.0, "bleu_signature": "sigB", "chrf_signature": "sigC"}
+    (runs / f"{name}.test.json").write_text(json.dumps(test))
+    if selection:
+        (runs / f"{name}.selection.json").write_text(json.dumps(selection))
+
+
+def test_collect_results_merges_sessions_and_states_each_target(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "docs" / "results.md"
+    runs.mkdir()
+    selection = {
+        "selected": "averaged_model",
+        "best_model": {"model": "b", "val_bleu": 31.0},
+        "averaged_model": {"model": "a", "val_bleu": 32.0},
+    }
+    _fake_run(runs, "transformer_de_en_dropout03", "de", "en", 40.8, selection)
+    _fake_run(runs, "transformer_en_de", "en", "de", 37.0, None)
+    (out.parent / "results").mkdir(parents=True)
+    earlier = {
+        "name": "bigru_bahdanau_de_en",
+        "pair": "de→en",
+        "params": "6,381,568",
+        "steps": 2097,
+        "epochs": 17,
+    }
+    earlier |= {"time": "0:03:04", "max_tokens": 4096, "val_bleu": 39.2, "val_ppl": 18.3, "test_bleu": 39.0}
+    earlier |= {"test_chrf": 58.1, "bleu_signature": "sigB", "chrf_signature": "sigC", "recipe": {}}
+    stale = dict(earlier, name="transformer_en_de", test_bleu=1.0)  # replaced by this session's run
+    (out.parent / "results" / "runs.json").write_text(json.dumps([earlier, stale]))
+
+    collect_results.main([str(runs), "--setup", "tiny session", "--merge", "--out", str(out)])
+    text = out.read_text()
+    rows = json.loads((out.parent / "results" / "runs.json").read_text())
+    assert sorted(r["name"] for r in rows) == [
+        "bigru_bahdanau_de_en",
+        "transformer_de_en_dropout03",
+        "transformer_en_de",
+    ]
+    assert (
+        "1. tiny session" in text and "2. `bash scripts/run_multi30k_gpu.sh" in text
+    )  # the legacy row's setup
+    assert "| average of last 5 | **40.8** |" in text and "| 32.0 |" in text  # val BLEU of the selected model
+    assert "`transformer_de_en_dropout03`, test BLEU 40.8 (target ≥ 40) — met" in text
+    assert "`transformer_en_de`, test BLEU 37.0 (target ≥ 38) — **not met**" in text
+    assert "test BLEU 1.0" not in text
