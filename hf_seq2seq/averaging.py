@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from .data import DataError
+from .training import COMPLETE_MARKER, list_checkpoints
 
 __all__ = [
     "CheckpointAveragingError",
@@ -53,7 +54,6 @@ __all__ = [
 
 WEIGHTS_NAME = "model.safetensors"
 SHARDED_INDEX_NAME = "model.safetensors.index.json"
-COMPLETE_MARKER = "COMPLETE"  # == hf_seq2seq.training.COMPLETE_MARKER (not imported: training is heavy)
 AVERAGING_INFO_NAME = "averaging.json"
 _SHOWN = 5  # keys listed in a mismatch message
 
@@ -233,8 +233,6 @@ def last_checkpoints(run_dir: str | os.PathLike, n: int) -> list[Path]:
     Only ``checkpoints/step-N`` folders with the ``COMPLETE`` marker count (interrupted ``.tmp-step-N`` writes and
     folders without the marker are skipped). Raises :class:`CheckpointAveragingError` if there are fewer than ``n``.
     """
-    from .training import list_checkpoints
-
     run_dir = Path(run_dir)
     if n < 1:
         raise CheckpointAveragingError(f"--last must be >= 1, got {n}")
