@@ -322,8 +322,12 @@ class _ResidualBlock(nn.Module):
         self.pre_norm = config.norm_style == "pre"
         self.dropout = config.dropout
 
+    def _sublayer_input(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """What a sub-layer reads: LayerNorm(x) with pre-norm, x itself with post-norm."""
+        return norm(x) if self.pre_norm else x
+
     def _residual(self, x: torch.Tensor, out: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        """x (B, L, D) and the sub-layer's output on ``norm(x) if pre_norm else x`` (B, L, D) → (B, L, D)."""
+        """x (B, L, D) and the sub-layer's output on ``_sublayer_input(x, norm)`` (B, L, D) → (B, L, D)."""
         x = x + _dropout(out, self.dropout, self.training)
         return x if self.pre_norm else norm(x)
 
@@ -348,15 +352,15 @@ class TransformerSeq2SeqEncoderLayer(_ResidualBlock):
         attn_implementation: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, S, D), mask (B, 1, 1, S) → (B, S, D) and self-attention weights (B, H, S, S)."""
-        pre_norm, x = self.pre_norm, hidden_states
+        x = hidden_states
         out, weights = self.self_attn(
-            self.self_attn_norm(x) if pre_norm else x,
+            self._sublayer_input(x, self.self_attn_norm),
             attention_mask,
             output_attentions=output_attentions,
             attn_implementation=attn_implementation,
         )
         x = self._residual(x, out, self.self_attn_norm)
-        x = self._residual(x, self.ffn(self.ffn_norm(x) if pre_norm else x), self.ffn_norm)
+        x = self._residual(x, self.ffn(self._sublayer_input(x, self.ffn_norm)), self.ffn_norm)
         return x, weights
 
 
@@ -389,9 +393,9 @@ class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, T, D), encoder_hidden_states (B, S, D) → (B, T, D), self-attention weights
         (B, H, T, P + T) and cross-attention weights (B, H, T, S)."""
-        pre_norm, x = self.pre_norm, hidden_states
+        x = hidden_states
         out, self_weights = self.self_attn(
-            self.self_attn_norm(x) if pre_norm else x,
+            self._sublayer_input(x, self.self_attn_norm),
             self_attn_mask,
             cache=cache,
             output_attentions=output_attentions,
@@ -399,7 +403,7 @@ class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
         )
         x = self._residual(x, out, self.self_attn_norm)
         out, cross_weights = self.cross_attn(
-            self.cross_attn_norm(x) if pre_norm else x,
+            self._sublayer_input(x, self.cross_attn_norm),
             cross_attn_mask,
             key_value_states=encoder_hidden_states,
             cache=cache,
@@ -407,7 +411,7 @@ class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
             attn_implementation=attn_implementation,
         )
         x = self._residual(x, out, self.cross_attn_norm)
-        x = self._residual(x, self.ffn(self.ffn_norm(x) if pre_norm else x), self.ffn_norm)
+        x = self._residual(x, self.ffn(self._sublayer_input(x, self.ffn_norm)), self.ffn_norm)
         return x, self_weights, cross_weights
 
 
