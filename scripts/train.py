@@ -2,7 +2,7 @@
 """Train a seq2seq model: ``python scripts/train.py --config configs/<recipe>.yaml [--option value ...]``.
 
 Also runs under ``accelerate launch [--config_file configs/accelerate/<setup>.yaml] scripts/train.py ...`` for
-multi-GPU / multi-node training. ``--help`` lists every option; the loop lives in ``hf_seq2seq/training.py``.
+multi-GPU / multi-node training. ``--help`` lists every option; the loop lives in ``hf_seq2seq/training/loop.py``.
 """
 
 import sys

@@ -23,7 +23,7 @@ from test_training import _train_one_process, _train_two_processes
 from hf_seq2seq.captioning_data import render_scene
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.training import parse_args, train_main
-from hf_seq2seq.training_captioning import caption_scores
+from hf_seq2seq.training.captioning import caption_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"

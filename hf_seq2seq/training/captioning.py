@@ -1,7 +1,7 @@
 """The captioning side of ``scripts/train.py --model_type captioning``: data, model, batches, loss, validation, saving.
 
 :mod:`hf_seq2seq.training` runs one loop for every model type; what differs between translation and captioning is
-gathered in one *task adapter* chosen once from ``--model_type`` (:class:`hf_seq2seq.training.TextTask` for text,
+gathered in one *task* chosen once from ``--model_type`` (:class:`hf_seq2seq.training.tasks.TextTask` for text,
 :class:`CaptioningTask` here). The loop asks the adapter for the data, the tokenizer, the model, the batches of an
 epoch, a micro-batch's summed loss, the validation scores and how to save a model folder.
 
@@ -32,6 +32,8 @@ import re
 from pathlib import Path
 
 import torch
+
+from .losses import token_loss_sum
 
 SHAPES_TASK = "shapes"
 # train and validation scenes come from different seeds: no validation scene is a training scene
@@ -102,7 +104,7 @@ def load_captioning_datasets(data_args, seed: int):
     and ``image_id`` (validation references are grouped by it)."""
     from datasets import DatasetDict
 
-    from .captioning_data import load_caption_folder, shapes_dataset
+    from ..captioning_data import load_caption_folder, shapes_dataset
 
     if data_args.task == SHAPES_TASK:
         size = data_args.image_size or DEFAULT_IMAGE_SIZE["shapes"]
@@ -181,7 +183,7 @@ class CaptioningTask:
             return AutoTokenizer.from_pretrained(self.model_args.model_name_or_path)
         if self.data_args.tokenizer_name_or_path is not None:
             return AutoTokenizer.from_pretrained(self.data_args.tokenizer_name_or_path)
-        from .tokenization import train_tokenizer
+        from ..tokenization import train_tokenizer
 
         return train_tokenizer(
             list(self.raw["train"]["caption"]),
@@ -230,15 +232,15 @@ class CaptioningTask:
 
         import hf_seq2seq  # noqa: F401  (registers the Auto classes)
 
-        from .configuration_rnn_captioning import ImageCaptioningConfig
-        from .image_processing_rnn_captioning import ImageCaptioningImageProcessor
-        from .modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
+        from ..configuration_rnn_captioning import ImageCaptioningConfig
+        from ..image_processing_rnn_captioning import ImageCaptioningImageProcessor
+        from ..modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
 
         overrides = self.model_args.config_overrides()
         if self.model_args.label_smoothing is not None:
             overrides["label_smoothing"] = self.model_args.label_smoothing
         if self.model_args.model_name_or_path is not None:
-            from .tokenization import check_tokenizer_fits_model
+            from ..tokenization import check_tokenizer_fits_model
 
             model = AutoModelForImageTextToText.from_pretrained(
                 self.model_args.model_name_or_path, dtype=torch.float32, use_safetensors=True
@@ -275,7 +277,7 @@ class CaptioningTask:
         return model
 
     def collator(self, tokenizer, model):
-        from .captioning_data import CaptioningCollator
+        from ..captioning_data import CaptioningCollator
 
         return CaptioningCollator(self.image_processor, tokenizer)
 
@@ -293,8 +295,6 @@ class CaptioningTask:
     def evaluate(self, accelerator, model, tokenizer, train_args) -> dict:
         """Validation loss over every (image, reference) pair + captions of every image exactly once, scored with
         :func:`caption_scores` on the main process (other ranks return only the loss)."""
-        from .training import token_loss_sum
-
         raw = accelerator.unwrap_model(model)
         was_training = raw.training
         raw.eval()
@@ -357,7 +357,7 @@ class CaptioningTask:
         """The model folder with its card (``model_cards/rnn_captioning.md``): the loop's facts (metrics with their
         signatures, steps, time, history) and, in the final card, the first validation image as the example whose
         attention is drawn."""
-        from .captioning_data import save_captioning_folder
+        from ..captioning_data import save_captioning_folder
 
         save_captioning_folder(model, tokenizer, self.image_processor, path, card=card)
 

@@ -1,0 +1,111 @@
+"""Training: options → data → tokenizer → model → the loop → validation → checkpoints → saved model folders.
+
+One module per concern, each importing only the ones above it in this list:
+
+- :mod:`.arguments` — the three option dataclasses and their checks; :mod:`.recipe` — ``--config`` recipes and
+  the parser;
+- :mod:`.losses` — the summed token loss and scheduled sampling; :mod:`.hooks` — test-only pause/NaN hooks;
+- :mod:`.checkpointing` — the resumable state, atomic save, resume, retention;
+- :mod:`.evaluation` — validation, the best-model decision, the model card's facts;
+- :mod:`.tasks` — the :class:`~.tasks.TrainingTask` protocol and the text task; :mod:`.captioning` — the image one;
+- :mod:`.setup` — everything built before the first step; :mod:`.loop` — :func:`run_training` and ``train_main``.
+
+Every name that was importable from the former single-file ``hf_seq2seq.training`` still is, from here.
+"""
+
+from .arguments import (
+    ARGUMENT_CLASSES,
+    BEST_METRICS,
+    CAPTIONING_ONLY_METRICS,
+    CAPTIONING_TASK,
+    MAX_CONSECUTIVE_SKIPS,
+    MIXED_PRECISION,
+    MODEL_TYPES,
+    NAN_POLICIES,
+    SCHEDULERS,
+    TEXT_MODEL_TYPES,
+    TOKENIZER_MODELS,
+    DataArguments,
+    ModelArguments,
+    TrainArguments,
+    args_to_dict,
+    check_task_options,
+)
+from .captioning import CaptioningTask
+from .checkpointing import (
+    CHECKPOINT_RE,
+    COMPLETE_MARKER,
+    TrainState,
+    list_checkpoints,
+    prepare_output_dir,
+    save_checkpoint,
+)
+from .evaluation import CARD_METRIC_KEYS, evaluate_model
+from .hooks import DEBUG_NAN_ENV, DEBUG_PAUSE_ENV
+from .loop import run_training, train_main
+from .losses import scheduled_sampling_inputs, token_loss_sum
+from .recipe import build_parser, parse_args
+from .setup import Run, build_optimizer, build_scheduler
+from .tasks import (
+    TextTask,
+    TrainingTask,
+    build_model,
+    build_tokenizer,
+    epoch_batches,
+    load_raw_datasets,
+    make_task,
+    save_model,
+    set_generation_defaults,
+    tokenize_train,
+    tokenize_validation,
+)
+
+__all__ = [
+    "ARGUMENT_CLASSES",
+    "BEST_METRICS",
+    "CAPTIONING_ONLY_METRICS",
+    "CAPTIONING_TASK",
+    "CARD_METRIC_KEYS",
+    "CHECKPOINT_RE",
+    "COMPLETE_MARKER",
+    "DEBUG_NAN_ENV",
+    "DEBUG_PAUSE_ENV",
+    "MAX_CONSECUTIVE_SKIPS",
+    "MIXED_PRECISION",
+    "MODEL_TYPES",
+    "NAN_POLICIES",
+    "SCHEDULERS",
+    "TEXT_MODEL_TYPES",
+    "TOKENIZER_MODELS",
+    "CaptioningTask",
+    "DataArguments",
+    "ModelArguments",
+    "Run",
+    "TextTask",
+    "TrainArguments",
+    "TrainState",
+    "TrainingTask",
+    "args_to_dict",
+    "build_model",
+    "build_optimizer",
+    "build_parser",
+    "build_scheduler",
+    "build_tokenizer",
+    "check_task_options",
+    "epoch_batches",
+    "evaluate_model",
+    "list_checkpoints",
+    "load_raw_datasets",
+    "make_task",
+    "parse_args",
+    "prepare_output_dir",
+    "run_training",
+    "save_checkpoint",
+    "save_model",
+    "scheduled_sampling_inputs",
+    "set_generation_defaults",
+    "tokenize_train",
+    "tokenize_validation",
+    "token_loss_sum",
+    "train_main",
+]

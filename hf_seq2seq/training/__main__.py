@@ -1,0 +1,7 @@
+"""``python -m hf_seq2seq.training``: the same as ``scripts/train.py``."""
+
+import sys
+
+from .loop import train_main
+
+sys.exit(train_main())

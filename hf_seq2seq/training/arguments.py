@@ -1,0 +1,447 @@
+"""Training options: three dataclasses parsed by ``transformers.HfArgumentParser`` from a YAML/JSON recipe plus
+command-line overrides, and the checks that stop a bad option before any data is read.
+
+Options are checked where they are defined (``__post_init__``) so the error names the option as the user typed it
+(``--lr_scheduler='x' is invalid; valid choices: ...``); model-config values are checked by building the config
+class once (its validators live in ``configuration_utils_seq2seq``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..families import FAMILIES, family
+
+MODEL_TYPES = tuple(FAMILIES)  # --model_type values: "rnn", "transformer", "captioning"
+TEXT_MODEL_TYPES = tuple(name for name, f in FAMILIES.items() if f.input == "text")
+SCHEDULERS = ("inverse_sqrt", "linear", "cosine", "constant")
+BEST_METRICS = ("bleu", "chrf", "loss", "exact_match", "cider")
+CAPTIONING_ONLY_METRICS = ("exact_match", "cider")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+NAN_POLICIES = ("stop", "skip")
+# --nan_policy skip gives up (as "stop" does) after this many non-finite steps in a row
+MAX_CONSECUTIVE_SKIPS = 10
+TOKENIZER_MODELS = ("bpe", "unigram")
+CAPTIONING_TASK = "shapes"  # the rendered captioning task of hf_seq2seq.captioning_data
+
+# ----------------------------------------------------------------------------------------------------- options
+
+
+def _check_choice(option: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"--{option}={value!r} is invalid; valid choices: {', '.join(map(str, choices))}")
+
+
+def _check_positive(option: str, value, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"--{option}={value!r} is invalid; it must be {bound}")
+
+
+@dataclass
+class DataArguments:
+    """Where the parallel text comes from and how it is tokenized and batched."""
+
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on an embedded generated task instead of a corpus: 'numbers' or 'dates' (text), "
+            "'shapes' (rendered scenes, --model_type captioning)."
+        },
+    )
+    task_num_train: int = field(default=4000, metadata={"help": "Embedded task: number of training pairs."})
+    task_num_validation: int = field(
+        default=500, metadata={"help": "Embedded task: number of validation pairs."}
+    )
+    task_num_test: int = field(
+        default=500, metadata={"help": "Embedded task: number of held-out test pairs."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub/`datasets` dataset with a 'translation' column."}
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The dataset's configuration name."}
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": 'Training JSONL file: {"translation": {"de": ..., "en": ...}} per line.'},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation JSONL file."})
+    train_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Line-aligned plain/.gz training files PREFIX.<source_lang>(.gz) and PREFIX.<target_lang>."
+        },
+    )
+    validation_prefix: str | None = field(default=None, metadata={"help": "Validation file pair prefix."})
+    source_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. 'de'."})
+    target_lang: str | None = field(default=None, metadata={"help": "Target language code, e.g. 'en'."})
+    image_folder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: folder of the images named in --captions_file (Flickr8k / COCO layout)."
+        },
+    )
+    captions_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: training captions, Flickr8k token file ('img.jpg#0<TAB>caption') or COCO "
+            "captions JSON (read with captioning_data.load_caption_folder)."
+        },
+    )
+    validation_captions_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: validation captions (images from --image_folder). Default: hold out "
+            "--validation_fraction of the training images."
+        },
+    )
+    validation_fraction: float = field(
+        default=0.05,
+        metadata={"help": "Captioning without --validation_captions_file: share of images held out."},
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Captioning: image side in pixels for rendering (--task shapes), the image processor and the "
+            "model config (default: the model config's image_size, else 48 for shapes, 224 for folders)."
+        },
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "Captioning: images per micro-batch on one process (replaces the text path's --max_tokens "
+            "token budget); a step takes processes x gradient_accumulation_steps such batches."
+        },
+    )
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training pairs (debugging, tests)."}
+    )
+    max_validation_examples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation pairs (captioning: images)."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Load this tokenizer instead of training one on the training split."}
+    )
+    vocab_size: int = field(
+        default=8000, metadata={"help": "Joint vocabulary size of the trained tokenizer."}
+    )
+    tokenizer_model: str = field(
+        default="bpe", metadata={"help": "Trained tokenizer model: 'bpe' or 'unigram'."}
+    )
+    max_source_length: int = field(
+        default=128, metadata={"help": "Truncate source sentences to this many tokens."}
+    )
+    max_target_length: int = field(
+        default=128, metadata={"help": "Truncate target sentences to this many tokens."}
+    )
+    max_tokens: int = field(
+        default=4096,
+        metadata={
+            "help": "Token budget of one micro-batch on one process: sentences x the padded length of the longer "
+            "side (TokenBatchSampler); a step takes processes x gradient_accumulation_steps such batches."
+        },
+    )
+    validation_batch_size: int = field(
+        default=64, metadata={"help": "Sentences per validation batch (loss and beam search)."}
+    )
+
+    def __post_init__(self):
+        sources = [
+            self.task is not None,
+            self.dataset_name is not None,
+            self.train_file is not None,
+            self.train_prefix is not None,
+            self.image_folder is not None,
+        ]
+        if sum(sources) != 1:
+            raise ValueError(
+                "give exactly one data source: --task, --dataset_name, --train_file, --train_prefix or "
+                f"--image_folder (got {sum(sources)})"
+            )
+        if self.task is not None:
+            from ..tasks import TASKS
+
+            _check_choice("task", self.task, (*TASKS, CAPTIONING_TASK))
+        if self.image_folder is not None and self.captions_file is None:
+            raise ValueError("--image_folder needs --captions_file")
+        if self.image_folder is None and (self.captions_file or self.validation_captions_file):
+            raise ValueError("--captions_file / --validation_captions_file need --image_folder")
+        if self.image_folder is not None and not Path(self.image_folder).is_dir():
+            raise ValueError(f"--image_folder {self.image_folder!r}: folder not found")
+        for name in ("captions_file", "validation_captions_file"):
+            if getattr(self, name) is not None and not Path(getattr(self, name)).is_file():
+                raise ValueError(f"--{name} {getattr(self, name)!r}: file not found")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"--validation_fraction={self.validation_fraction!r} is invalid; it must be in (0, 1)"
+            )
+        _check_positive("batch_size", self.batch_size)
+        if self.image_size is not None and self.image_size < 24 and self.task == CAPTIONING_TASK:
+            raise ValueError(f"--image_size={self.image_size} is invalid for --task shapes; it must be >= 24")
+        _check_positive("image_size", self.image_size)
+        if self.train_file is not None and self.validation_file is None:
+            raise ValueError("--train_file needs --validation_file")
+        if self.train_prefix is not None and self.validation_prefix is None:
+            raise ValueError("--train_prefix needs --validation_prefix")
+        if (
+            not self.is_captioning
+            and self.task is None
+            and (self.source_lang is None or self.target_lang is None)
+        ):
+            raise ValueError("--source_lang and --target_lang are required unless --task is given")
+        _check_choice("tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
+        for name in ("task_num_train", "task_num_validation", "vocab_size", "max_source_length"):
+            _check_positive(name, getattr(self, name))
+        for name in ("max_target_length", "max_tokens", "validation_batch_size"):
+            _check_positive(name, getattr(self, name))
+        for name in ("max_train_examples", "max_validation_examples", "task_num_test"):
+            _check_positive(name, getattr(self, name), allow_zero=name == "task_num_test")
+        if self.max_tokens < max(self.max_source_length, self.max_target_length):
+            raise ValueError(
+                f"--max_tokens={self.max_tokens} is smaller than one maximal sentence "
+                f"(max(--max_source_length, --max_target_length) = "
+                f"{max(self.max_source_length, self.max_target_length)})"
+            )
+
+    @property
+    def is_captioning(self) -> bool:
+        """Whether the data source is an image one (``--task shapes`` or ``--image_folder``)."""
+        return self.task == CAPTIONING_TASK or self.image_folder is not None
+
+
+def _validate_model_config(model_type: str, overrides: dict) -> None:
+    """Build the config once at parse time so a bad key or value stops the run before any data is read."""
+    config_cls = family(model_type).config_class
+    defaults = config_cls()
+    unknown = sorted(k for k in overrides if not hasattr(defaults, k))
+    if unknown:
+        raise ValueError(f"--model_config: {unknown} are not options of {config_cls.__name__}")
+    try:
+        config_cls(**overrides)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--model_config: {err}") from None
+
+
+@dataclass
+class ModelArguments:
+    """Which model to build (or continue training)."""
+
+    model_type: str = field(
+        default="transformer",
+        metadata={
+            "help": "Model family: 'rnn', 'transformer' or 'captioning' (images -> text, Xu et al. 2015)."
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue training a saved model folder (its tokenizer is used; --model_type ignored)."
+        },
+    )
+    model_config: str | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON object of config overrides, e.g. \'{"hidden_size": 256, "attention": "bahdanau"}\' '
+            "(RNNSeq2SeqConfig / TransformerSeq2SeqConfig / ImageCaptioningConfig fields)."
+        },
+    )
+    label_smoothing: float | None = field(
+        default=None, metadata={"help": "Label smoothing in [0, 1); overrides the model config's value."}
+    )
+    scheduled_sampling: float = field(
+        default=0.0,
+        metadata={
+            "help": "RNN family only: probability of feeding the model's own previous prediction instead of the "
+            "gold token (Bengio et al. 2015), computed with a two-pass approximation. 0 = teacher forcing."
+        },
+    )
+
+    def __post_init__(self):
+        _check_choice("model_type", self.model_type, MODEL_TYPES)
+        if self.model_config is not None and not isinstance(self.model_config, dict):
+            try:
+                parsed = json.loads(self.model_config)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--model_config is not valid JSON ({err}): {self.model_config!r}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError(f"--model_config must be a JSON object, got {self.model_config!r}")
+        if self.model_config is not None and self.model_name_or_path is None:
+            _validate_model_config(self.model_type, self.config_overrides())
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"--label_smoothing={self.label_smoothing!r} is invalid; it must be in [0, 1)")
+        if not 0.0 <= self.scheduled_sampling <= 1.0:
+            raise ValueError(
+                f"--scheduled_sampling={self.scheduled_sampling!r} is invalid; it must be in [0, 1]"
+            )
+        if self.scheduled_sampling > 0 and self.model_type != "rnn" and self.model_name_or_path is None:
+            raise ValueError("--scheduled_sampling is only supported for --model_type rnn")
+
+    def config_overrides(self) -> dict:
+        if self.model_config is None:
+            return {}
+        return (
+            dict(self.model_config) if isinstance(self.model_config, dict) else json.loads(self.model_config)
+        )
+
+
+@dataclass
+class TrainArguments:
+    """The optimisation loop, evaluation, checkpoints and logging."""
+
+    output_dir: str = field(
+        default="outputs/run", metadata={"help": "Where checkpoints, models and logs go."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete a previous run's checkpoints/models in --output_dir."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the newest complete checkpoint in --output_dir."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed for model init, batch shuffling and dropout."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases/norms)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(
+        default=0.98, metadata={"help": "AdamW beta2 (0.98 as in Vaswani et al. 2017)."}
+    )
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_scheduler: str = field(
+        default="inverse_sqrt",
+        metadata={
+            "help": "'inverse_sqrt' (Noam: linear warmup, then 1/sqrt(step)), 'linear', 'cosine', 'constant'."
+        },
+    )
+    warmup_steps: int = field(default=1000, metadata={"help": "Linear warmup steps."})
+    max_steps: int = field(default=10000, metadata={"help": "Optimizer steps to train for."})
+    num_epochs: int | None = field(default=None, metadata={"help": "Also stop after this many epochs."})
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also stop after this much training wall time (minutes), then validate and save as at "
+            "--max_steps (like fairseq's --stop-time-hours). Checked on all processes together."
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per process accumulated into one optimizer step."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0 = off)."})
+    mixed_precision: str = field(
+        default="no", metadata={"help": "Accelerate mixed precision: 'no', 'fp16', 'bf16'."}
+    )
+    eval_steps: int = field(
+        default=1000, metadata={"help": "Validate (loss, BLEU, chrF) every N steps and at the end."}
+    )
+    save_steps: int | None = field(
+        default=None, metadata={"help": "Checkpoint every N steps (default: --eval_steps) and at the end."}
+    )
+    save_total_limit: int = field(
+        default=2, metadata={"help": "Keep the last K checkpoints (plus the best one)."}
+    )
+    num_beams: int = field(
+        default=5, metadata={"help": "Beam size for validation and the saved generation config."}
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "Generation length limit during validation."})
+    metric_for_best_model: str = field(
+        default="bleu",
+        metadata={"help": "Validation metric that picks the best model: 'bleu', 'chrf', 'loss'."},
+    )
+    early_stopping_patience: int = field(
+        default=0, metadata={"help": "Stop after N validations without improvement (0 = never stop early)."}
+    )
+    logging_steps: int = field(default=10, metadata={"help": "Log loss/lr/throughput every N steps."})
+    log_with: str = field(
+        default="tensorboard",
+        metadata={
+            "help": "Accelerate tracker ('tensorboard', 'wandb', 'all', ... or 'none'); logs go to output_dir."
+        },
+    )
+    disable_progress_bar: bool = field(default=False, metadata={"help": "Hide the tqdm progress bar."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    stop_after_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Debugging: save a checkpoint after this step and exit without the final save, as if the run "
+            "had been interrupted (used to test --resume)."
+        },
+    )
+    nan_policy: str = field(
+        default="stop",
+        metadata={
+            "help": "What a non-finite (NaN/inf) loss or gradient norm does: 'stop' saves the last good state and "
+            f"stops with an error naming the step; 'skip' drops that update and goes on (stops after "
+            f"{MAX_CONSECUTIVE_SKIPS} in a row). No update with non-finite values is ever applied."
+        },
+    )
+
+    def __post_init__(self):
+        _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _check_choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
+        _check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
+        _check_positive("learning_rate", self.learning_rate)
+        for name in ("max_steps", "gradient_accumulation_steps", "eval_steps", "num_beams", "max_new_tokens"):
+            _check_positive(name, getattr(self, name))
+        for name in ("logging_steps", "save_total_limit", "num_epochs", "save_steps", "stop_after_step"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("max_train_minutes", self.max_train_minutes)
+        for name in (
+            "warmup_steps",
+            "weight_decay",
+            "max_grad_norm",
+            "early_stopping_patience",
+            "num_workers",
+        ):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.lr_scheduler == "inverse_sqrt" and self.warmup_steps == 0:
+            raise ValueError("--lr_scheduler=inverse_sqrt needs --warmup_steps > 0")
+        if self.resume and self.overwrite_output_dir:
+            raise ValueError("--resume and --overwrite_output_dir contradict each other; give one")
+        if self.save_steps is None:
+            self.save_steps = self.eval_steps
+
+
+ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainArguments)
+
+
+def check_task_options(
+    data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments
+) -> None:
+    """Options that only make sense together: image data ⇔ ``--model_type captioning``."""
+    if model_args.model_type == "captioning" and not data_args.is_captioning:
+        given = next(
+            f"--{n}"
+            for n in ("task", "dataset_name", "train_file", "train_prefix")
+            if getattr(data_args, n) is not None
+        )
+        raise ValueError(
+            f"--model_type captioning needs image data: --task {CAPTIONING_TASK} or --image_folder DIR "
+            f"--captions_file FILE, not the text source {given}"
+            + (f"={data_args.task}" if given == "--task" else "")
+        )
+    if data_args.is_captioning and model_args.model_type != "captioning":
+        given = f"--task {data_args.task}" if data_args.task else "--image_folder"
+        raise ValueError(
+            f"{given} is image data: train it with --model_type captioning (got --model_type {model_args.model_type})"
+        )
+    if model_args.model_type != "captioning" and train_args.metric_for_best_model in CAPTIONING_ONLY_METRICS:
+        raise ValueError(
+            f"--metric_for_best_model={train_args.metric_for_best_model} is computed for --model_type captioning "
+            "only; valid choices for text: bleu, chrf, loss"
+        )
+
+
+def args_to_dict(*args) -> dict:
+    out = {}
+    for a in args:
+        out.update(dataclasses.asdict(a))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- state

@@ -1,0 +1,131 @@
+"""Checkpoints: the resumable state, atomic save, resume and retention.
+
+``accelerator.save_state`` (model, optimizer, scheduler, RNG of every process, and :class:`TrainState`: step, epoch,
+groups consumed in the epoch, best metric, history) is written into ``checkpoints/.tmp-step-N``; after every process
+has finished, the main process writes ``COMPLETE`` into it and renames it to ``checkpoints/step-N``. ``--resume``
+loads the newest folder that has the marker (the loop then skips the consumed micro-batches of the epoch with
+``accelerator.skip_first_batches``). A folder without the marker is a write that was cut short: never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from . import hooks
+from .arguments import TrainArguments
+
+logger = logging.getLogger("hf_seq2seq.training")
+
+COMPLETE_MARKER = "COMPLETE"
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+class TrainState:
+    """Everything besides model/optimizer/scheduler/RNG a resumed run needs (checkpointed via Accelerate)."""
+
+    def __init__(self):
+        self.step = 0
+        self.epoch = 0
+        self.groups_in_epoch = 0  # optimizer steps already taken in the current epoch
+        self.best_metric: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.nan_skips = 0  # non-finite steps in a row (--nan_policy skip)
+        self.skipped_steps: list[int] = []
+        self.history: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (with the marker), oldest first. Folders without the marker are ignored."""
+    root = output_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m and (p / COMPLETE_MARKER).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _run_markers(output_dir: Path) -> list[str]:
+    names = ("checkpoints", "training_history.json", "final_model", "best_model")
+    return [n for n in names if (output_dir / n).exists()]
+
+
+def prepare_output_dir(output_dir: Path, train_args: TrainArguments, is_main: bool) -> None:
+    markers = _run_markers(output_dir)
+    if markers and not train_args.resume and not train_args.overwrite_output_dir:
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} already holds a run ({', '.join(markers)}); pass --resume to "
+            "continue it or --overwrite_output_dir to replace it"
+        )
+    if is_main:
+        if train_args.overwrite_output_dir:
+            for name in (*markers, "tokenizer", "runs", "run_config.json"):
+                target = output_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def save_checkpoint(accelerator, state: TrainState, output_dir: Path, save_total_limit: int) -> Path:
+    """Write ``checkpoints/step-N`` atomically (temporary folder, marker, rename); keep the last
+    ``save_total_limit`` checkpoints plus the best one. Every process must call it."""
+    is_main = accelerator.is_main_process
+    root = output_dir / "checkpoints"
+    name = f"step-{state.step}"
+    tmp, final = root / f".tmp-{name}", root / name
+    if is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if is_main:
+        hooks.maybe_cut_checkpoint_write(tmp, state.step, output_dir)
+    accelerator.wait_for_everyone()
+    if is_main:
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({"step": state.step, "time": time.time()}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        keep = {s for s, _ in list_checkpoints(output_dir)[-save_total_limit:]}
+        if state.best_step is not None:
+            keep.add(state.best_step)
+        for s, p in list_checkpoints(output_dir):
+            if s not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def resume_latest(accelerator, state: TrainState, output_dir: Path) -> None:
+    """``--resume``: drop interrupted writes, then load the newest complete checkpoint (if any)."""
+    if accelerator.is_main_process:
+        for stale in sorted((output_dir / "checkpoints").glob(".tmp-*")):
+            logger.warning("removing %s: a checkpoint whose write was interrupted", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    ckpts = list_checkpoints(output_dir)
+    if ckpts:
+        step, path = ckpts[-1]
+        accelerator.load_state(str(path))
+        logger.info("resumed from %s (step %d, epoch %d)", path, state.step, state.epoch)
+    else:
+        logger.warning("--resume: no complete checkpoint in %s; starting from scratch", output_dir)

@@ -1,0 +1,179 @@
+"""Validation: loss and beam-search BLEU/chrF over every validation sentence exactly once (text), the decision
+"is this the best model so far" taken on the main process and broadcast, and the facts of the model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import torch
+
+from .arguments import args_to_dict
+from .losses import token_loss_sum
+
+logger = logging.getLogger("hf_seq2seq.training")
+
+# Validation results the model card shows (hub.render_model_card); exact_match / cider / num_references: captioning
+CARD_METRIC_KEYS = (
+    "bleu",
+    "chrf",
+    "bleu_signature",
+    "chrf_signature",
+    "exact_match",
+    "cider",
+    "num_references",
+)
+
+
+@torch.no_grad()
+def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str], train_args, data_args):
+    """Validation loss + beam-search BLEU/chrF over the whole validation set, every sentence exactly once.
+
+    Sentences are sorted by length and cut into batches; batch ``i`` goes to rank ``i % world``. Each rank returns
+    ``(index, hypothesis)`` pairs, ``accelerator.gather_for_metrics(..., use_gather_object=True)`` collects them,
+    and the main process checks that the indices are exactly ``0..N-1`` before scoring: no sampler padding, so no
+    duplicate to drop and none can slip through.
+    """
+    raw = accelerator.unwrap_model(model)
+    was_training = raw.training
+    raw.eval()
+    from transformers import DataCollatorForSeq2Seq
+
+    collator = DataCollatorForSeq2Seq(tokenizer, model=raw, label_pad_token_id=-100)
+    lengths = [len(x) for x in val_tok["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bs = data_args.validation_batch_size
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    pairs: list[tuple[int, str]] = []
+    ls = float(getattr(raw.config, "label_smoothing", 0.0) or 0.0)
+    for idx in mine:
+        feats = [{"input_ids": val_tok[i]["input_ids"], "labels": val_tok[i]["labels"]} for i in idx]
+        batch = {k: v.to(accelerator.device) for k, v in collator(feats).items()}
+        labels = batch.pop("labels")
+        with accelerator.autocast():
+            logits = raw(**batch).logits
+        loss_sum += token_loss_sum(logits, labels, ls).double()
+        tokens += (labels != -100).sum()
+        with accelerator.autocast():
+            generated = raw.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                num_beams=train_args.num_beams,
+                max_new_tokens=train_args.max_new_tokens,
+            )
+        texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+        pairs.extend(zip(idx, texts))
+    loss_sum = accelerator.reduce(loss_sum, reduction="sum")
+    tokens = accelerator.reduce(tokens, reduction="sum")
+    gathered = accelerator.gather_for_metrics(pairs, use_gather_object=True)
+    if was_training:
+        raw.train()
+    result = {"loss": float(loss_sum / tokens.clamp(min=1))}
+    if not accelerator.is_main_process:
+        return result, None
+    indices = sorted(i for i, _ in gathered)
+    if indices != list(range(len(references))):
+        raise RuntimeError(
+            f"validation gather lost or duplicated sentences: {len(indices)} results for {len(references)} "
+            f"sentences ({len(set(indices))} distinct)"
+        )
+    hyps = [None] * len(references)
+    for i, text in gathered:
+        hyps[i] = text
+    from ..metrics import load_metric
+
+    bleu = load_metric("sacrebleu").compute(predictions=hyps, references=[[r] for r in references])
+    chrf = load_metric("chrf").compute(predictions=hyps, references=[[r] for r in references])
+    result.update(
+        bleu=bleu["score"],
+        chrf=chrf["score"],
+        bleu_signature=bleu["signature"],
+        chrf_signature=chrf["signature"],
+        num_sentences=len(hyps),
+        ref_len=bleu["ref_len"],
+        sys_len=bleu["sys_len"],
+    )
+    return result, hyps
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+# ----------------------------------------------------------------------------------------------------- one run
+# The helpers below take the loop's ``Run`` (hf_seq2seq.training.setup) as an explicit argument.
+
+
+def write_history(run) -> None:
+    if run.is_main:
+        (run.output_dir / "training_history.json").write_text(json.dumps(run.state.history, indent=2))
+
+
+def model_card(run, metrics: dict, final: bool = False) -> dict:
+    """What hub.render_model_card knows how to show: data, metrics + signatures, the training options."""
+    state = run.state
+    facts = {
+        **{k: v for k, v in run.task.card_facts().items() if k != "example"},
+        "eval_split": "validation",
+        "num_eval_sentences": metrics.get("num_sentences"),
+        "training_args": args_to_dict(run.data_args, run.model_args, run.train_args),
+        "recipe": getattr(run.train_args, "recipe", None),
+        "steps": state.step,
+        "epochs": state.epoch,
+        "train_time": time.perf_counter() - run.run_start,
+        "hardware": f"{run.world} x {run.accelerator.device.type}",
+        **{k: metrics[k] for k in CARD_METRIC_KEYS if k in metrics},
+    }
+    if final:
+        keys = {"loss": "train_loss", "eval_loss": "valid_loss", "eval_bleu": "bleu"}
+        facts["history"] = [
+            {"step": h["step"], **{new: h[old] for old, new in keys.items() if h.get(old) is not None}}
+            for h in state.history
+        ]
+        facts["example"] = run.task.card_facts().get("example")
+    return facts
+
+
+def _improved(run, value) -> bool:
+    """The metric is computed on the main process only: broadcast its decision so every rank agrees."""
+    flag = torch.tensor(0.0, device=run.accelerator.device)
+    if run.is_main:
+        improved = _is_better(value, run.state.best_metric, run.train_args.metric_for_best_model)
+        flag += 1.0 if improved else 0.0
+    return run.accelerator.reduce(flag, reduction="sum").item() > 0
+
+
+def validate(run) -> dict:
+    """Validate, record the result in the history, save ``best_model`` when the metric improved, log it."""
+    state, accelerator, metric = run.state, run.accelerator, run.train_args.metric_for_best_model
+    result = run.task.evaluate(accelerator, run.model, run.tokenizer, run.train_args)
+    entry = {"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in result.items()}}
+    state.history.append(entry)
+    value = result["loss"] if metric == "loss" else result.get(metric)
+    if _improved(run, value):
+        if run.is_main:
+            state.best_metric = value
+            model = accelerator.unwrap_model(run.model)
+            run.task.save(model, run.tokenizer, run.output_dir / "best_model", model_card(run, result))
+        state.best_step = state.step
+        state.bad_evals = 0
+    else:
+        state.bad_evals += 1
+    if run.log_with is not None:
+        accelerator.log(
+            {f"eval/{k}": v for k, v in result.items() if isinstance(v, (int, float))}, step=state.step
+        )
+    if run.is_main:
+        logger.info(
+            "step %d: validation %s",
+            state.step,
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
+        )
+    write_history(run)
+    return result

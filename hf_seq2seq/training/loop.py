@@ -1,0 +1,306 @@
+"""The Accelerate training loop behind ``scripts/train.py`` and ``hf-seq2seq train``: :func:`run_training` reads top
+to bottom (set-up → for each group of batches: step → maybe validate/save → stop check → final model).
+
+How a *step* is made, and why 1 process with accumulation 2 equals 2 processes
+--------------------------------------------------------------------------------
+Every rank builds the same, unsharded list of length-bucketed token-budget batches for the epoch
+(:class:`hf_seq2seq.data.TokenBatchSampler` with one replica, shuffled by ``seed + epoch``). One optimizer step
+consumes a *group* of ``world_size * gradient_accumulation_steps`` consecutive batches; micro-batch ``m`` of rank
+``r`` is batch ``m * world_size + r`` of the group. The group's label-token count ``G`` is known on every rank from
+the example lengths alone (no communication), so each micro-batch's summed cross-entropy is divided by ``G``:
+
+    loss_for_backward = sum_CE(micro) * world_size * accumulation / G
+
+``accelerator.backward`` divides by ``accumulation`` and DDP averages over ``world_size``, so the gradient is
+``sum_CE(group) / G`` — the token-weighted mean over the whole global batch, whatever the process layout. The last
+``< world_size * accumulation`` batches of an epoch (an incomplete group) are dropped; the next epoch reshuffles.
+Checkpoints: :mod:`hf_seq2seq.training.checkpointing`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import hooks
+from .arguments import MAX_CONSECUTIVE_SKIPS, DataArguments, ModelArguments, TrainArguments
+from .checkpointing import save_checkpoint
+from .evaluation import model_card, validate, write_history
+from .losses import scheduled_sampling_inputs
+from .recipe import parse_args
+from .setup import Run, set_up
+
+logger = logging.getLogger("hf_seq2seq.training")
+
+
+@dataclass
+class LoopState:
+    """The loop's own bookkeeping (not checkpointed: :class:`~.checkpointing.TrainState` is)."""
+
+    bar: object
+    nan_step: int = 0  # test hook: the step whose loss is made NaN (hooks.DEBUG_NAN_ENV)
+    status: str = "completed"
+    stop_reason: str | None = None
+    last_eval: dict | None = None
+    last_eval_step: int | None = None
+    window_tokens: int = 0
+    window_start: float = field(default_factory=time.perf_counter)
+
+
+def run_training(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments) -> dict:
+    """Train; return ``{"model", "tokenizer", "raw_datasets", "history", "final_metrics", "status", ...}``."""
+    from tqdm.auto import tqdm
+
+    run = set_up(data_args, model_args, train_args)
+    state = run.state
+    bar = tqdm(
+        total=train_args.max_steps,
+        initial=state.step,
+        disable=not run.is_main or train_args.disable_progress_bar,
+        desc="training",
+        dynamic_ncols=True,
+    )
+    run.model.train()
+    loop = LoopState(bar=bar, nan_step=hooks.nan_step())
+    while state.step < train_args.max_steps and loop.stop_reason is None:
+        if train_args.num_epochs is not None and state.epoch >= train_args.num_epochs:
+            break
+        group_tokens, batch_iter = epoch_groups(run)
+        for g in range(state.groups_in_epoch, len(group_tokens)):
+            loss_value, grad_norm = forward_backward(run, loop, batch_iter, group_tokens[g])
+            bad = non_finite(run, loss_value, grad_norm)
+            if bad is not None:
+                skip_or_stop(run, loop, g, bad, loss_value if bad == "loss" else float(grad_norm))
+                continue
+            update(run, loop, g, group_tokens[g], loss_value, grad_norm)
+            after_step(run, loop)
+            if state.step >= train_args.max_steps or loop.stop_reason:
+                break
+        else:
+            state.epoch += 1
+            state.groups_in_epoch = 0
+    bar.close()
+    return finish(run, loop)
+
+
+def epoch_groups(run: Run):
+    """This rank's micro-batches of the epoch, as an iterator resumed after the consumed groups, and the label
+    tokens ``G`` of every group (the whole group over all ranks, see the module doc)."""
+    world, accum, rank = run.world, run.accum, run.accelerator.process_index
+    per_step = world * accum
+    batches = run.task.epoch_batches(run.train_args.seed, run.state.epoch)
+    num_groups = len(batches) // per_step
+    if num_groups == 0:
+        data_args = run.data_args
+        size = data_args.max_tokens if run.task.batch_option == "--max_tokens" else data_args.batch_size
+        raise ValueError(
+            f"the training split gives {len(batches)} batches of {run.task.batch_option}={size}, fewer "
+            f"than one optimizer step needs ({world} processes x {accum} accumulation steps)"
+        )
+    mine = [batches[g * per_step + m * world + rank] for g in range(num_groups) for m in range(accum)]
+    lengths = run.task.label_lengths
+    group_tokens = [
+        sum(lengths[i] for b in batches[g * per_step : (g + 1) * per_step] for i in b)
+        for g in range(num_groups)
+    ]
+    loader = torch.utils.data.DataLoader(
+        run.task.train_dataset,
+        batch_sampler=mine,
+        collate_fn=run.collator,
+        num_workers=run.train_args.num_workers,
+    )
+    if run.state.groups_in_epoch:
+        loader = run.accelerator.skip_first_batches(loader, run.state.groups_in_epoch * accum)
+    return group_tokens, iter(loader)
+
+
+def forward_backward(run: Run, loop: LoopState, batch_iter, G: int):
+    """Accumulate this rank's micro-batches of one group; return the step's mean token loss over all ranks and
+    the global gradient norm after clipping (``None`` when neither clipping nor the finiteness check needs it)."""
+    accelerator, state, args = run.accelerator, run.state, run.train_args
+    world, accum = run.world, run.accum
+    step_loss = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    for m in range(accum):
+        batch = {k: v.to(accelerator.device) for k, v in next(batch_iter).items()}
+        labels = batch.pop("labels")
+        batch = run.task.model_inputs(batch)
+        with accelerator.accumulate(run.model):
+            if run.model_args.scheduled_sampling > 0:
+                seed = args.seed * 1_000_003 + state.step * 1009 + m * world + accelerator.process_index
+                batch["decoder_input_ids"] = scheduled_sampling_inputs(
+                    accelerator.unwrap_model(run.model),
+                    batch,
+                    labels,
+                    run.model_args.scheduled_sampling,
+                    torch.Generator().manual_seed(seed),
+                )
+            loss_sum = run.task.loss_sum(run.model, batch, labels, run.label_smoothing)
+            if loop.nan_step == state.step + 1 and m == accum - 1:
+                loss_sum = loss_sum * float("nan")
+                loop.nan_step = 0  # once: the retried step is clean
+            accelerator.backward(loss_sum * (world * accum / G))
+        step_loss += loss_sum.detach().double()
+    hooks.maybe_pause_mid_step(state.step + 1, run.output_dir)
+    loss_value = float(accelerator.reduce(step_loss, reduction="sum") / G)
+    grad_norm = None
+    if math.isfinite(loss_value) and (args.max_grad_norm > 0 or run.check_grads):
+        # the global norm (DDP has all-reduced the gradients): the same value on every rank
+        max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
+        grad_norm = accelerator.clip_grad_norm_(run.model.parameters(), max_norm)
+    return loss_value, grad_norm
+
+
+def non_finite(run: Run, loss_value: float, grad_norm) -> str | None:
+    """``"loss"`` or ``"gradient norm"`` when that value is NaN/inf, else ``None``."""
+    if not math.isfinite(loss_value):
+        return "loss"
+    if run.check_grads and grad_norm is not None and not math.isfinite(float(grad_norm)):
+        return "gradient norm"
+    return None
+
+
+def skip_or_stop(run: Run, loop: LoopState, g: int, bad: str, value: float) -> None:
+    """Never apply an update with non-finite values: skip it (``--nan_policy skip``, up to
+    ``MAX_CONSECUTIVE_SKIPS`` in a row) or save the last good state and raise ``FloatingPointError``."""
+    state = run.state
+    run.optimizer.zero_grad(set_to_none=True)
+    state.nan_skips = getattr(state, "nan_skips", 0) + 1
+    if run.train_args.nan_policy == "skip" and state.nan_skips < MAX_CONSECUTIVE_SKIPS:
+        state.skipped_steps = [*getattr(state, "skipped_steps", []), state.step + 1]
+        state.groups_in_epoch = g + 1
+        state.history.append({"step": state.step + 1, "epoch": state.epoch, "skipped": f"{bad} is {value}"})
+        if run.is_main:
+            logger.warning(
+                "step %d: training %s is %s; update skipped (--nan_policy skip, %d in a row)",
+                state.step + 1,
+                bad,
+                value,
+                state.nan_skips,
+            )
+        return
+    path = _save(run) if state.step > 0 else None
+    write_history(run)
+    where = (
+        f"; the last good state (step {state.step}) is saved in {path}"
+        if path
+        else "; no step had been taken, nothing was saved"
+    )
+    in_a_row = f" ({state.nan_skips} non-finite steps in a row)" if state.nan_skips > 1 else ""
+    msg = f"training {bad} is {value} at step {state.step + 1}{in_a_row}{where}"
+    loop.bar.close()
+    run.accelerator.end_training()
+    raise FloatingPointError(msg)
+
+
+def update(run: Run, loop: LoopState, g: int, G: int, loss_value: float, grad_norm) -> None:
+    """Apply the step, record it in the history and log loss / learning rate / target tokens per second."""
+    state = run.state
+    state.nan_skips = 0
+    run.optimizer.step()
+    if not run.accelerator.optimizer_step_was_skipped:
+        run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.groups_in_epoch = g + 1
+    lr = run.scheduler.get_last_lr()[0]
+    loop.window_tokens += G
+    entry = {"step": state.step, "epoch": state.epoch, "loss": loss_value, "lr": lr, "tokens": G}
+    if grad_norm is not None:
+        entry["grad_norm"] = float(grad_norm)
+    state.history.append(entry)
+    loop.bar.update(1)
+    if state.step % run.train_args.logging_steps == 0 or state.step == 1:
+        tps = loop.window_tokens / max(time.perf_counter() - loop.window_start, 1e-9)
+        loop.bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
+        if run.log_with is not None:
+            run.accelerator.log(
+                {"train/loss": loss_value, "train/lr": lr, "train/target_tokens_per_s": tps}, step=state.step
+            )
+        loop.window_tokens, loop.window_start = 0, time.perf_counter()
+
+
+def _save(run: Run):
+    return save_checkpoint(run.accelerator, run.state, run.output_dir, run.train_args.save_total_limit)
+
+
+def after_step(run: Run, loop: LoopState) -> None:
+    """Validate and save on schedule, and decide whether to stop (early stopping, ``--stop_after_step``,
+    ``--max_train_minutes``)."""
+    state, args = run.state, run.train_args
+    if state.step % args.eval_steps == 0 or state.step == args.max_steps:
+        loop.last_eval, loop.last_eval_step = validate(run), state.step
+        if args.early_stopping_patience and state.bad_evals >= args.early_stopping_patience:
+            loop.stop_reason = f"early stopping: no {args.metric_for_best_model} improvement in {state.bad_evals} validations"
+    if state.step % args.save_steps == 0 or state.step == args.max_steps or loop.stop_reason:
+        _save(run)
+    if args.stop_after_step is not None and state.step >= args.stop_after_step:
+        if state.step % args.save_steps != 0 and state.step != args.max_steps:
+            _save(run)
+        loop.stop_reason, loop.status = f"--stop_after_step={args.stop_after_step}", "interrupted"
+    if args.max_train_minutes is not None and loop.stop_reason is None:
+        # Every rank must agree, or DDP hangs: stop when any rank is over the limit.
+        over = torch.tensor(
+            float(time.perf_counter() - run.run_start > 60 * args.max_train_minutes),
+            device=run.accelerator.device,
+        )
+        if run.accelerator.reduce(over, reduction="sum").item() > 0:
+            loop.stop_reason = f"--max_train_minutes={args.max_train_minutes} reached"
+            if state.step % args.save_steps != 0:
+                _save(run)
+
+
+def finish(run: Run, loop: LoopState) -> dict:
+    """Validate the last step if not done yet, save ``final_model`` and return the run's result."""
+    state, accelerator = run.state, run.accelerator
+    if loop.stop_reason:
+        logger.info("stopped: %s", loop.stop_reason)
+    write_history(run)
+    result = {
+        "model": accelerator.unwrap_model(run.model),
+        "tokenizer": run.tokenizer,
+        **run.task.result_extras(),
+        "history": state.history,
+        "status": loop.status,
+        "step": state.step,
+        "output_dir": run.output_dir,
+        "final_metrics": loop.last_eval,
+        "accelerator": accelerator,
+    }
+    if loop.status == "interrupted":
+        accelerator.end_training()
+        return result
+    last_eval = loop.last_eval
+    if last_eval is None or loop.last_eval_step != state.step:
+        last_eval = validate(run)
+        if not (state.step % run.train_args.save_steps == 0):
+            _save(run)
+    final = dict(last_eval)
+    result["final_metrics"] = final
+    if run.is_main:
+        card = model_card(run, final, final=True)
+        run.task.save(
+            accelerator.unwrap_model(run.model), run.tokenizer, run.output_dir / "final_model", card
+        )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``scripts/train.py`` and ``hf-seq2seq train``; returns the exit status."""
+    try:
+        data_args, model_args, train_args = parse_args(argv)
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = run_training(data_args, model_args, train_args)
+    except (ValueError, FloatingPointError, FileNotFoundError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 1
+    return 0 if result["status"] in ("completed", "interrupted") else 1

@@ -1,0 +1,168 @@
+"""Everything the loop needs before its first step, built once by :func:`set_up` into a :class:`Run`: the
+Accelerator, the task's data and tokenizer, the model, AdamW and its schedule, and (``--resume``) the state of the
+newest complete checkpoint. The loop's helpers take the :class:`Run` as an explicit argument."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..families import family_of
+from .arguments import DataArguments, ModelArguments, TrainArguments, args_to_dict
+from .checkpointing import TrainState, prepare_output_dir, resume_latest
+from .tasks import TrainingTask, make_task, set_generation_defaults
+
+logger = logging.getLogger("hf_seq2seq.training")
+
+
+@dataclass
+class Run:
+    """The objects of one training run, shared by the loop's helpers."""
+
+    data_args: DataArguments
+    model_args: ModelArguments
+    train_args: TrainArguments
+    task: TrainingTask
+    accelerator: object
+    output_dir: Path
+    log_with: str | None
+    run_start: float
+    tokenizer: object = None
+    model: object = None
+    optimizer: object = None
+    scheduler: object = None
+    collator: object = None
+    label_smoothing: float = 0.0
+    state: TrainState | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def accum(self) -> int:
+        return self.train_args.gradient_accumulation_steps
+
+    @property
+    def check_grads(self) -> bool:
+        # fp16 overflows are handled by the grad scaler (the step is skipped and the scale lowered): not an error
+        return self.train_args.mixed_precision != "fp16"
+
+
+def build_scheduler(optimizer, train_args: TrainArguments):
+    from transformers import get_inverse_sqrt_schedule, get_scheduler
+
+    if train_args.lr_scheduler == "inverse_sqrt":
+        return get_inverse_sqrt_schedule(optimizer, num_warmup_steps=train_args.warmup_steps)
+    name = "constant_with_warmup" if train_args.lr_scheduler == "constant" else train_args.lr_scheduler
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=train_args.warmup_steps, num_training_steps=train_args.max_steps
+    )
+
+
+def build_optimizer(model, train_args: TrainArguments):
+    """AdamW; no weight decay on biases and norm weights (1-D parameters or names containing "norm")."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": train_args.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=train_args.learning_rate,
+        betas=(train_args.adam_beta1, train_args.adam_beta2),
+        eps=train_args.adam_epsilon,
+    )
+
+
+def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | None):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    accelerator = Accelerator(
+        mixed_precision=train_args.mixed_precision,
+        gradient_accumulation_steps=train_args.gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, whatever the world size
+        log_with=log_with,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / "runs")
+        ),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_main_process:
+        logger.setLevel(logging.WARNING)
+    return accelerator
+
+
+def _tokenizer(run: Run):
+    """Rank 0 trains (or loads) the tokenizer and saves it; the others (and a resumed run) read the saved one."""
+    tok_dir = run.output_dir / "tokenizer"
+    with run.accelerator.main_process_first():
+        if (run.train_args.resume and tok_dir.is_dir()) or not run.is_main:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(tok_dir)
+        tokenizer = run.task.build_tokenizer()
+        tokenizer.save_pretrained(tok_dir)
+        return tokenizer
+
+
+def _model_and_optimizer(run: Run) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(run.train_args.seed)
+    model = run.task.build_model(run.tokenizer)
+    set_generation_defaults(model, run.train_args)
+    family = family_of(model)
+    if run.model_args.scheduled_sampling > 0 and not (family is not None and family.scheduled_sampling):
+        raise ValueError("--scheduled_sampling is only supported for the RNN family")
+    run.label_smoothing = float(getattr(model.config, "label_smoothing", 0.0) or 0.0)
+    run.collator = run.task.collator(run.tokenizer, model)
+    optimizer = build_optimizer(model, run.train_args)
+    scheduler = build_scheduler(optimizer, run.train_args)
+    run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, optimizer, scheduler)
+
+
+def _record_options(run: Run) -> None:
+    options = args_to_dict(run.data_args, run.model_args, run.train_args)
+    if run.is_main:
+        (run.output_dir / "run_config.json").write_text(json.dumps(options, indent=2, default=str))
+    if run.log_with is not None:
+        hparams = {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}
+        run.accelerator.init_trackers("hf_seq2seq", config=hparams)
+
+
+def set_up(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments) -> Run:
+    from accelerate.utils import set_seed
+
+    task = make_task(data_args, model_args, train_args)
+    output_dir = Path(train_args.output_dir)
+    log_with = None if train_args.log_with in ("none", "") else train_args.log_with
+    accelerator = _accelerator(train_args, output_dir, log_with)
+    run = Run(data_args, model_args, train_args, task, accelerator, output_dir, log_with, time.perf_counter())
+    prepare_output_dir(output_dir, train_args, run.is_main)  # every rank raises the same error; main deletes
+    accelerator.wait_for_everyone()
+    set_seed(train_args.seed)
+    task.load(train_args.seed)
+    run.tokenizer = _tokenizer(run)
+    task.prepare(run.tokenizer)
+    _model_and_optimizer(run)
+    run.state = TrainState()
+    accelerator.register_for_checkpointing(run.state)
+    if train_args.resume:
+        resume_latest(accelerator, run.state, output_dir)
+    _record_options(run)
+    return run

@@ -1,0 +1,293 @@
+"""Training tasks: what differs between translation and captioning, behind one small interface.
+
+:func:`hf_seq2seq.training.loop.run_training` talks to one *task* chosen once by :func:`make_task` from
+``--model_type``: :class:`TextTask` here, :class:`hf_seq2seq.training.captioning.CaptioningTask` for images. The loop
+asks the task for the data, the tokenizer, the model, the batches of an epoch, a micro-batch's summed loss, the
+validation scores and how to save a model folder (:class:`TrainingTask` lists the calls).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from ..families import family
+from .arguments import DataArguments, ModelArguments, TrainArguments, check_task_options
+from .evaluation import evaluate_model
+from .losses import token_loss_sum
+
+
+class TrainingTask(Protocol):
+    """The calls :func:`~hf_seq2seq.training.loop.run_training` makes; ``train_dataset`` and ``label_lengths``
+    exist after ``prepare``. ``batch_option`` names the option that sizes a micro-batch (for error messages)."""
+
+    name: str
+    batch_option: str
+    train_dataset: object
+    label_lengths: list[int]
+
+    def load(self, seed: int) -> None: ...
+    def build_tokenizer(self): ...
+    def prepare(self, tokenizer) -> None: ...
+    def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]: ...
+    def build_model(self, tokenizer): ...
+    def collator(self, tokenizer, model): ...
+    def model_inputs(self, batch: dict) -> dict: ...
+    def loss_sum(self, model, inputs: dict, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor: ...
+    def evaluate(self, accelerator, model, tokenizer, train_args: TrainArguments) -> dict: ...
+    def save(self, model, tokenizer, path: Path, card: dict | None = None) -> None: ...
+    def card_facts(self) -> dict: ...
+    def result_extras(self) -> dict: ...
+
+
+# ----------------------------------------------------------------------------------------------------- text data
+
+
+def load_raw_datasets(data_args: DataArguments, seed: int):
+    """``(DatasetDict with train/validation[/test], source_lang, target_lang)``."""
+    if data_args.task is not None:
+        from ..tasks import load_task_dataset, task_languages
+
+        raw = load_task_dataset(
+            data_args.task,
+            num_train=data_args.task_num_train,
+            num_validation=data_args.task_num_validation,
+            num_test=data_args.task_num_test,
+            seed=seed,
+        )
+        src, tgt = task_languages(data_args.task)
+    else:
+        from ..data import load_parallel_data
+
+        src, tgt = data_args.source_lang, data_args.target_lang
+        limits = (data_args.max_train_examples, data_args.max_validation_examples)
+        limit = max(limits) if None not in limits else None  # read no more lines than any split needs
+        raw = load_parallel_data(
+            src,
+            tgt,
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            train_file=data_args.train_file,
+            validation_file=data_args.validation_file,
+            train_prefix=data_args.train_prefix,
+            validation_prefix=data_args.validation_prefix,
+            max_examples=limit,
+        )
+    for split in ("train", "validation"):
+        if split not in raw:
+            raise ValueError(f"the data has no {split!r} split (found {list(raw)})")
+    if data_args.max_train_examples is not None:
+        raw["train"] = raw["train"].select(range(min(data_args.max_train_examples, len(raw["train"]))))
+    if data_args.max_validation_examples is not None:
+        n = min(data_args.max_validation_examples, len(raw["validation"]))
+        raw["validation"] = raw["validation"].select(range(n))
+    return raw, src, tgt
+
+
+def tokenize_train(dataset, tokenizer, src: str, tgt: str, data_args: DataArguments):
+    """Training pairs through :func:`hf_seq2seq.data.tokenize_parallel` (drops empty and over-long pairs)."""
+    from datasets import DatasetDict
+
+    from ..data import tokenize_parallel
+
+    out = tokenize_parallel(
+        DatasetDict({"train": dataset}),
+        tokenizer,
+        source_lang=src,
+        target_lang=tgt,
+        max_source_length=data_args.max_source_length,
+        max_target_length=data_args.max_target_length,
+    )["train"]
+    if len(out) == 0:
+        raise ValueError("no training pair is left after dropping empty and over-long pairs")
+    return out
+
+
+def tokenize_validation(dataset, tokenizer, src: str, tgt: str, data_args: DataArguments):
+    """Validation pairs, truncated rather than dropped: BLEU is computed on every validation sentence."""
+
+    def encode(batch):
+        srcs = [p[src] for p in batch["translation"]]
+        tgts = [p[tgt] for p in batch["translation"]]
+        enc = tokenizer(srcs, truncation=True, max_length=data_args.max_source_length)
+        labels = tokenizer(text_target=tgts, truncation=True, max_length=data_args.max_target_length)
+        return {"input_ids": enc["input_ids"], "labels": labels["input_ids"]}
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
+def epoch_batches(lengths: list[int], max_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """The unsharded, shuffled, length-bucketed token-budget batches of one epoch (identical on every rank)."""
+    from ..data import TokenBatchSampler
+
+    sampler = TokenBatchSampler(lengths, max_tokens, shuffle=True, seed=seed, num_replicas=1, rank=0)
+    sampler.set_epoch(epoch)
+    return [list(b) for b in sampler]
+
+
+# ----------------------------------------------------------------------------------------------------- model
+
+
+# ----------------------------------------------------------------------------------------------------- model
+
+
+def build_tokenizer(raw, src: str, tgt: str, data_args: DataArguments, model_args: ModelArguments):
+    from transformers import AutoTokenizer
+
+    if model_args.model_name_or_path is not None:
+        return AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    if data_args.tokenizer_name_or_path is not None:
+        return AutoTokenizer.from_pretrained(data_args.tokenizer_name_or_path)
+    from ..tokenization import train_tokenizer
+
+    train = raw["train"]["translation"]
+    texts = [ex[src] for ex in train] + [ex[tgt] for ex in train]
+    return train_tokenizer(texts, vocab_size=data_args.vocab_size, model=data_args.tokenizer_model)
+
+
+def build_model(model_args: ModelArguments, tokenizer):
+    from transformers import AutoModelForSeq2SeqLM
+
+    import hf_seq2seq  # noqa: F401  (registers the Auto classes)
+
+    overrides = model_args.config_overrides()
+    if model_args.label_smoothing is not None:
+        overrides["label_smoothing"] = model_args.label_smoothing
+    if model_args.model_name_or_path is not None:
+        from ..tokenization import check_tokenizer_fits_model
+
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            model_args.model_name_or_path, dtype=torch.float32, use_safetensors=True
+        )
+        check_tokenizer_fits_model(tokenizer, model.config, model_args.model_name_or_path)
+        for key, value in overrides.items():
+            if not hasattr(model.config, key):
+                raise ValueError(f"--model_config: {key!r} is not an option of {type(model.config).__name__}")
+            setattr(model.config, key, value)
+        return model
+    config_cls, model_cls = (
+        family(model_args.model_type).config_class,
+        family(model_args.model_type).model_class,
+    )
+    defaults = config_cls()
+    unknown = sorted(k for k in overrides if not hasattr(defaults, k))
+    if unknown:
+        raise ValueError(f"--model_config: {unknown} are not options of {config_cls.__name__}")
+    overrides.setdefault("vocab_size", len(tokenizer))
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        overrides.setdefault(name, getattr(tokenizer, name))
+    return model_cls(config_cls(**overrides))
+
+
+def set_generation_defaults(model, train_args: TrainArguments) -> None:
+    """Beam-search defaults for the saved ``generation_config.json`` (generation options never go in config)."""
+    gc = model.generation_config
+    cfg = model.config
+    gc.num_beams = train_args.num_beams
+    gc.max_new_tokens = train_args.max_new_tokens
+    gc.early_stopping = train_args.num_beams > 1  # True with greedy search makes the config unsavable
+    gc.decoder_start_token_id = cfg.decoder_start_token_id
+    gc.bos_token_id = cfg.bos_token_id
+    gc.eos_token_id = cfg.eos_token_id
+    gc.pad_token_id = cfg.pad_token_id
+    gc.max_length = None
+
+
+def save_model(model, tokenizer, path: Path, card: dict | None = None) -> None:
+    """A loadable model folder (config with auto_map, code files, weights, tokenizer, generation config, card)."""
+    from ..hub import save_model_folder
+
+    save_model_folder(model, tokenizer, str(path), card=card)
+
+
+# ----------------------------------------------------------------------------------------------------- loss
+
+
+# ----------------------------------------------------------------------------------------------------- tasks
+
+
+class TextTask:
+    """The translation side of the loop (data, tokenizer, model, batches, loss, validation, saving).
+
+    :func:`run_training` talks to one such *task adapter*, chosen once by :func:`make_task` from ``--model_type``;
+    :class:`hf_seq2seq.training.captioning.CaptioningTask` is the image-captioning one. Both expose ``load``,
+    ``build_tokenizer``, ``prepare``, ``build_model``, ``collator``, ``epoch_batches``, ``model_inputs``,
+    ``loss_sum``, ``evaluate``, ``save``, ``card_facts``, ``result_extras`` and ``train_dataset`` /
+    ``label_lengths`` after ``prepare``.
+    """
+
+    name = "text"
+    batch_option = "--max_tokens"
+
+    def __init__(self, data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
+        self.data_args, self.model_args, self.train_args = data_args, model_args, train_args
+
+    def load(self, seed: int) -> None:
+        self.raw, self.src, self.tgt = load_raw_datasets(self.data_args, seed)
+
+    def build_tokenizer(self):
+        return build_tokenizer(self.raw, self.src, self.tgt, self.data_args, self.model_args)
+
+    def prepare(self, tokenizer) -> None:
+        train_tok = tokenize_train(self.raw["train"], tokenizer, self.src, self.tgt, self.data_args)
+        self.val_tok = tokenize_validation(
+            self.raw["validation"], tokenizer, self.src, self.tgt, self.data_args
+        )
+        self.references = [ex[self.tgt] for ex in self.raw["validation"]["translation"]]
+        self.references_source = [ex[self.src] for ex in self.raw["validation"]["translation"]]
+        self.lengths = list(train_tok["length"])
+        self.label_lengths = [len(b) for b in train_tok["labels"]]
+        self.train_dataset = train_tok.remove_columns("length")
+
+    def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.lengths, self.data_args.max_tokens, seed, epoch)
+
+    def build_model(self, tokenizer):
+        return build_model(self.model_args, tokenizer)
+
+    def collator(self, tokenizer, model):
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+
+    def model_inputs(self, batch: dict) -> dict:
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
+
+    def loss_sum(self, model, inputs: dict, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        return token_loss_sum(model(**inputs).logits, labels, label_smoothing)
+
+    def evaluate(self, accelerator, model, tokenizer, train_args: TrainArguments) -> dict:
+        result, _ = evaluate_model(
+            accelerator, model, tokenizer, self.val_tok, self.references, train_args, self.data_args
+        )
+        return result
+
+    def save(self, model, tokenizer, path: Path, card: dict | None = None) -> None:
+        save_model(model, tokenizer, path, card)
+
+    def card_facts(self) -> dict:
+        d = self.data_args
+        return {
+            "source_lang": self.src,
+            "target_lang": self.tgt,
+            "dataset_name": d.dataset_name
+            or (f"embedded task {d.task!r}" if d.task else None)
+            or d.train_prefix
+            or d.train_file,
+            "example": self.references_source[0] if self.references_source else None,
+        }
+
+    def result_extras(self) -> dict:
+        return {"raw_datasets": self.raw, "source_lang": self.src, "target_lang": self.tgt}
+
+
+def make_task(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
+    """The task adapter for ``--model_type``: :class:`TextTask` or the captioning one."""
+    check_task_options(data_args, model_args, train_args)
+    if model_args.model_type == "captioning":
+        from .captioning import CaptioningTask
+
+        return CaptioningTask(data_args, model_args, train_args)
+    return TextTask(data_args, model_args, train_args)
