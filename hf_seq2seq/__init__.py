@@ -30,7 +30,21 @@ __all__ = [
     "TransformerSeq2SeqForConditionalGeneration",
     "Text2TextPipeline",
     "train_tokenizer",
+    "export_ctranslate2",
+    "export_onnx",
+    "translate_with_engine",
 ]
+
+# Deployment (hf_seq2seq.export) loads on first use: its engines are optional packages.
+_EXPORT_NAMES = ("export_ctranslate2", "export_onnx", "translate_with_engine", "ORTModelForSeq2SeqLM")
+
+
+def __getattr__(name: str):
+    if name in _EXPORT_NAMES:
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module 'hf_seq2seq' has no attribute {name!r}")
 
 
 def _register() -> None:
