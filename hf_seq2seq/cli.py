@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "caption": ("hf_seq2seq.commands", "caption_main", "caption image files with a saved captioning model"),
     "push": ("hf_seq2seq.commands", "push_main", "upload a saved model folder to the Hub"),
     "export": ("hf_seq2seq.export.command", "export_main", "export a saved model to CTranslate2 or ONNX"),
+    "analyze": ("hf_seq2seq.analyze", "analyze_main", "BLEU by source length, attention alignment"),
     "average-checkpoints": (
         "hf_seq2seq.averaging",
         "average_checkpoints_main",

@@ -37,18 +37,38 @@ of CPU training.
 API: :func:`make_task` returns a list of ``{"translation": {src: ..., tgt: ...}}`` rows;
 :func:`load_task_dataset` returns a :class:`datasets.DatasetDict` with ``train`` / ``validation`` / ``test``
 splits that share no source sentence; :data:`TASKS` maps each task name to its ``(source_lang, target_lang)``.
+
+Two additions for the analyses of :mod:`hf_seq2seq.analysis` (they leave the generated data above unchanged):
+
+* :func:`gold_alignment` — the true word alignment of any pair of a task, computed from the pair's text: which
+  source words each target word translates (Bahdanau et al. 2015, fig. 3; Luong et al. 2015, sec. 4.4).
+* :func:`make_number_lists` — lists of numbers joined by ``" ; "`` on both sides (``"drei ; elf und achtzig"`` →
+  ``"three ; eighty-one"``): the same words and reordering as ``"numbers"``, but with source lengths up to 60+
+  words, for measuring how translation quality falls with input length (Bahdanau et al. 2015, fig. 2).
 """
 
 from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from num2words import num2words
 
-__all__ = ["TASKS", "make_task", "load_task_dataset", "task_languages", "german_number_words"]
+__all__ = [
+    "TASKS",
+    "make_task",
+    "load_task_dataset",
+    "task_languages",
+    "german_number_words",
+    "make_number_lists",
+    "WordAlignment",
+    "gold_alignment",
+    "LIST_SEPARATOR",
+]
 
 # task name -> (source language code, target language code)
 TASKS: dict[str, tuple[str, str]] = {"numbers": ("de", "en"), "dates": ("de", "iso")}
@@ -177,3 +197,153 @@ def load_task_dataset(
         "test": (num_train + num_validation, len(rows)),
     }
     return DatasetDict({split: Dataset.from_list(rows[a:b]) for split, (a, b) in bounds.items()})
+
+
+# ----------------------------------------------------------------------------------------------- long inputs
+LIST_SEPARATOR = (
+    ";"  # not produced by num2words in either language, so it never clashes with a number's words
+)
+
+
+def make_number_lists(
+    num_examples: int,
+    seed: int = 0,
+    *,
+    min_count: int = 1,
+    max_count: int = 12,
+    max_number: int = 999,
+) -> list[dict]:
+    """``num_examples`` distinct pairs, each a list of ``min_count .. max_count`` numbers (uniform count).
+
+    Each number is drawn uniformly from ``0 .. max_number`` and written as in the ``"numbers"`` task; the numbers
+    are joined by ``" ; "`` on both sides. With the defaults a source has 1 to ~70 words, uniformly spread in the
+    number count, so every length bucket holds enough sentences. Deterministic for the arguments.
+    """
+    if not isinstance(min_count, int) or not isinstance(max_count, int) or not 1 <= min_count <= max_count:
+        raise ValueError(
+            f"min_count={min_count!r}, max_count={max_count!r} are not valid; use 1 <= min <= max"
+        )
+    if not isinstance(max_number, int) or max_number < 1:
+        raise ValueError(f"max_number={max_number!r} is not valid; use an integer >= 1")
+    if not isinstance(num_examples, int) or num_examples < 0:
+        raise ValueError(f"number of examples={num_examples!r} is not valid; use an integer >= 0")
+    rng = random.Random(seed)
+    seen: set[tuple[int, ...]] = set()
+    rows = []
+    for _ in range(100 * num_examples + 100):  # redraw repeats; gives up on a population too small
+        if len(rows) == num_examples:
+            break
+        numbers = tuple(rng.randint(0, max_number) for _ in range(rng.randint(min_count, max_count)))
+        if numbers in seen:
+            continue
+        seen.add(numbers)
+        sep = f" {LIST_SEPARATOR} "
+        rows.append(
+            {
+                "translation": {
+                    "de": sep.join(german_number_words(n) for n in numbers),
+                    "en": sep.join(num2words(n, lang="en") for n in numbers),
+                }
+            }
+        )
+    if len(rows) < num_examples:
+        raise ValueError(f"could draw only {len(rows)} distinct number lists, {num_examples} requested")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- alignment
+_WORD = re.compile(
+    r"\w+|[^\w\s]"
+)  # a word, or one punctuation mark (as the tokenizer's pre-tokenizer isolates it)
+
+
+@dataclass(frozen=True)
+class WordAlignment:
+    """The gold word alignment of one pair.
+
+    Words are the text's ``\\w+`` runs and single punctuation marks (``twenty-three`` → ``twenty``, ``-``,
+    ``three``), each with its character span, so any tokenizer's tokens map onto them through their offsets.
+    ``sure`` and ``possible`` hold ``(source word, target word)`` index pairs, ``sure`` ⊆ ``possible``, as in the
+    alignment error rate of Och & Ney (2003): content words are sure links; function words with a counterpart
+    (German ``und`` in ``drei und zwanzig`` and the English hyphen of ``twenty-three``) are possible links; words
+    with no counterpart (English ``and``, the comma after ``thousand``, the dots and hyphens of a date) have none.
+    """
+
+    source_words: tuple[str, ...]
+    target_words: tuple[str, ...]
+    source_spans: tuple[tuple[int, int], ...]
+    target_spans: tuple[tuple[int, int], ...]
+    sure: frozenset[tuple[int, int]]
+    possible: frozenset[tuple[int, int]]
+
+
+def _words(text: str) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    found = list(_WORD.finditer(text))
+    return tuple(m.group() for m in found), tuple(m.span() for m in found)
+
+
+@cache
+def _number_lexicon() -> dict[str, str]:
+    """German content morpheme -> its English word: units, teens, tens, ``ein(s)``, ``hundert``, ``tausend``."""
+    lexicon = {num2words(n, lang="de"): num2words(n, lang="en") for n in range(20)}
+    lexicon |= {num2words(10 * t, lang="de"): num2words(10 * t, lang="en") for t in range(2, 10)}
+    lexicon |= {"ein": "one", "hundert": "hundred", "tausend": "thousand", LIST_SEPARATOR: LIST_SEPARATOR}
+    return lexicon
+
+
+def _match_in_order(source: Sequence[str], target: Sequence[str], lexicon: dict[str, str]) -> set:
+    """Link the k-th source word translating to ``w`` with the k-th target ``w``.
+
+    Correct for number words because the only reordering (units before tens in German) swaps *different* words:
+    equal English words (the ``nine`` s of 9999) come in the same order on both sides.
+    """
+    by_word: dict[str, list[int]] = {}
+    for j, word in enumerate(target):
+        by_word.setdefault(word, []).append(j)
+    used: dict[str, int] = {}
+    links = set()
+    for i, word in enumerate(source):
+        translation = lexicon.get(word)
+        if translation is None:
+            continue
+        k = used.get(translation, 0)
+        positions = by_word.get(translation, [])
+        if k >= len(positions):
+            raise ValueError(f"no target word {translation!r} left for source word {word!r} (word {i})")
+        links.add((i, positions[k]))
+        used[translation] = k + 1
+    return links
+
+
+def _number_alignment(src: tuple[str, ...], tgt: tuple[str, ...]) -> tuple[set, set]:
+    lexicon = _number_lexicon()
+    unknown = [w for w in src if w not in lexicon and w != "und"]
+    if unknown:
+        raise ValueError(f"source words {unknown} are not German number words of the 'numbers' task")
+    sure = _match_in_order(src, tgt, lexicon)
+    possible = sure | _match_in_order(src, tgt, {"und": "-"})
+    covered = {j for _, j in sure}
+    missed = [w for j, w in enumerate(tgt) if j not in covered and w not in {"and", ",", "-"}]
+    if missed:
+        raise ValueError(f"target words {missed} have no source word: not a pair of the 'numbers' task")
+    return sure, possible
+
+
+def _date_alignment(src: tuple[str, ...], tgt: tuple[str, ...]) -> tuple[set, set]:
+    if len(src) != 4 or len(tgt) != 5 or src[1] != "." or tgt[1] != "-" or tgt[3] != "-":
+        raise ValueError(f"{src} -> {tgt} is not a 'dates' pair ('23. März 2021' -> '2021-03-23')")
+    sure = {(0, 4), (2, 2), (3, 0)}  # day, month name -> month number, year
+    return sure, set(sure)
+
+
+def gold_alignment(name: str, translation: dict[str, str]) -> WordAlignment:
+    """The true word alignment of one pair of task ``name`` (``"numbers"`` also covers number lists).
+
+    ``translation`` is a row's ``{"de": ..., "en": ...}`` (or ``"iso"``) dict. A pair the task could not have
+    generated raises ``ValueError`` saying which words do not fit.
+    """
+    src_lang, tgt_lang = task_languages(name)
+    src, src_spans = _words(translation[src_lang])
+    tgt, tgt_spans = _words(translation[tgt_lang])
+    sure, possible = (_number_alignment if name == "numbers" else _date_alignment)(src, tgt)
+    return WordAlignment(src, tgt, src_spans, tgt_spans, frozenset(sure), frozenset(possible))
