@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile_check", action="store_true", help="try static cache / torch.compile on ours"
     )
-    parser.add_argument("--out", default=str(ROOT / "docs" / "bench_ctranslate2"), help="path without suffix")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_ctranslate2"), help="path without suffix")
     args = parser.parse_args(argv)
     args.device = "cpu"  # for bench_generate.make_inputs
 

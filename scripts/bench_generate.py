@@ -11,7 +11,7 @@ max_new_tokens`` so every run generates exactly the same number of tokens. Warm-
 cell alternating ours / Marian; the median is reported.
 
     python scripts/bench_generate.py                       # CPU, 2 threads
-    python scripts/bench_generate.py --device cuda --dtype bfloat16 --out docs/bench_generate_cuda
+    python scripts/bench_generate.py --device cuda --dtype bfloat16 --out docs/benchmarks/bench_generate_cuda
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     add_generation_args(parser, threads=2, repeats=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "bench_generate"), help="output path without suffix"
+        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_generate"), help="output path without suffix"
     )
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)

@@ -18,7 +18,7 @@ Writes a table (``--out``.md / .json) and a 2-panel plot (``--out``.png).
     python scripts/bench_scaling.py                                   # CPU, small model
     python scripts/bench_scaling.py --device cuda --dtype bf16 --preset base \\
         --batch_sizes 32 64 128 256 512 --lengths 16 32 64 128 256 --fixed_batch 128 --fixed_length 32 \\
-        --out docs/bench_scaling_cuda
+        --out docs/benchmarks/bench_scaling_cuda
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def parse_args(argv):
     p.add_argument("--fixed_batch", type=int, default=16, help="batch size of the length sweep")
     p.add_argument("--steps", type=int, default=2, help="timed steps per point")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "docs" / "bench_scaling"), help="output path without suffix")
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_scaling"), help="output path without suffix")
     return p.parse_args(argv)
 
 

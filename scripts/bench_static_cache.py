@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     add_generation_args(parser, threads=1, repeats=5)
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode")
     parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "bench_static_cache"), help="path without suffix"
+        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_static_cache"), help="path without suffix"
     )
     args = parser.parse_args(argv)
     args.device, args.dtype = "cpu", torch.float32

@@ -24,7 +24,7 @@
 
     python scripts/bench_train.py                                     # CPU, small model, Multi30k batches
     python scripts/bench_train.py --device cuda --dtype bf16 --preset base --max_tokens 32768 \\
-        --out docs/bench_train_cuda
+        --out docs/benchmarks/bench_train_cuda
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def parse_args(argv):
     p.add_argument("--profile_steps", type=int, default=3)
     p.add_argument("--profile_top", type=int, default=10)
     p.add_argument("--skip", nargs="*", default=[], choices=["transformer", "rnn", "profile"])
-    p.add_argument("--out", default=str(ROOT / "docs" / "bench_train"), help="output path without suffix")
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_train"), help="output path without suffix")
     return p.parse_args(argv)
 
 

@@ -2,7 +2,7 @@
 """Load check: ``hf-seq2seq translate`` over many lines with beam search, in a child process whose memory is
 sampled while it runs.
 
-    python scripts/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/reliability_load.json
+    python scripts/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/benchmarks/reliability_load.json
     python scripts/bench_translate_load.py --lines 500 --output /tmp/load.json
 
 The model is a tiny Bahdanau GRU (untrained: every hypothesis runs to --max_new_tokens, the worst case for the
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", default=None, help="where the model folder and files go (default: a temp dir)"
     )
-    parser.add_argument("--output", default=str(ROOT / "docs" / "reliability_load.json"))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "reliability_load.json"))
     args = parser.parse_args(argv)
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_translate_load_"))
