@@ -1,4 +1,4 @@
-"""Data for the captioning model: a rendered shapes task, a Flickr8k/COCO folder reader, a collator, saving.
+"""Data for the captioning model: a rendered shapes task, a Flickr8k/COCO folder reader, a collator.
 
 - :func:`render_scene` / :func:`shapes_dataset`: images drawn with PIL — two coloured shapes (circle / square /
   triangle in red / green / blue / yellow) side by side or one above the other — captioned
@@ -11,11 +11,10 @@
   ``image_path``, ``caption``, ``image_id``.
 - :class:`CaptioningCollator`: examples with an ``image`` (PIL) or ``image_path`` and a ``caption`` → ``pixel_values``
   and ``labels`` (ending in ``</s>``, padding ``-100``): what a trainer needs.
-- :func:`save_captioning_folder`: a folder that loads without hf_seq2seq (remote code for config, model, image
-  processor and the ``"image-captioning"`` pipeline).
-- :func:`plot_attention_over_image`: the attention map of every generated word over the image (Xu et al. fig. 3).
 
-Not shipped as Hub code: may import anything.
+Saving a captioning folder lives with the other savers (:func:`hf_seq2seq.hub.save_captioning_folder`), drawing the
+attention over an image with the other plots (:func:`hf_seq2seq.plotting.plot_attention_over_image`): a data module
+reads and batches data only. Not shipped as Hub code.
 """
 
 from __future__ import annotations
@@ -256,121 +255,3 @@ class CaptioningCollator:
         for row, x in enumerate(ids):
             labels[row, : len(x)] = torch.as_tensor(x, dtype=torch.long)
         return {"pixel_values": pixel_values, "labels": labels}
-
-
-# ---------------------------------------------------------------------------------------------------- saving
-def save_captioning_folder(
-    model, tokenizer, image_processor, output_dir, card: Mapping | None = None, images: Mapping | None = None
-) -> Path:
-    """Write config (``auto_map``, ``custom_pipelines``), code files, weights, generation config, tokenizer, image
-    processor and the ``README.md`` model card, so that ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` /
-    ``AutoTokenizer`` / ``pipeline(model=folder)`` load it with ``trust_remote_code=True`` where hf_seq2seq is not
-    installed.
-
-    Args:
-        card: what the trainer knows, rendered into ``model_cards/rnn_captioning.md`` by
-            :func:`hf_seq2seq.hub.render_model_card` (every key optional, missing facts render as "not recorded"):
-            the text cards' keys (``model_name``, ``repo_id``, ``license``, ``dataset``/``dataset_name``, ``tags``,
-            ``languages``, ``bleu``, ``chrf`` and their ``*_signature``, ``eval_split``, ``num_eval_sentences``
-            (images here), ``recipe``, ``training_args``, ``steps``, ``epochs``, ``train_time``, ``hardware``,
-            ``history``) plus ``exact_match``, ``cider``, ``num_references``; ``example`` is an *image* (PIL or a
-            path): it is stored as ``example.png``, captioned, and the attention over it drawn as ``attention.png``.
-        images: ``{"kind": path}`` image files to copy in and embed (they win over the drawn ones).
-    """
-    from transformers.dynamic_module_utils import custom_object_save
-
-    from .hub import _write_images, render_model_card
-    from .pipeline_image_captioning import TASK, ImageCaptioningPipeline
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    card = dict(card or {})
-    type(model.config).register_for_auto_class()
-    type(model).register_for_auto_class("AutoModelForImageTextToText")
-    type(image_processor).register_for_auto_class("AutoImageProcessor")
-    model.config.custom_pipelines = {
-        TASK: {
-            "impl": f"{ImageCaptioningPipeline.__module__.split('.')[-1]}.{ImageCaptioningPipeline.__name__}",
-            "pt": ["AutoModelForImageTextToText"],
-            "type": "image",
-        }
-    }
-    custom_object_save(ImageCaptioningPipeline, output_dir)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    image_processor.save_pretrained(output_dir)
-    image_names = _write_images(model, tokenizer, output_dir, card, images, image_processor=image_processor)
-    render_model_card(model, card, image_names).save(output_dir / "README.md")
-    return output_dir
-
-
-def draw_example_attention(model, image_processor, tokenizer, example, output_dir) -> tuple[Path, Path, str]:
-    """Store ``example`` (PIL image or path) as ``output_dir/example.png``, caption it with the model's generation
-    config and draw every word's attention over it (:func:`plot_attention_over_image`) as ``attention.png``;
-    returns ``(example path, attention path, caption)``."""
-    from .commands import caption_attention
-
-    output_dir = Path(output_dir)
-    if isinstance(example, (str, Path)):
-        if not Path(example).is_file():
-            raise FileNotFoundError(f"card example image not found: {example}")
-        with Image.open(example) as img:
-            image = img.convert("RGB")
-    else:
-        image = example.convert("RGB")
-    example_path = output_dir / "example.png"
-    image.save(example_path)
-    was_training = model.training
-    model.eval()
-    try:
-        maps, words, caption = caption_attention(model, image_processor, tokenizer, image)
-    finally:
-        model.train(was_training)
-    attention_path = plot_attention_over_image(image, maps, words, output_dir / "attention.png")
-    return example_path, attention_path, caption
-
-
-# ---------------------------------------------------------------------------------------------------- plotting
-def plot_attention_over_image(
-    image, attentions, words: Sequence[str], path, columns: int = 5, dpi: int = 100
-):
-    """Draw the attention map of each generated word over the image (Xu et al. 2015, fig. 3).
-
-    Args:
-        image: PIL image (shown resized to a square, as the model saw it).
-        attentions: (T, G, G) array/tensor — e.g. ``model.attention_maps(out.cross_attentions)[0]`` — one map per
-            word; the map is upsampled to the image and overlaid.
-        words: the T words (tokens) the maps belong to.
-        path: output image file (PNG/SVG/...); parent folders are created.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    maps = np.asarray(attentions.detach().cpu() if hasattr(attentions, "detach") else attentions, dtype=float)
-    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
-        raise ValueError(f"plot_attention_over_image: `attentions` must be (T, G, G), got shape {maps.shape}")
-    if len(words) != maps.shape[0]:
-        raise ValueError(f"plot_attention_over_image: {len(words)} words for {maps.shape[0]} attention maps")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    side = max(image.size)
-    shown = np.asarray(image.convert("RGB").resize((side, side)))
-    panels = 1 + len(words)
-    columns = max(1, min(columns, panels))
-    rows = (panels + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes.flat[0].imshow(shown)
-    axes.flat[0].set_title("image", fontsize=9)
-    for k, (word, amap) in enumerate(zip(words, maps), start=1):
-        ax = axes.flat[k]
-        ax.imshow(shown)
-        ax.imshow(amap, cmap="gray", alpha=0.6, extent=(0, side, side, 0), interpolation="bilinear")
-        ax.set_title(word, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path

@@ -116,6 +116,48 @@ def save_model_folder(
     return output_dir
 
 
+def save_captioning_folder(
+    model, tokenizer, image_processor, output_dir, card: Mapping | None = None, images: Mapping | None = None
+) -> Path:
+    """Write config (``auto_map``, ``custom_pipelines``), code files, weights, generation config, tokenizer, image
+    processor and the ``README.md`` model card, so that ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` /
+    ``AutoTokenizer`` / ``pipeline(model=folder)`` load it with ``trust_remote_code=True`` where hf_seq2seq is not
+    installed.
+
+    Args:
+        card: what the trainer knows, rendered into ``model_cards/rnn_captioning.md`` by
+            :func:`hf_seq2seq.hub.render_model_card` (every key optional, missing facts render as "not recorded"):
+            the text cards' keys (``model_name``, ``repo_id``, ``license``, ``dataset``/``dataset_name``, ``tags``,
+            ``languages``, ``bleu``, ``chrf`` and their ``*_signature``, ``eval_split``, ``num_eval_sentences``
+            (images here), ``recipe``, ``training_args``, ``steps``, ``epochs``, ``train_time``, ``hardware``,
+            ``history``) plus ``exact_match``, ``cider``, ``num_references``; ``example`` is an *image* (PIL or a
+            path): it is stored as ``example.png``, captioned, and the attention over it drawn as ``attention.png``.
+        images: ``{"kind": path}`` image files to copy in and embed (they win over the drawn ones).
+    """
+    from .pipeline_image_captioning import TASK, ImageCaptioningPipeline
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    card = dict(card or {})
+    type(model.config).register_for_auto_class()
+    type(model).register_for_auto_class("AutoModelForImageTextToText")
+    type(image_processor).register_for_auto_class("AutoImageProcessor")
+    model.config.custom_pipelines = {
+        TASK: {
+            "impl": f"{ImageCaptioningPipeline.__module__.split('.')[-1]}.{ImageCaptioningPipeline.__name__}",
+            "pt": ["AutoModelForImageTextToText"],
+            "type": "image",
+        }
+    }
+    custom_object_save(ImageCaptioningPipeline, output_dir)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    image_processor.save_pretrained(output_dir)
+    image_names = _write_images(model, tokenizer, output_dir, card, images, image_processor=image_processor)
+    render_model_card(model, card, image_names).save(output_dir / "README.md")
+    return output_dir
+
+
 def _apply_generation_defaults(model, defaults: Mapping) -> None:
     config = model.generation_config
     already_set = config.to_diff_dict()
@@ -144,9 +186,7 @@ def _write_images(
         ).name
     if image_processor is not None:
         if card.get("example") is not None:
-            from .captioning_data import draw_example_attention
-
-            example, attention, caption = draw_example_attention(
+            example, attention, caption = plotting.draw_example_attention(
                 model, image_processor, tokenizer, card["example"], output_dir
             )
             names.update(example=example.name, attention=attention.name)

@@ -186,3 +186,109 @@ def plot_learning_curve(history: Sequence[dict], path, title: str | None = None,
     finally:
         plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------- images
+def caption_attention(model, image_processor, tokenizer, image, **generate_kwargs):
+    """Caption ``image`` and return ``(maps (T, G, G) numpy, words (T), caption)``: the attention over the image
+    grid while each word was predicted.
+
+    As for text (:func:`hf_seq2seq.plotting.attention_matrix`), the caption is generated first (any decoding
+    strategy) and the maps are read from one teacher-forced pass over it, so map ``t`` is the attention of the step
+    that produced word ``t``. Steps that produce special tokens (``</s>``, padding) are left out.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    pixel_values = image_processor(images=[image], return_tensors="pt")["pixel_values"].to(device)
+    with torch.no_grad():
+        sequence = model.generate(pixel_values=pixel_values, num_return_sequences=1, **generate_kwargs)
+        if hasattr(sequence, "sequences"):
+            sequence = sequence.sequences
+        sequence = sequence[:1]
+        out = model(
+            pixel_values=pixel_values,
+            decoder_input_ids=sequence[:, :-1],
+            output_attentions=True,
+            return_dict=True,
+        )
+    maps = model.attention_maps(out.cross_attentions)[0]  # (T, G, G)
+    special = set(tokenizer.all_special_ids)
+    targets = sequence[0, 1:].tolist()
+    keep = [t for t, tok in enumerate(targets) if tok not in special]
+    words = [
+        tokenizer.decode([targets[t]]).strip() or tokenizer.convert_ids_to_tokens(targets[t]) for t in keep
+    ]
+    caption = tokenizer.decode(sequence[0], skip_special_tokens=True).strip()
+    return maps[keep].float().cpu().numpy(), words, caption
+
+
+def plot_attention_over_image(
+    image, attentions, words: Sequence[str], path, columns: int = 5, dpi: int = 100
+):
+    """Draw the attention map of each generated word over the image (Xu et al. 2015, fig. 3).
+
+    Args:
+        image: PIL image (shown resized to a square, as the model saw it).
+        attentions: (T, G, G) array/tensor — e.g. ``model.attention_maps(out.cross_attentions)[0]`` — one map per
+            word; the map is upsampled to the image and overlaid.
+        words: the T words (tokens) the maps belong to.
+        path: output image file (PNG/SVG/...); parent folders are created.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    maps = np.asarray(attentions.detach().cpu() if hasattr(attentions, "detach") else attentions, dtype=float)
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
+        raise ValueError(f"plot_attention_over_image: `attentions` must be (T, G, G), got shape {maps.shape}")
+    if len(words) != maps.shape[0]:
+        raise ValueError(f"plot_attention_over_image: {len(words)} words for {maps.shape[0]} attention maps")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = max(image.size)
+    shown = np.asarray(image.convert("RGB").resize((side, side)))
+    panels = 1 + len(words)
+    columns = max(1, min(columns, panels))
+    rows = (panels + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes.flat[0].imshow(shown)
+    axes.flat[0].set_title("image", fontsize=9)
+    for k, (word, amap) in enumerate(zip(words, maps), start=1):
+        ax = axes.flat[k]
+        ax.imshow(shown)
+        ax.imshow(amap, cmap="gray", alpha=0.6, extent=(0, side, side, 0), interpolation="bilinear")
+        ax.set_title(word, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def draw_example_attention(model, image_processor, tokenizer, example, output_dir) -> tuple[Path, Path, str]:
+    """Store ``example`` (PIL image or path) as ``output_dir/example.png``, caption it with the model's generation
+    config and draw every word's attention over it (:func:`plot_attention_over_image`) as ``attention.png``;
+    returns ``(example path, attention path, caption)``."""
+    from PIL import Image
+
+    output_dir = Path(output_dir)
+    if isinstance(example, (str, Path)):
+        if not Path(example).is_file():
+            raise FileNotFoundError(f"card example image not found: {example}")
+        with Image.open(example) as img:
+            image = img.convert("RGB")
+    else:
+        image = example.convert("RGB")
+    example_path = output_dir / "example.png"
+    image.save(example_path)
+    was_training = model.training
+    model.eval()
+    try:
+        maps, words, caption = caption_attention(model, image_processor, tokenizer, image)
+    finally:
+        model.train(was_training)
+    attention_path = plot_attention_over_image(image, maps, words, output_dir / "attention.png")
+    return example_path, attention_path, caption

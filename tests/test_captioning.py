@@ -28,13 +28,11 @@ from hf_seq2seq.captioning_data import (
     SHAPES,
     CaptioningCollator,
     load_caption_folder,
-    plot_attention_over_image,
     render_scene,
-    save_captioning_folder,
     shapes_dataset,
 )
 from hf_seq2seq.configuration_rnn_captioning import ImageCaptioningConfig
-from hf_seq2seq.hub import NOT_RECORDED
+from hf_seq2seq.hub import NOT_RECORDED, save_captioning_folder
 from hf_seq2seq.image_processing_rnn_captioning import ImageCaptioningImageProcessor
 from hf_seq2seq.modeling_rnn_captioning import (
     ImageCaptioningForConditionalGeneration,
@@ -42,6 +40,7 @@ from hf_seq2seq.modeling_rnn_captioning import (
 )
 from hf_seq2seq.modeling_rnn_seq2seq import RNNDecoderCache
 from hf_seq2seq.pipeline_image_captioning import TASK, register_pipeline
+from hf_seq2seq.plotting import plot_attention_over_image
 from hf_seq2seq.tokenization import train_tokenizer
 
 SIZE = 16  # contract-test image side: 2 stages -> a 4x4 grid

@@ -22,7 +22,7 @@ Captioning specifics:
   beam search, scored against *all* its reference captions: sacreBLEU corpus BLEU-4 and chrF (multi-reference),
   exact match (the caption equals one of the references) and CIDEr-D when ``pycocoevalcap`` is installed.
   The validation loss is the label-smoothed cross-entropy over every (image, reference) pair.
-- Saving: :func:`hf_seq2seq.captioning_data.save_captioning_folder` (remote code, image processor, pipeline).
+- Saving: :func:`hf_seq2seq.hub.save_captioning_folder` (remote code, image processor, pipeline).
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ class CaptioningTask:
         """The model folder with its card (``model_cards/rnn_captioning.md``): the loop's facts (metrics with their
         signatures, steps, time, history) and, in the final card, the first validation image as the example whose
         attention is drawn."""
-        from ..captioning_data import save_captioning_folder
+        from ..hub import save_captioning_folder
 
         save_captioning_folder(model, tokenizer, self.image_processor, path, card=card)
 

@@ -1,0 +1,41 @@
+"""``hf-seq2seq caption``: caption image files with a saved image-captioning model."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .common import _fail, _generate_kwargs, _generation_args, _load_captioner, _open_image
+
+
+def caption_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-seq2seq caption",
+        description="Caption image files with a saved image-captioning model: one line per image, "
+        "'<path><TAB><caption>' (or only the caption with --no_path).",
+    )
+    parser.add_argument("--model", required=True, help="saved captioning model folder (or Hub repo id)")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--no_path", action="store_true", help="print only the captions")
+    _generation_args(parser)
+    args = parser.parse_args(argv)
+    import torch
+
+    try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+        images = [_open_image(p) for p in args.images]  # every file checked before the model is loaded
+        model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
+        device = next(model.parameters()).device
+        captions = []
+        for start in range(0, len(images), args.batch_size):
+            chunk = images[start : start + args.batch_size]
+            pixel_values = processor(images=chunk, return_tensors="pt")["pixel_values"].to(device)
+            with torch.no_grad():
+                out = model.generate(pixel_values=pixel_values, **_generate_kwargs(args))
+            captions += [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    except (OSError, ValueError) as err:
+        return _fail(parser.prog, err)
+    for path, caption in zip(args.images, captions):
+        print(caption if args.no_path else f"{path}\t{caption}")
+    return 0

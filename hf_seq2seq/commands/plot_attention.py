@@ -1,0 +1,89 @@
+"""``hf-seq2seq plot-attention``: the alignment heatmap of a sentence, or a caption's attention over the image."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..families import CAPTIONING_MODEL_TYPE
+from .common import (
+    _fail,
+    _folder_model_type,
+    _generate_kwargs,
+    _load,
+    _load_captioner,
+    _open_image,
+    _trust_arg,
+)
+
+
+def _head(value: str):
+    if value == "mean":
+        return "mean"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--head must be an integer or 'mean', got {value!r}") from None
+
+
+def plot_attention_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-seq2seq plot-attention",
+        description="Draw the alignment heatmap of a sentence and its translation (--text: the model's "
+        "cross-attention weights, source tokens on x, generated tokens on y), or, for an image-captioning model "
+        "(--image), the attention map over the image for each generated word (Xu et al. 2015, fig. 3). The weights "
+        "are read from a teacher-forced forward pass over the generated output.",
+    )
+    parser.add_argument("--model", required=True, help="saved model folder (or Hub repo id)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the source sentence (translation models)")
+    source.add_argument("--image", help="an image file (image-captioning models)")
+    parser.add_argument(
+        "--layer", type=int, default=-1, help="decoder layer (Transformer; default: the last)"
+    )
+    parser.add_argument("--head", type=_head, default="mean", help="attention head index or 'mean' (default)")
+    parser.add_argument(
+        "--output", default="attention.png", help="image file, .png or .svg (default attention.png)"
+    )
+    parser.add_argument(
+        "--num_beams", type=int, default=None, help="beam size (default: generation_config.json)"
+    )
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="longest output")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    _trust_arg(parser)
+    args = parser.parse_args(argv)
+    if args.image is not None:
+        return _plot_image_attention(parser.prog, args)
+    from ..plotting import attention_matrix, plot_attention
+
+    try:
+        if _folder_model_type(args.model) == CAPTIONING_MODEL_TYPE:
+            raise ValueError(f"{args.model} is an image-captioning model: give --image, not --text")
+        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
+        matrix, src, tgt = attention_matrix(
+            model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
+        )
+        heads = "" if model.config.model_type == "rnn_seq2seq" else f", layer {args.layer}, head {args.head}"
+        title = f"{tokenizer.convert_tokens_to_string(tgt)}{heads}"
+        path = plot_attention(matrix, src, tgt, args.output, title=title)
+    except (OSError, ValueError) as err:
+        return _fail(parser.prog, err)
+    print(path)
+    return 0
+
+
+def _plot_image_attention(prog: str, args) -> int:
+    from ..plotting import caption_attention, plot_attention_over_image
+
+    try:
+        image = _open_image(args.image)
+        model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
+        maps, words, caption = caption_attention(model, processor, tokenizer, image, **_generate_kwargs(args))
+        if not words:
+            raise ValueError(f"the model generated an empty caption for {args.image}: nothing to plot")
+        path = plot_attention_over_image(image, maps, words, args.output)
+    except (OSError, ValueError) as err:
+        return _fail(prog, err)
+    print(caption)
+    print(path)
+    return 0
