@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "caption image files with a saved captioning model",
     ),
     "push": ("hf_seq2seq.commands.push", "push_main", "upload a saved model folder to the Hub"),
+    "analyze": ("hf_seq2seq.analyze", "analyze_main", "BLEU by source length, attention alignment"),
     "export": ("hf_seq2seq.export.command", "export_main", "export a saved model to CTranslate2 or ONNX"),
     "average-checkpoints": (
         "hf_seq2seq.averaging",
