@@ -89,6 +89,7 @@ class CTranslate2Engine(Engine):
             num_hypotheses=n_best,
             # generate()'s max_new_tokens counts </s>; CTranslate2's length does not
             max_decoding_length=max_new_tokens,
+            min_decoding_length=0,  # as generate(): </s> may come first (CTranslate2's default is 1)
         )
         return [[self._strip(tok.convert_tokens_to_ids(h)) for h in r.hypotheses] for r in results]
 
