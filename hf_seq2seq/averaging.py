@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from .data import DataError
-from .training import COMPLETE_MARKER, list_checkpoints
+from .training.checkpointing import COMPLETE_MARKER, list_checkpoints
 
 __all__ = [
     "CheckpointAveragingError",
@@ -148,6 +148,48 @@ def _list(keys) -> str:
     return ", ".join(keys[:_SHOWN]) + more
 
 
+def _check_paths(paths: Sequence[Path]) -> None:
+    """At least two paths, none given twice (it would count double)."""
+    if len(paths) < 2:
+        raise CheckpointAveragingError(
+            f"averaging needs at least 2 checkpoints, got {len(paths)}: {', '.join(map(str, paths)) or 'none'}"
+        )
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        resolved = p.resolve()
+        if resolved in seen:
+            raise CheckpointAveragingError(
+                f"{p} is given twice (as {seen[resolved]} too): it would count double in the average"
+            )
+        seen[resolved] = p
+
+
+def _check_same_weights(paths: Sequence[Path], headers: list[dict], names: list[dict[str, str]]) -> None:
+    """Every path stores the same (canonical) names with the same shapes as the first one."""
+    ref_keys = set(names[0])
+    for path, mapping in zip(paths[1:], names[1:]):
+        if set(mapping) != ref_keys:
+            only_ref, only_here = ref_keys - set(mapping), set(mapping) - ref_keys
+            detail = []
+            if only_ref:
+                detail.append(f"missing {_list(only_ref)}")
+            if only_here:
+                detail.append(f"extra {_list(only_here)}")
+            raise CheckpointAveragingError(
+                f"{path} does not hold the same weights as {paths[0]} ({'; '.join(detail)}): "
+                "only checkpoints of one model (one run) can be averaged"
+            )
+    for key in sorted(ref_keys):
+        ref_shape = headers[0][names[0][key]][0]
+        for path, header, mapping in zip(paths[1:], headers[1:], names[1:]):
+            shape = header[mapping[key]][0]
+            if shape != ref_shape:
+                raise CheckpointAveragingError(
+                    f"{path}: {key!r} has shape {list(shape)} but {list(ref_shape)} in {paths[0]}: only "
+                    "checkpoints of one model (one run) can be averaged"
+                )
+
+
 def average_checkpoints(
     paths: Sequence[str | os.PathLike], *, tied_weights: Sequence[Sequence[str]] = ()
 ) -> dict[str, torch.Tensor]:
@@ -169,46 +211,13 @@ def average_checkpoints(
         weights, or names/shapes that differ between paths.
     """
     paths = [Path(p) for p in paths]
-    if len(paths) < 2:
-        raise CheckpointAveragingError(
-            f"averaging needs at least 2 checkpoints, got {len(paths)}: {', '.join(map(str, paths)) or 'none'}"
-        )
-    seen: dict[Path, Path] = {}
-    for p in paths:
-        resolved = p.resolve()
-        if resolved in seen:
-            raise CheckpointAveragingError(
-                f"{p} is given twice (as {seen[resolved]} too): it would count double in the average"
-            )
-        seen[resolved] = p
+    _check_paths(paths)
     files = [_weights_file(p) for p in paths]  # every folder checked before any tensor is read
     with contextlib.ExitStack() as stack:
         handles = [_open(stack, w) for w in files]
         headers = [_header(h, w) for h, w in zip(handles, files)]
         names = [_canonical_names(h, w, hd, tied_weights) for h, w, hd in zip(handles, files, headers)]
-        ref_keys = set(names[0])
-        for path, mapping in zip(paths[1:], names[1:]):
-            if set(mapping) != ref_keys:
-                only_ref, only_here = ref_keys - set(mapping), set(mapping) - ref_keys
-                detail = []
-                if only_ref:
-                    detail.append(f"missing {_list(only_ref)}")
-                if only_here:
-                    detail.append(f"extra {_list(only_here)}")
-                raise CheckpointAveragingError(
-                    f"{path} does not hold the same weights as {paths[0]} ({'; '.join(detail)}): "
-                    "only checkpoints of one model (one run) can be averaged"
-                )
-        for key in sorted(ref_keys):
-            ref_shape = headers[0][names[0][key]][0]
-            for path, header, mapping in zip(paths[1:], headers[1:], names[1:]):
-                shape = header[mapping[key]][0]
-                if shape != ref_shape:
-                    raise CheckpointAveragingError(
-                        f"{path}: {key!r} has shape {list(shape)} but {list(ref_shape)} in {paths[0]}: only "
-                        "checkpoints of one model (one run) can be averaged"
-                    )
-
+        _check_same_weights(paths, headers, names)
         averaged: dict[str, torch.Tensor] = {}
         for key in names[0]:  # file order of the first path
             first = _tensor(handles[0], files[0], names[0][key])
@@ -271,9 +280,11 @@ def tied_weight_groups(model, stored: Sequence[str] = ()) -> list[tuple[str, ...
 
 
 def _auto_model_class(folder: Path):
-    from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM
+    import transformers
 
     import hf_seq2seq  # noqa: F401  (registers our model types)
+
+    from .families import BY_MODEL_TYPE
 
     try:
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
@@ -281,7 +292,9 @@ def _auto_model_class(folder: Path):
         raise CheckpointAveragingError(
             f"{folder / 'config.json'} is not a readable JSON object: {err}"
         ) from None
-    return AutoModelForImageTextToText if model_type == "rnn_captioning" else AutoModelForSeq2SeqLM
+    family = BY_MODEL_TYPE.get(model_type)
+    # a folder that is not ours is a text-to-text model as far as averaging goes (the former default)
+    return getattr(transformers, family.auto_class if family else "AutoModelForSeq2SeqLM")
 
 
 def _load_model(folder: Path, **kwargs):

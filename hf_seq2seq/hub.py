@@ -19,15 +19,12 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.dynamic_module_utils import custom_object_save
 
+from .families import FAMILIES
 from .pipeline_text2text import TASK, Text2TextPipeline
 
 NOT_RECORDED = "not recorded"
 CARD_TEMPLATES = Path(__file__).resolve().parent / "model_cards"
-TEMPLATE_FOR_MODEL_TYPE = {
-    "rnn_seq2seq": "rnn_seq2seq.md",
-    "transformer_seq2seq": "transformer_seq2seq.md",
-    "rnn_captioning": "rnn_captioning.md",
-}
+TEMPLATE_FOR_MODEL_TYPE = {f.model_type: f.card_template for f in FAMILIES.values()}
 # What each model type is for on the Hub: the pipeline tag, the model-index task, the default tags and the metrics
 # of model-index as (card key, metric name, metric type, decimals). Model types not listed are translation models.
 CARD_TASKS = {
@@ -49,7 +46,7 @@ CARD_TASKS = {
         ),
     },
 }
-TASK_FOR_MODEL_TYPE = {"rnn_captioning": "image-to-text"}
+TASK_FOR_MODEL_TYPE = {f.model_type: f.card_task for f in FAMILIES.values() if f.card_task != "translation"}
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 # Generation defaults written to generation_config.json when the model's generation config leaves them unset.
 GENERATION_DEFAULTS = {"num_beams": 4, "max_new_tokens": 128}

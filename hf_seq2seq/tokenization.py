@@ -27,6 +27,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from .families import TEXT_MODEL_TYPES
+
 __all__ = [
     "SPECIAL_TOKENS",
     "PAD_TOKEN",
@@ -256,7 +258,7 @@ def load_tokenizers(
     return tok, tok
 
 
-OUR_MODEL_TYPES = ("rnn_seq2seq", "transformer_seq2seq")
+OUR_MODEL_TYPES = TEXT_MODEL_TYPES  # the registry's text families (hf_seq2seq.families)
 
 
 def check_tokenizer_fits_model(tokenizer, config, where: str = "") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..families import CAPTIONING_MODEL_TYPE
+from ..families import CAPTIONING_MODEL_TYPE, FAMILIES
 from .common import (
     _fail,
     _folder_model_type,
@@ -63,7 +63,11 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
         matrix, src, tgt = attention_matrix(
             model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
         )
-        heads = "" if model.config.model_type == "rnn_seq2seq" else f", layer {args.layer}, head {args.head}"
+        heads = (
+            ""
+            if model.config.model_type == FAMILIES["rnn"].model_type
+            else f", layer {args.layer}, head {args.head}"
+        )
         title = f"{tokenizer.convert_tokens_to_string(tgt)}{heads}"
         path = plot_attention(matrix, src, tgt, args.output, title=title)
     except (OSError, ValueError) as err:
