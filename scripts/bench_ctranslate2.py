@@ -259,7 +259,7 @@ def compile_check(ours, args) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_generation_args(
         parser, threads=1, repeats=3, threads_help="torch threads = CTranslate2 intra_threads"
@@ -272,7 +272,87 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile_check", action="store_true", help="try static cache / torch.compile on ours"
     )
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_ctranslate2"), help="path without suffix")
+    parser.add_argument(
+        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_ctranslate2"), help="path without suffix"
+    )
+    return parser
+
+
+def _time_cell(ours, marian, translators, tokenizer, inputs, src, batch: int, beams: int, args) -> dict:
+    """Warm up, then time ours, Marian and every CTranslate2 translator on one (batch, beams) cell."""
+    for _ in range(args.warmup):
+        out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens)
+        out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens)
+        ct_out = {k: ct2_generate(t, src, beams, args.new_tokens)[0] for k, t in translators.items()}
+    times: dict[str, list[float]] = {"ours": [], "marian": [], **{k: [] for k in translators}}
+    for _ in range(args.repeats):
+        times["ours"].append(timed_generate(ours, inputs, beams, args.new_tokens)[1])
+        times["marian"].append(timed_generate(marian, inputs, beams, args.new_tokens)[1])
+        for k, t in translators.items():
+            times[k].append(ct2_generate(t, src, beams, args.new_tokens)[1])
+    tokens = batch * args.new_tokens
+    row = {
+        "mode": "greedy" if beams == 1 else f"beam {beams}",
+        "batch": batch,
+        "new_tokens": args.new_tokens,
+        "ours_equals_marian": out_ours.shape == out_marian.shape and bool((out_ours == out_marian).all()),
+        "agreement": {k: agreement(out_ours, v, tokenizer, args.new_tokens) for k, v in ct_out.items()},
+        "times_s": times,
+    }
+    for k, ts in times.items():
+        row[f"{k}_tok_s"] = tokens / statistics.median(ts)
+    row["ours_over_marian"] = row["ours_tok_s"] / row["marian_tok_s"]
+    for k in translators:
+        row[f"ours_over_{k}"] = row["ours_tok_s"] / row[f"{k}_tok_s"]
+    line = (
+        f"{row['mode']:>7} batch {batch:>3}: ours {row['ours_tok_s']:8.1f}  marian {row['marian_tok_s']:8.1f}"
+    )
+    for k in translators:
+        a = row["agreement"][k]
+        line += (
+            f"  {k} {row[f'{k}_tok_s']:8.1f} (ours/{k} {row[f'ours_over_{k}']:.3f}, "
+            f"tokens agree {a['token_agreement']:.3f})"
+        )
+    print(f"{line}  ours/marian {row['ours_over_marian']:.3f}", flush=True)
+    return row
+
+
+def _default_init_agreement(dims, tokenizer, converter_cls, ctranslate2, args) -> dict:
+    """A second agreement check on a less peaked model (HF default init, std 0.02): near-ties, varied outputs."""
+    ours_default, marian_default = build_twins(dims, attn="sdpa", init_std=None, seed=1)
+    ours_default.eval(), marian_default.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = convert(marian_default, tokenizer, Path(tmp), converter_cls, [None])[None]
+        t_default = ctranslate2.Translator(d, device="cpu", intra_threads=args.threads, inter_threads=1)
+    inputs = make_inputs(args.batches[0], args)
+    out, _ = timed_generate(ours_default, inputs, 1, args.new_tokens)
+    res, _ = ct2_generate(t_default, source_tokens(inputs, tokenizer), 1, args.new_tokens)
+    default_agreement = agreement(out, res, tokenizer, args.new_tokens)
+    print(f"agreement, default-init twin (greedy, batch {args.batches[0]}): {default_agreement}", flush=True)
+    del t_default
+    return default_agreement
+
+
+def _profiles(ours, args) -> dict:
+    """Where our per-step time goes (torch.profiler), for every (batch, beams) cell."""
+    profiles = {}
+    for batch in args.batches:
+        inputs = make_inputs(batch, args)
+        for beams in args.beams:
+            timed_generate(ours, inputs, beams, args.new_tokens)  # warm
+            key = f"{'greedy' if beams == 1 else f'beam {beams}'}, batch {batch}"
+            profiles[key] = p = profile_generate(ours, inputs, beams, args.new_tokens)
+            print(
+                f"  profile ours {key}: wall {p['wall_ms']:.0f} ms, in ATen ops {p['aten_share']:.0%}, "
+                f"per step {p['per_step_wall_ms']:.2f} ms of which {p['per_step_outside_aten_ms']:.2f} ms "
+                f"outside ops, {p['op_calls_per_step']:.0f} op calls/step",
+                flush=True,
+            )
+    return profiles
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     args.device = "cpu"  # for bench_generate.make_inputs
 
@@ -320,73 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         inputs = make_inputs(batch, args)
         src = source_tokens(inputs, tokenizer)
         for beams in args.beams:
-            for _ in range(args.warmup):
-                out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens)
-                out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens)
-                ct_out = {k: ct2_generate(t, src, beams, args.new_tokens)[0] for k, t in translators.items()}
-            times: dict[str, list[float]] = {"ours": [], "marian": [], **{k: [] for k in translators}}
-            for _ in range(args.repeats):
-                times["ours"].append(timed_generate(ours, inputs, beams, args.new_tokens)[1])
-                times["marian"].append(timed_generate(marian, inputs, beams, args.new_tokens)[1])
-                for k, t in translators.items():
-                    times[k].append(ct2_generate(t, src, beams, args.new_tokens)[1])
-            tokens = batch * args.new_tokens
-            row = {
-                "mode": "greedy" if beams == 1 else f"beam {beams}",
-                "batch": batch,
-                "new_tokens": args.new_tokens,
-                "ours_equals_marian": out_ours.shape == out_marian.shape
-                and bool((out_ours == out_marian).all()),
-                "agreement": {
-                    k: agreement(out_ours, v, tokenizer, args.new_tokens) for k, v in ct_out.items()
-                },
-                "times_s": times,
-            }
-            for k, ts in times.items():
-                row[f"{k}_tok_s"] = tokens / statistics.median(ts)
-            row["ours_over_marian"] = row["ours_tok_s"] / row["marian_tok_s"]
-            for k in translators:
-                row[f"ours_over_{k}"] = row["ours_tok_s"] / row[f"{k}_tok_s"]
-            rows.append(row)
-            line = (
-                f"{row['mode']:>7} batch {batch:>3}: ours {row['ours_tok_s']:8.1f}  marian "
-                f"{row['marian_tok_s']:8.1f}"
-            )
-            for k in translators:
-                a = row["agreement"][k]
-                line += (
-                    f"  {k} {row[f'{k}_tok_s']:8.1f} (ours/{k} {row[f'ours_over_{k}']:.3f}, "
-                    f"tokens agree {a['token_agreement']:.3f})"
-                )
-            print(f"{line}  ours/marian {row['ours_over_marian']:.3f}", flush=True)
+            rows.append(_time_cell(ours, marian, translators, tokenizer, inputs, src, batch, beams, args))
 
-    # A second agreement check on a less peaked model (HF default init, std 0.02): near-ties, varied outputs.
-    ours_default, marian_default = build_twins(dims, attn="sdpa", init_std=None, seed=1)
-    ours_default.eval(), marian_default.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        d = convert(marian_default, tokenizer, Path(tmp), converter_cls, [None])[None]
-        t_default = ctranslate2.Translator(d, device="cpu", intra_threads=args.threads, inter_threads=1)
-    inputs = make_inputs(args.batches[0], args)
-    out, _ = timed_generate(ours_default, inputs, 1, args.new_tokens)
-    res, _ = ct2_generate(t_default, source_tokens(inputs, tokenizer), 1, args.new_tokens)
-    default_agreement = agreement(out, res, tokenizer, args.new_tokens)
-    print(f"agreement, default-init twin (greedy, batch {args.batches[0]}): {default_agreement}", flush=True)
-    del t_default, translators
+    default_agreement = _default_init_agreement(dims, tokenizer, converter_cls, ctranslate2, args)
+    del translators
 
-    profiles = {}
-    if args.profile:
-        for batch in args.batches:
-            inputs = make_inputs(batch, args)
-            for beams in args.beams:
-                timed_generate(ours, inputs, beams, args.new_tokens)  # warm
-                key = f"{'greedy' if beams == 1 else f'beam {beams}'}, batch {batch}"
-                profiles[key] = p = profile_generate(ours, inputs, beams, args.new_tokens)
-                print(
-                    f"  profile ours {key}: wall {p['wall_ms']:.0f} ms, in ATen ops {p['aten_share']:.0%}, "
-                    f"per step {p['per_step_wall_ms']:.2f} ms of which {p['per_step_outside_aten_ms']:.2f} ms "
-                    f"outside ops, {p['op_calls_per_step']:.0f} op calls/step",
-                    flush=True,
-                )
+    profiles = _profiles(ours, args) if args.profile else {}
 
     compiled = compile_check(ours, args) if args.compile_check else []
 

@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     add_generation_args(parser, threads=2, repeats=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_generate"), help="output path without suffix"
+        "--out",
+        default=str(ROOT / "docs" / "benchmarks" / "bench_generate"),
+        help="output path without suffix",
     )
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)

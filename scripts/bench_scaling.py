@@ -70,7 +70,11 @@ def parse_args(argv):
     p.add_argument("--fixed_batch", type=int, default=16, help="batch size of the length sweep")
     p.add_argument("--steps", type=int, default=2, help="timed steps per point")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_scaling"), help="output path without suffix")
+    p.add_argument(
+        "--out",
+        default=str(ROOT / "docs" / "benchmarks" / "bench_scaling"),
+        help="output path without suffix",
+    )
     return p.parse_args(argv)
 
 

@@ -264,22 +264,14 @@ def parse_args(argv):
     p.add_argument("--profile_steps", type=int, default=3)
     p.add_argument("--profile_top", type=int, default=10)
     p.add_argument("--skip", nargs="*", default=[], choices=["transformer", "rnn", "profile"])
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_train"), help="output path without suffix")
+    p.add_argument(
+        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_train"), help="output path without suffix"
+    )
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    preset = dict(PRESETS[args.preset])
-    for k in preset:
-        if getattr(args, k) is not None:
-            preset[k] = getattr(args, k)
-
-    # ---- data
+def _load_data(args):
+    """The timed batches (Multi30k or random), their vocabulary size and what the report says about them."""
     if args.data == "multi30k":
         batches, tokenizer = multi30k_batches(args.lines, args.vocab_size, args.max_tokens)
         vocab = len(tokenizer)
@@ -297,6 +289,91 @@ def main(argv: list[str] | None = None) -> int:
         "padding_fraction": 1 - n_real / n_padded,
         "vocab_size": vocab,
     }
+    return batches, vocab, data_info
+
+
+def _bench_transformer(batches: list[dict], dims, args, report: dict) -> None:
+    """Ours vs MarianMTModel with the same weights: eval-loss check, timed training steps, profiles."""
+    ours, marian = build_twins(dims, args.attn)
+    n_params = sum(p.numel() for p in ours.parameters())
+    ours, marian = ours.to(args.device), marian.to(args.device)
+    ours.eval(), marian.eval()
+    with torch.no_grad():
+        b0 = _model_inputs(batches[0])
+        loss_ours, loss_marian = float(ours(**b0).loss), float(marian(**b0).loss)
+    print(f"eval loss (fp32, same weights): ours {loss_ours:.6f}  marian {loss_marian:.6f}", flush=True)
+    models = {"ours": ours, "marian": marian}
+    if args.dtype == "bf16-pure":
+        ours, marian = ours.to(torch.bfloat16), marian.to(torch.bfloat16)
+        models = {"ours": ours, "marian": marian}
+    if args.compile != "none":
+        compiled = ("ours",) if args.compile == "ours" else ("ours", "marian")
+        models = {
+            k: torch.compile(m, dynamic=bool(args.compile_dynamic)) if k in compiled else m
+            for k, m in models.items()
+        }
+    res = time_train(models, batches, args)
+    peak = args.peak_tflops * 1e12
+    tr = {
+        "parameters": n_params,
+        "non_embedding_parameters": n_params - dims.vocab_size * dims.d_model,
+        "check_eval_loss": {"ours": loss_ours, "marian": loss_marian},
+        "ours": res["ours"],
+        "marian": res["marian"],
+        "ratio": res["ours"]["tok_s"] / res["marian"]["tok_s"],
+        # same batch, back to back: Marian's step time / ours, per step
+        "paired_step_ratios": [m / o for o, m in zip(res["ours"]["step_s"], res["marian"]["step_s"])],
+        "flops_per_target_token": sum(b["_flops"] for b in batches) / sum(target_tokens(b) for b in batches),
+    }
+    tr["paired_ratio_median"] = statistics.median(tr["paired_step_ratios"])
+    if args.device.startswith("cuda"):
+        tr["mfu"] = {k: res[k]["flops_s"] / peak for k in ("ours", "marian")}
+        tr["peak_tflops"] = args.peak_tflops
+    report["transformer"] = tr
+    print(
+        f"transformer train: ours {res['ours']['tok_s']:.0f} tok/s  marian {res['marian']['tok_s']:.0f} tok/s  "
+        f"ratio {tr['ratio']:.3f} (median paired step ratio {tr['paired_ratio_median']:.3f})  (model TFLOP/s ours {res['ours']['flops_s'] / 1e12:.3f}, marian "
+        f"{res['marian']['flops_s'] / 1e12:.3f})"
+        + (f"  MFU ours {tr['mfu']['ours']:.1%} marian {tr['mfu']['marian']:.1%}" if "mfu" in tr else ""),
+        flush=True,
+    )
+    if "profile" not in args.skip:
+        report["profiles"] = {}
+        for name in ("ours", "marian"):
+            try:
+                prof = profile_train(models[name], batches, args, args.profile_steps)
+            except Exception as exc:  # noqa: BLE001 - the timings above are still worth writing
+                print(f"profile transformer {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            report["profiles"][f"transformer {name}: train"] = prof
+            _print_profile(f"transformer {name}: train", prof)
+    del ours, marian, models
+
+
+def _bench_rnns(batches: list[dict], vocab: int, args, report: dict) -> None:
+    """Every RNN variant: training throughput and beam-search generation."""
+    report["rnn"] = {}
+    gen_src = _generation_batch(batches, args.gen_batch, args.device)
+    for name, variant in RNN_VARIANTS.items():
+        try:  # one failing variant (e.g. a kernel missing for a dtype) must not cost the other results
+            report["rnn"][name] = bench_rnn(name, variant, vocab, batches, gen_src, report, args)
+        except Exception as exc:  # noqa: BLE001 - recorded in the report and printed
+            report["rnn"][name] = {"config": variant, "error": f"{type(exc).__name__}: {exc}"}
+            print(f"rnn {name}: FAILED {report['rnn'][name]['error']}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    preset = dict(PRESETS[args.preset])
+    for k in preset:
+        if getattr(args, k) is not None:
+            preset[k] = getattr(args, k)
+
+    batches, vocab, data_info = _load_data(args)
     dims = Dims(vocab_size=vocab, max_positions=256, **preset)
     for b in batches:
         b["_flops"] = transformer_flops(b, dims)
@@ -322,74 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = {"meta": meta}
 
-    # ---- transformer vs Marian
     if "transformer" not in args.skip:
-        ours, marian = build_twins(dims, args.attn)
-        n_params = sum(p.numel() for p in ours.parameters())
-        ours, marian = ours.to(args.device), marian.to(args.device)
-        ours.eval(), marian.eval()
-        with torch.no_grad():
-            b0 = _model_inputs(batches[0])
-            loss_ours, loss_marian = float(ours(**b0).loss), float(marian(**b0).loss)
-        print(f"eval loss (fp32, same weights): ours {loss_ours:.6f}  marian {loss_marian:.6f}", flush=True)
-        models = {"ours": ours, "marian": marian}
-        if args.dtype == "bf16-pure":
-            ours, marian = ours.to(torch.bfloat16), marian.to(torch.bfloat16)
-            models = {"ours": ours, "marian": marian}
-        if args.compile != "none":
-            compiled = ("ours",) if args.compile == "ours" else ("ours", "marian")
-            models = {
-                k: torch.compile(m, dynamic=bool(args.compile_dynamic)) if k in compiled else m
-                for k, m in models.items()
-            }
-        res = time_train(models, batches, args)
-        peak = args.peak_tflops * 1e12
-        tr = {
-            "parameters": n_params,
-            "non_embedding_parameters": n_params - dims.vocab_size * dims.d_model,
-            "check_eval_loss": {"ours": loss_ours, "marian": loss_marian},
-            "ours": res["ours"],
-            "marian": res["marian"],
-            "ratio": res["ours"]["tok_s"] / res["marian"]["tok_s"],
-            # same batch, back to back: Marian's step time / ours, per step
-            "paired_step_ratios": [m / o for o, m in zip(res["ours"]["step_s"], res["marian"]["step_s"])],
-            "flops_per_target_token": sum(b["_flops"] for b in batches)
-            / sum(target_tokens(b) for b in batches),
-        }
-        tr["paired_ratio_median"] = statistics.median(tr["paired_step_ratios"])
-        if args.device.startswith("cuda"):
-            tr["mfu"] = {k: res[k]["flops_s"] / peak for k in ("ours", "marian")}
-            tr["peak_tflops"] = args.peak_tflops
-        report["transformer"] = tr
-        print(
-            f"transformer train: ours {res['ours']['tok_s']:.0f} tok/s  marian {res['marian']['tok_s']:.0f} tok/s  "
-            f"ratio {tr['ratio']:.3f} (median paired step ratio {tr['paired_ratio_median']:.3f})  (model TFLOP/s ours {res['ours']['flops_s'] / 1e12:.3f}, marian "
-            f"{res['marian']['flops_s'] / 1e12:.3f})"
-            + (f"  MFU ours {tr['mfu']['ours']:.1%} marian {tr['mfu']['marian']:.1%}" if "mfu" in tr else ""),
-            flush=True,
-        )
-        if "profile" not in args.skip:
-            report["profiles"] = {}
-            for name in ("ours", "marian"):
-                try:
-                    prof = profile_train(models[name], batches, args, args.profile_steps)
-                except Exception as exc:  # noqa: BLE001 - the timings above are still worth writing
-                    print(f"profile transformer {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
-                    continue
-                report["profiles"][f"transformer {name}: train"] = prof
-                _print_profile(f"transformer {name}: train", prof)
-        del ours, marian, models
+        _bench_transformer(batches, dims, args, report)
 
-    # ---- RNN models
     if "rnn" not in args.skip:
-        report["rnn"] = {}
-        gen_src = _generation_batch(batches, args.gen_batch, args.device)
-        for name, variant in RNN_VARIANTS.items():
-            try:  # one failing variant (e.g. a kernel missing for a dtype) must not cost the other results
-                report["rnn"][name] = bench_rnn(name, variant, vocab, batches, gen_src, report, args)
-            except Exception as exc:  # noqa: BLE001 - recorded in the report and printed
-                report["rnn"][name] = {"config": variant, "error": f"{type(exc).__name__}: {exc}"}
-                print(f"rnn {name}: FAILED {report['rnn'][name]['error']}", flush=True)
+        _bench_rnns(batches, vocab, args, report)
 
     write_outputs(report, args)
     return 0

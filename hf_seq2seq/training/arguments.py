@@ -153,6 +153,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        # The checks run in this order (the first problem found is the one reported): source, images, text.
         sources = [
             self.task is not None,
             self.dataset_name is not None,
@@ -169,6 +170,10 @@ class DataArguments:
             from ..tasks import TASKS
 
             _check_choice("task", self.task, (*TASKS, CAPTIONING_TASK))
+        self._check_image_options()
+        self._check_text_options()
+
+    def _check_image_options(self) -> None:
         if self.image_folder is not None and self.captions_file is None:
             raise ValueError("--image_folder needs --captions_file")
         if self.image_folder is None and (self.captions_file or self.validation_captions_file):
@@ -186,6 +191,8 @@ class DataArguments:
         if self.image_size is not None and self.image_size < 24 and self.task == CAPTIONING_TASK:
             raise ValueError(f"--image_size={self.image_size} is invalid for --task shapes; it must be >= 24")
         _check_positive("image_size", self.image_size)
+
+    def _check_text_options(self) -> None:
         if self.train_file is not None and self.validation_file is None:
             raise ValueError("--train_file needs --validation_file")
         if self.train_prefix is not None and self.validation_prefix is None:
