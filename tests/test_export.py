@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -268,3 +269,28 @@ def test_missing_engine_package_is_named(transformer, tmp_path):
         "needs the optional package 'ctranslate2'" in proc.stderr
         and 'pip install "hf_seq2seq[serve]"' in proc.stderr
     )
+
+
+@pytest.mark.parametrize("transformer", ["post-sinusoidal-scaled-tied-relu"], indirect=True)
+def test_bench_serving_runs_on_tiny_inputs(transformer, data, tmp_path):
+    """scripts/bench_serving.py end to end (every engine, both batch sizes) on a few lines."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import bench_serving
+
+    folder, _ = transformer
+    (tmp_path / "src.txt").write_text("\n".join(data[3][:6]) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(data[3][:6]) + "\n")
+    argv = [
+        "--model",
+        f"tiny={folder}",
+        "--src",
+        str(tmp_path / "src.txt"),
+        "--ref",
+        str(tmp_path / "ref.txt"),
+    ]
+    argv += ["--n", "6", "--n_batch1", "2", "--beams", "2", "--out", str(tmp_path / "bench")]
+    assert bench_serving.main(argv) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [r["batch"] for r in rows] == [32, 1]
+    assert all(r["ort"]["same_as_torch"] == 1.0 for r in rows)  # the same search on the same function
+    assert "| tiny | 1 | 2 | CT2 int8 |" in (tmp_path / "bench.md").read_text()
