@@ -44,8 +44,10 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, StaticLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
 
@@ -61,6 +63,15 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout`` that costs nothing at inference (several calls per layer and decoding step)."""
     return F.dropout(x, p=p, training=True) if training and p > 0 else x
+
+
+def _output_options(config, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+    """The transformers contract: an option passed as None takes the config's value."""
+    return (
+        config.output_attentions if output_attentions is None else output_attentions,
+        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        config.return_dict if return_dict is None else return_dict,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- masks
@@ -311,8 +322,12 @@ class TransformerSeq2SeqFeedForward(nn.Module):
         return self.fc2(x)
 
 
-class _ResidualBlock(nn.Module):
+class _ResidualBlock(GradientCheckpointingLayer):
     """A stack of residual sub-layers (Sec. 3.1 and 5.4), shared by the encoder and decoder blocks.
+
+    A ``GradientCheckpointingLayer``: with ``model.gradient_checkpointing_enable()`` each block's activations are
+    recomputed in the backward pass (the hidden states go positionally, everything else by keyword, as that class
+    requires; the decoder's ``cache`` is dropped while checkpointing).
 
     post-norm (paper): x = LayerNorm(x + Dropout(Sublayer(x)));  pre-norm: x = x + Dropout(Sublayer(LayerNorm(x))).
     """
@@ -434,22 +449,39 @@ class _Embedder(nn.Module):
         self.max_positions = config.max_position_embeddings
         self.dropout = config.dropout
 
-    def embed(self, input_ids: torch.Tensor, past_length: int = 0) -> torch.Tensor:
-        """input_ids (B, T) at absolute positions P .. P + T - 1 → (B, T, D)."""
-        length = input_ids.shape[1]
+    def _tokens(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings (B, T, D) × sqrt(D). ``inputs_embeds`` replaces the table lookup: it is what
+        ``get_input_embeddings()(input_ids)`` returns, so the scale is applied to it too (ids and embeddings then
+        give the same output, as transformers' common tests require)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of `input_ids` (B, T) and `inputs_embeds` (B, T, D)")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        return inputs_embeds * self.embed_scale
+
+    def embed(
+        self, input_ids: torch.Tensor | None, past_length: int = 0, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """input_ids (B, T) (or inputs_embeds (B, T, D)) at absolute positions P .. P + T - 1 → (B, T, D)."""
+        hidden = self._tokens(input_ids, inputs_embeds)
+        length = hidden.shape[1]
         if past_length + length > self.max_positions:
             raise ValueError(
                 f"sequence of {past_length + length} positions exceeds max_position_embeddings="
                 f"{self.max_positions}; truncate the input or raise max_position_embeddings"
             )
-        hidden = self.embed_tokens(input_ids) * self.embed_scale
         hidden = hidden + self.embed_positions(past_length, length).to(hidden.dtype)
         return _dropout(hidden, self.dropout, self.training)
 
-    def embed_at(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """input_ids (B, T) at absolute positions given as a (T,) tensor → (B, T, D). The caller checks the
-        bound (``positions`` may be a traced tensor, so no ``.item()`` here)."""
-        hidden = self.embed_tokens(input_ids) * self.embed_scale
+    def embed_at(
+        self,
+        input_ids: torch.Tensor | None,
+        positions: torch.Tensor,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (B, T) (or inputs_embeds) at absolute positions given as a (T,) tensor → (B, T, D). The caller
+        checks the bound (``positions`` may be a traced tensor, so no ``.item()`` here)."""
+        hidden = self._tokens(input_ids, inputs_embeds)
         hidden = hidden + self.embed_positions.lookup(positions).to(hidden.dtype)
         return _dropout(hidden, self.dropout, self.training)
 
@@ -469,32 +501,43 @@ class TransformerSeq2SeqEncoder(_Embedder):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         **kwargs,
-    ) -> BaseModelOutput:
-        """input_ids (B, S), attention_mask (B, S) of 1 (token) / 0 (padding) → last_hidden_state (B, S, D);
-        hidden_states: L + 1 tensors (B, S, D); attentions: L tensors (B, H, S, S)."""
-        hidden_states = self.embed(input_ids)
+    ) -> BaseModelOutput | tuple:
+        """input_ids (B, S) or inputs_embeds (B, S, D), attention_mask (B, S) of 1 (token) / 0 (padding) →
+        last_hidden_state (B, S, D); hidden_states: L + 1 tensors (B, S, D); attentions: L tensors (B, H, S, S).
+        Options left as None take the config's value (``output_attentions``, ``output_hidden_states``,
+        ``return_dict``)."""
+        output_attentions, output_hidden_states, return_dict = _output_options(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        hidden_states = self.embed(input_ids, inputs_embeds=inputs_embeds)
         mask = _padding_mask(attention_mask, hidden_states.dtype)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        output_attentions = bool(output_attentions)
         attn_implementation = self.config._attn_implementation
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, mask, output_attentions, attn_implementation)
+            hidden_states, weights = layer(
+                hidden_states,
+                mask,
+                output_attentions=output_attentions,
+                attn_implementation=attn_implementation,
+            )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:
                 all_attentions += (weights,)
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
-        return BaseModelOutput(
+        output = BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden, attentions=all_attentions
         )
+        return output if return_dict else output.to_tuple()
 
 
 class TransformerSeq2SeqDecoder(_Embedder):
@@ -518,15 +561,16 @@ class TransformerSeq2SeqDecoder(_Embedder):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: EncoderDecoderCache | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> dict:
-        """input_ids (B, T), encoder_hidden_states (B, S, D), encoder_attention_mask (B, S), attention_mask
+        """input_ids (B, T) (or inputs_embeds (B, T, D)), encoder_hidden_states (B, S, D), encoder_attention_mask (B, S), attention_mask
         (B, P + T) → dict with last_hidden_state (B, T, D), hidden_states (L + 1 × (B, T, D)), attentions
         (L × (B, H, T, P + T)), cross_attentions (L × (B, H, T, S))."""
         attn_implementation = self.config._attn_implementation  # read once: a costly config attribute
@@ -539,17 +583,18 @@ class TransformerSeq2SeqDecoder(_Embedder):
                     f"{self.max_positions}; lower max_new_tokens / max_cache_len or raise max_position_embeddings"
                 )
             # 0 (int) before the first update, then the cache's 0-dim length tensor
+            reference = input_ids if input_ids is not None else inputs_embeds
             positions = (
-                torch.arange(input_ids.shape[1], device=input_ids.device) + self_cache.get_seq_length()
+                torch.arange(reference.shape[1], device=reference.device) + self_cache.get_seq_length()
             )
-            hidden_states = self.embed_at(input_ids, positions)
+            hidden_states = self.embed_at(input_ids, positions, inputs_embeds)
             self_mask = _static_causal_mask(attention_mask, positions, key_length, hidden_states.dtype)
         else:
             past_length = cache.get_seq_length() if cache is not None else 0
-            hidden_states = self.embed(input_ids, past_length)
+            hidden_states = self.embed(input_ids, past_length, inputs_embeds)
             self_mask = _causal_mask(
                 attention_mask,
-                input_ids.shape[1],
+                hidden_states.shape[1],
                 past_length,
                 hidden_states.dtype,
                 hidden_states.device,
@@ -565,9 +610,9 @@ class TransformerSeq2SeqDecoder(_Embedder):
                 self_mask,
                 encoder_hidden_states,
                 cross_mask,
-                cache,
-                output_attentions,
-                attn_implementation,
+                cache=cache,
+                output_attentions=output_attentions,
+                attn_implementation=attn_implementation,
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -589,6 +634,7 @@ class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = TransformerSeq2SeqConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
@@ -638,6 +684,7 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
     def get_decoder(self) -> TransformerSeq2SeqDecoder:
         return self.decoder
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -650,25 +697,33 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
-    ) -> Seq2SeqModelOutput:
-        """See ``TransformerSeq2SeqForConditionalGeneration.forward``; returns the decoder states (B, T, D)."""
-        output_attentions = bool(output_attentions)
-        output_hidden_states = bool(output_hidden_states)
+    ) -> Seq2SeqModelOutput | tuple:
+        """See ``TransformerSeq2SeqForConditionalGeneration.forward``; returns the decoder states (B, T, D).
+
+        ``past_key_values`` is accepted as a deprecated alias of ``cache`` (with a warning), as in transformers'
+        own models: an old keyword must never drop the cache silently."""
+        output_attentions, output_hidden_states, return_dict = _output_options(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if encoder_outputs is None:
-            if input_ids is None:
-                raise ValueError("forward needs input_ids (B, S) or encoder_outputs")
+            if input_ids is None and inputs_embeds is None:
+                raise ValueError("forward needs input_ids (B, S), inputs_embeds (B, S, D) or encoder_outputs")
             encoder_outputs = self.encoder(
                 input_ids,
                 attention_mask,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
+                return_dict=True,
+                inputs_embeds=inputs_embeds,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
-        if decoder_input_ids is None:
-            raise ValueError("forward needs decoder_input_ids (B, T) or labels")
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError("forward needs decoder_input_ids (B, T), decoder_inputs_embeds or labels")
 
         if not use_cache:
             cache = None
@@ -685,8 +740,9 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
             cache=cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            inputs_embeds=decoder_inputs_embeds,
         )
-        return Seq2SeqModelOutput(
+        output = Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs["last_hidden_state"],
             cache=cache,
             decoder_hidden_states=decoder_outputs["hidden_states"],
@@ -696,6 +752,7 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
+        return output if return_dict else output.to_tuple()
 
 
 class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedModel, GenerationMixin):
@@ -767,6 +824,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
         """Labels (B, T) with -100 padding → decoder inputs (B, T) (used by ``DataCollatorForSeq2Seq``)."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -780,6 +838,8 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         """Encode ``input_ids`` (B, S) (or reuse ``encoder_outputs``), decode ``decoder_input_ids`` (B, T).
@@ -791,9 +851,10 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
         absent; ignored (and not returned) when ``use_cache=False``. Passing ``labels`` disables it.
         Returns ``Seq2SeqLMOutput`` with logits (B, T, V), cache, cross_attentions (L × (B, H, T, S)) ...
         """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(
             input_ids=input_ids,
@@ -805,6 +866,9 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
         )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
@@ -826,7 +890,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
-        return output if return_dict is None or return_dict else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [
