@@ -116,3 +116,96 @@ def test_invalid_arguments():
         make_task("numbers", 12, max_number=10)
     with pytest.raises(ValueError, match="max_number"):
         make_task("numbers", 1, max_number=0)
+
+
+# ----------------------------------------------------------------------------------------------- gold alignment
+def test_number_alignment_links_each_content_word_once():
+    from hf_seq2seq.tasks import _number_lexicon, gold_alignment
+
+    lexicon = _number_lexicon()
+    for n in [*range(0, 10000, 7), 21, 99, 100, 101, 1000, 1001, 1100, 9999]:
+        row = {"de": german_number_words(n), "en": num2words(n, lang="en")}
+        a = gold_alignment("numbers", row)
+        assert a.sure <= a.possible
+        sources = [i for i, _ in a.sure]
+        targets = [j for _, j in a.sure]
+        assert len(set(sources)) == len(sources) and len(set(targets)) == len(targets)  # one link per word
+        assert sorted(sources) == [i for i, w in enumerate(a.source_words) if w != "und"], (n, a)
+        assert all(lexicon[a.source_words[i]] == a.target_words[j] for i, j in a.sure)  # a link translates
+        for words, spans, text in (
+            (a.source_words, a.source_spans, row["de"]),
+            (a.target_words, a.target_spans, row["en"]),
+        ):
+            assert [text[s:e] for s, e in spans] == list(words)
+
+
+def test_number_alignment_crosses_where_german_reorders():
+    from hf_seq2seq.tasks import gold_alignment
+
+    a = gold_alignment("numbers", {"de": "drei und zwanzig", "en": "twenty-three"})
+    assert a.target_words == ("twenty", "-", "three")
+    assert a.sure == {(0, 2), (2, 0)}  # drei→three, zwanzig→twenty: crossing
+    assert a.possible == a.sure | {(1, 1)}  # und ~ the hyphen
+    nines = gold_alignment("numbers", _number_row(9999))
+    assert sorted(nines.sure) == [(0, 0), (1, 1), (2, 3), (3, 4), (4, 8), (6, 6)]
+
+
+def _number_row(n):
+    return {"de": german_number_words(n), "en": num2words(n, lang="en")}
+
+
+def test_date_alignment():
+    from hf_seq2seq.tasks import gold_alignment
+
+    for row in make_task("dates", 50, seed=5):
+        a = gold_alignment("dates", row["translation"])
+        day, _, month, year = a.source_words
+        assert a.target_words[0] == year and int(a.target_words[4]) == int(day)
+        assert (3, 0) in a.sure and (0, 4) in a.sure and (2, 2) in a.sure
+
+
+def test_gold_alignment_rejects_other_pairs():
+    from hf_seq2seq.tasks import gold_alignment
+
+    with pytest.raises(ValueError, match="Hund"):
+        gold_alignment("numbers", {"de": "ein Hund", "en": "a dog"})
+    with pytest.raises(ValueError, match="no source word"):
+        gold_alignment("numbers", {"de": "drei", "en": "three four"})
+    with pytest.raises(ValueError, match="not a 'dates' pair"):
+        gold_alignment("dates", {"de": "drei", "iso": "3"})
+
+
+def test_number_lists_long_distinct_and_aligned():
+    from hf_seq2seq.tasks import LIST_SEPARATOR, gold_alignment, make_number_lists
+
+    rows = make_number_lists(300, seed=2)
+    assert rows == make_number_lists(300, seed=2) and rows != make_number_lists(300, seed=3)
+    sources = [r["translation"]["de"] for r in rows]
+    assert len(set(sources)) == len(sources)
+    lengths = [len(s.split()) for s in sources]
+    assert min(lengths) <= 5 and max(lengths) >= 60
+    for row in rows[:50]:
+        tr = row["translation"]
+        assert tr["de"].count(LIST_SEPARATOR) == tr["en"].count(LIST_SEPARATOR)
+        a = gold_alignment("numbers", tr)
+        seps = [(i, j) for i, j in a.sure if a.source_words[i] == LIST_SEPARATOR]
+        assert len(seps) == tr["de"].count(LIST_SEPARATOR)
+        assert all(a.target_words[j] == LIST_SEPARATOR for _, j in seps)
+    with pytest.raises(ValueError, match="min_count"):
+        make_number_lists(3, min_count=0)
+
+
+def test_every_gold_word_has_a_token(numbers_rows, numbers_tokenizer):
+    from hf_seq2seq.analysis import token_word_map
+    from hf_seq2seq.tasks import gold_alignment
+
+    for row in numbers_rows[:200]:
+        a = gold_alignment("numbers", row["translation"])
+        for text, spans in (
+            (row["translation"]["de"], a.source_spans),
+            (row["translation"]["en"], a.target_spans),
+        ):
+            offsets = numbers_tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+            mapped = token_word_map(offsets, spans)
+            assert set(mapped) - {None} == set(range(len(spans)))
+            assert mapped[-1] is None  # </s> belongs to no word
