@@ -33,10 +33,17 @@ from _bench_common import MULTI30K, env_line, environment, read_lines  # noqa: E
 
 from hf_seq2seq.export import export_ctranslate2, export_onnx, load_engine  # noqa: E402
 from hf_seq2seq.export.common import read_model_config  # noqa: E402
+from hf_seq2seq.export.engines import GenerateEngine  # noqa: E402
 
 RUNS = Path("/work/cpu_runs/out")
 DEFAULT_MODELS = ("transformer_de_en", "bigru_bahdanau_de_en", "lstm_luong_de_en")
-LABELS = {"torch": "torch generate()", "ct2": "CT2 fp32", "ct2_int8": "CT2 int8", "ort": "onnxruntime"}
+LABELS = {
+    "torch": "torch generate()",
+    "torch_es": "torch generate(early_stopping=True)",
+    "ct2": "CT2 fp32",
+    "ct2_int8": "CT2 int8",
+    "ort": "onnxruntime",
+}
 
 
 def parse_args(argv):
@@ -68,6 +75,12 @@ def load_engines(model_dir: Path, work: Path, threads: int) -> dict:
     """{engine key: Engine}: the model itself plus its exports (CTranslate2 only for the Transformer)."""
     engines = {"torch": load_engine(model_dir, "torch", threads)}
     if read_model_config(model_dir)["model_type"] == "transformer_seq2seq":
+        # CTranslate2's beam search stops once num_beams hypotheses are finished: generate()'s
+        # early_stopping=True. The same model under that rule is the reference its tokens are also compared with.
+        base = engines["torch"]
+        engines["torch_es"] = GenerateEngine(
+            model_dir, base.tokenizer, base.max_source_length, base.model, early_stopping=True
+        )
         ct2 = export_ctranslate2(model_dir, work / "ct2")
         int8 = export_ctranslate2(model_dir, work / "ct2_int8", quantization="int8")
         engines["ct2"] = load_engine(ct2, "ctranslate2", threads, compute_type="float32")
@@ -120,10 +133,17 @@ def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args
                     "sent_s": n / secs,
                     "tok_s": sum(map(len, out)) / secs,
                     "same_as_torch": sum(a == b for a, b in zip(out, base)) / n,
+                    "same_as_torch_es": (
+                        sum(a == b for a, b in zip(out, cell["outputs"]["torch_es"])) / n
+                        if "torch_es" in engines
+                        else None
+                    ),
                     "bleu": score(engine, out, ref[:n]),
                 }
             for key in engines:
                 row[key]["speedup"] = row[key]["sent_s"] / row["torch"]["sent_s"]
+                if "torch_es" in engines:
+                    row[key]["speedup_es"] = row[key]["sent_s"] / row["torch_es"]["sent_s"]
             row["load_end"] = os.getloadavg()[0]
             rows.append(row)
             print(
@@ -152,19 +172,25 @@ def render(report: dict) -> str:
         f"{meta['src']} → references {meta['ref']}; beam {meta['beams']}, max {meta['max_new_tokens']} new tokens, "
         f"the first {meta['n']} sentences at batch > 1 and the first {meta['n_batch1']} at batch 1, sorted by "
         "length and batched as `translate` does; engines take turns every few batches. ×torch = sentences/s "
-        "ratio to our `generate()` in the same run; same = share of sentences with exactly torch's tokens.",
+        "ratio to our `generate()` in the same run; same = share of sentences with exactly torch's tokens. "
+        "CTranslate2's beam search stops once `num_beams` hypotheses are finished, which is `generate()`'s "
+        "`early_stopping=True` (the saved models use the default, False): its tokens are compared with both.",
         "",
-        "| model | batch | sentences | engine | sentences/s | tokens/s | ×torch | same as torch | BLEU | load |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "| model | batch | sentences | engine | sentences/s | tokens/s | ×torch | ×torch (early_stopping=True) | "
+        "same as torch | same as torch (early_stopping=True) | BLEU | load |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         for key, label in LABELS.items():
             if key not in r:
                 continue
             v = r[key]
+            es = "–" if v["same_as_torch_es"] is None else f"{v['same_as_torch_es']:.1%}"
+            ratio_es = f"{v['speedup_es']:.2f}" if "speedup_es" in v else "–"
             lines.append(
                 f"| {r['model']} | {r['batch']} | {r['sentences']} | {label} | {v['sent_s']:.1f} | "
-                f"{v['tok_s']:.0f} | {v['speedup']:.2f} | {v['same_as_torch']:.1%} | {v['bleu']:.2f} | "
+                f"{v['tok_s']:.0f} | {v['speedup']:.2f} | {ratio_es} | "
+                f"{v['same_as_torch']:.1%} | {es} | {v['bleu']:.2f} | "
                 f"{r['load_start']:.1f}→{r['load_end']:.1f} |"
             )
     lines.append("")

@@ -44,9 +44,10 @@ class Engine:
 class GenerateEngine(Engine):
     """``torch`` and ``onnxruntime``: a model with ``generate()``; batches are right-padded with their mask."""
 
-    def __init__(self, path, tokenizer, max_source_length, model):
+    def __init__(self, path, tokenizer, max_source_length, model, **generate_kwargs):
         super().__init__(path, tokenizer, max_source_length, model.generation_config)
         self.model = model
+        self.generate_kwargs = generate_kwargs  # anything else generate() takes, e.g. early_stopping=True
 
     @torch.inference_mode()
     def generate_ids(self, sources, num_beams, n_best, max_new_tokens):
@@ -61,6 +62,7 @@ class GenerateEngine(Engine):
             num_return_sequences=n_best,
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            **self.generate_kwargs,
         )
         rows = [self._strip(r) for r in out.tolist()]
         return [rows[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
