@@ -52,6 +52,9 @@ TRANSFORMERS = {
         position_embedding="learned", tie_word_embeddings=False, activation_function="gelu_new"
     ),
     "pre-sinusoidal-tied-silu": dict(norm_style="pre", activation_function="silu"),
+    "post-sinusoidal-unscaled-tanh-3layers": dict(
+        scale_embedding=False, activation_function="tanh", encoder_layers=3
+    ),
 }
 RNNS = {
     "bigru-bahdanau": dict(),
@@ -81,7 +84,8 @@ def _build(family: str, vocab_size: int, overrides: dict):
     torch.manual_seed(0)
     if family == "transformer":
         options = dict(d_model=16, encoder_layers=1, decoder_layers=2, num_attention_heads=2, ffn_dim=32)
-        options.update(dropout=0.0, max_position_embeddings=48, **overrides)
+        options.update(dropout=0.0, max_position_embeddings=48)
+        options.update(overrides)
         return TransformerSeq2SeqForConditionalGeneration(
             TransformerSeq2SeqConfig(vocab_size=vocab_size, **options)
         )
