@@ -84,12 +84,14 @@ def _build(family: str, vocab_size: int, overrides: dict):
     torch.manual_seed(0)
     if family == "transformer":
         options = dict(d_model=16, encoder_layers=1, decoder_layers=2, num_attention_heads=2, ffn_dim=32)
-        options.update(dropout=0.0, max_position_embeddings=48)
+        options.update(
+            dropout=0.1, max_position_embeddings=48
+        )  # dropout > 0: the exports must run in eval mode
         options.update(overrides)
         return TransformerSeq2SeqForConditionalGeneration(
             TransformerSeq2SeqConfig(vocab_size=vocab_size, **options)
         )
-    options = dict(embedding_size=16, hidden_size=16, encoder_layers=1, decoder_layers=1, dropout=0.0)
+    options = dict(embedding_size=16, hidden_size=16, encoder_layers=1, decoder_layers=1, dropout=0.1)
     options.update(overrides)
     return RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(vocab_size=vocab_size, **options))
 

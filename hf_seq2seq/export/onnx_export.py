@@ -259,10 +259,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, force: bool = False,
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, use_safetensors=True).eval().float()
     if config["model_type"] == "transformer_seq2seq":
         io = _transformer_io(model.config)
-        encoder, step = TransformerEncoderExport(model), TransformerDecoderStepExport(model)
+        encoder, step = TransformerEncoderExport(model).eval(), TransformerDecoderStepExport(model).eval()
     else:
         io = _rnn_io(model.config)
-        encoder, step = RNNEncoderExport(model), RNNDecoderStepExport(model)
+        encoder, step = RNNEncoderExport(model).eval(), RNNDecoderStepExport(model).eval()
+    # eval() on the wrappers too: torch.onnx.export restores the wrapper's mode afterwards, recursively, and a
+    # wrapper left in training mode would switch dropout on in the model for the check (and for the caller).
     encoder_args, step_args = _example_inputs(model, io, encoder)
     axes = io.pop("dynamic_axes")
     with torch.no_grad():
