@@ -136,13 +136,21 @@ def update_card(result: dict, caption: str) -> Path:
     )
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    readme.write_text(_with_section(text, section), encoding="utf-8")
+    return readme
+
+
+def _with_section(text: str, section: str) -> str:
+    """``text`` with the marked analysis section replaced, or inserted after the card's Evaluation and Attention
+    sections (before "How to use"), or appended; every other line of the card is kept as it was."""
     if CARD_BEGIN in text and CARD_END in text:
         head, rest = text.split(CARD_BEGIN, 1)
-        text = head + section + rest.split(CARD_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section
-    readme.write_text(text, encoding="utf-8")
-    return readme
+        return head + section + rest.split(CARD_END, 1)[1].lstrip("\n")
+    anchor = "\n## How to use"
+    if anchor in text:
+        head, rest = text.split(anchor, 1)
+        return head.rstrip("\n") + "\n\n" + section + anchor + rest
+    return text.rstrip("\n") + ("\n\n" if text else "") + section
 
 
 def _parser() -> argparse.ArgumentParser:

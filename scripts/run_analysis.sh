@@ -10,7 +10,8 @@
 #
 # Environment: RUNS (trained task models, default /work/analysis_runs; kept out of the repository), MULTI30K_RUNS
 # (run folders of the Multi30k recipes, default /work/cpu_runs/out, each with best_model/), DATA (Multi30k folder,
-# default ../shared/data/multi30k), CODE (the checkout whose scripts/train.py trains, default this one), PYTHON.
+# default ../shared/data/multi30k), CODE (the checkout whose scripts/train.py trains, default this one), OUT (where
+# the figures, tables and JSON go, default docs/results), PYTHON.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 RUNS="${RUNS:-/work/analysis_runs}"
@@ -18,7 +19,7 @@ MULTI30K_RUNS="${MULTI30K_RUNS:-/work/cpu_runs/out}"
 DATA="${DATA:-$HERE/../shared/data/multi30k}"
 CODE="${CODE:-$HERE}"
 PYTHON="${PYTHON:-$HERE/.venv/bin/python}"
-OUT="$HERE/docs/results"
+OUT="${OUT:-$HERE/docs/results}"
 mkdir -p "$RUNS" "$OUT"
 
 # ------------------------------------------------------------------------------------------- the task models
@@ -113,7 +114,8 @@ do_train() {
 analyze() {  # analyze NAME [hf-seq2seq analyze options]
   local name=$1
   shift
-  "$PYTHON" -m hf_seq2seq.cli analyze "$@" --output_dir "$OUT" --name "$name"
+  (cd "$HERE" && PYTHONPATH="$HERE" OMP_NUM_THREADS=1 "$PYTHON" -m hf_seq2seq.cli analyze "$@" --output_dir "$OUT" \
+    --name "$name" --device cpu)
 }
 
 do_analyze() {
@@ -131,9 +133,9 @@ do_analyze() {
     --reference "$DATA/test_2016_flickr.en.gz" --min_bucket_size 100 --num_beams 5
   analyze analysis_lists "$RUNS"/lists_{none,bahdanau,general_if,transformer}/best_model \
     --source "$RUNS/data/lists.test.de" --reference "$RUNS/data/lists.test.en" --min_bucket_size 50 \
-    --alignment numbers --heatmap_line 3
+    --alignment numbers --heatmap_line 3 --update_card
   analyze analysis_alignment "$RUNS"/numbers_{none,bahdanau,dot,general,concat,dot_if,general_if,concat_if,transformer}/best_model \
-    --source "$RUNS/data/numbers.test.de" --reference "$RUNS/data/numbers.test.en" --min_bucket_size 40 \
+    --source "$RUNS/data/numbers.test.de" --reference "$RUNS/data/numbers.test.en" --min_bucket_size 25 \
     --alignment numbers --heatmap_line 1
 }
 
