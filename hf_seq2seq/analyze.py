@@ -99,7 +99,30 @@ def markdown_tables(results: Sequence[dict], caption: str) -> str:
                     f"| {r['label']} | {_fmt(h['aer'], 3)} | {_fmt(h['accuracy'], 3)} | {_fmt(h['entropy'], 2)} "
                     f"| {_fmt(h['entropy_normalised'], 2)} | {where} |"
                 )
+        for r in aligned:
+            if r["alignment"] is not None and len(r["alignment"]["heads"]) > 1:
+                lines += ["", *_head_grid(r)]
     return "\n".join(lines) + "\n"
+
+
+def _head_grid(result: dict) -> list[str]:
+    """AER / argmax accuracy of every (layer, head) of one multi-head model, layers as rows."""
+    heads = [h for h in result["alignment"]["heads"] if h["head"] != "mean"]
+    num_heads = 1 + max(h["head"] for h in heads)
+    lines = [
+        f"{result['label']}, AER / argmax accuracy of each head:",
+        "",
+        "| layer | " + " | ".join(f"head {k}" for k in range(num_heads)) + " |",
+        "|---|" + "---:|" * num_heads,
+    ]
+    for layer in sorted({h["layer"] for h in heads}):
+        row = sorted((h for h in heads if h["layer"] == layer), key=lambda h: h["head"])
+        lines.append(
+            f"| {layer} | "
+            + " | ".join(f"{_fmt(h['aer'], 2)} / {_fmt(h['accuracy'], 2)}" for h in row)
+            + " |"
+        )
+    return lines
 
 
 def _where(alignment: dict, head: dict) -> str:
