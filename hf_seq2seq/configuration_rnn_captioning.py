@@ -64,6 +64,8 @@ class ImageCaptioningConfig(PretrainedConfig):
         vocab_size (`int`, defaults to 8000).
         max_position_embeddings (`int`, defaults to 64): not used by the model; the caption length limit for
             tokenizers and pipelines.
+        use_cache (`bool`, defaults to True): whether `forward` returns the decoder state (`cache`) when the call
+            does not say (a call with `labels` never does).
         pad_token_id / bos_token_id / eos_token_id / decoder_start_token_id: 0 / 1 / 2 / 1.
     """
 
@@ -92,6 +94,7 @@ class ImageCaptioningConfig(PretrainedConfig):
         label_smoothing: float = 0.0,
         tie_word_embeddings: bool = True,
         max_position_embeddings: int = 64,
+        use_cache: bool = True,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -118,6 +121,7 @@ class ImageCaptioningConfig(PretrainedConfig):
             ("input_feeding", input_feeding),
             ("attention_gate", attention_gate),
             ("tie_word_embeddings", tie_word_embeddings),
+            ("use_cache", use_cache),
         ):
             check_bool(OWNER, name, value)
         check_float(OWNER, "dropout", dropout, 0.0, 1.0)
@@ -171,6 +175,7 @@ class ImageCaptioningConfig(PretrainedConfig):
         self.label_smoothing = float(label_smoothing)
         self.tie_word_embeddings = tie_word_embeddings
         self.max_position_embeddings = max_position_embeddings
+        self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

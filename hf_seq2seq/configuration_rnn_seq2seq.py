@@ -41,6 +41,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             one matrix (joint vocabulary). The decoder output (size H) is projected to E first when E != H.
         max_position_embeddings (`int`, defaults to 512): not used by the model (RNNs have no positions); the
             tokenizer/pipeline truncation length.
+        use_cache (`bool`, defaults to True): whether `forward` returns the decoder state (`cache`) when the call
+            does not say (a call with `labels` never does).
         pad_token_id / bos_token_id / eos_token_id / decoder_start_token_id: 0 / 1 / 2 / 1.
     """
 
@@ -64,6 +66,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         label_smoothing: float = 0.0,
         tie_word_embeddings: bool = True,
         max_position_embeddings: int = 512,
+        use_cache: bool = True,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -82,6 +85,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         check_bool(OWNER, "bidirectional_encoder", bidirectional_encoder)
         check_bool(OWNER, "input_feeding", input_feeding)
         check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
+        check_bool(OWNER, "use_cache", use_cache)
         check_float(OWNER, "dropout", dropout, 0, 1)
         check_float(OWNER, "label_smoothing", label_smoothing, 0, 1)
         if input_feeding and attention not in LUONG_ATTENTIONS:
@@ -115,6 +119,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.label_smoothing = float(label_smoothing)
         self.tie_word_embeddings = tie_word_embeddings
         self.max_position_embeddings = max_position_embeddings
+        self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

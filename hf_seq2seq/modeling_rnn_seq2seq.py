@@ -24,15 +24,21 @@ This file ships to the Hub as custom code: flat sibling imports only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.cache_utils import Cache, LinearAttentionLayer
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
@@ -46,6 +52,7 @@ __all__ = [
     "BahdanauDecoder",
     "LuongDecoder",
     "RNNDecoderLMMixin",
+    "RNNSeq2SeqModel",
     "RNNSeq2SeqForConditionalGeneration",
     "shift_tokens_right",
 ]
@@ -71,6 +78,35 @@ def _make_rnn(
         dropout=dropout if num_layers > 1 else 0.0,
         bidirectional=bidirectional,
     )
+
+
+class CheckpointedCall(GradientCheckpointingLayer):
+    """``self.checkpointed(*tensors, fn=f, **options)`` runs ``f(*tensors, **options)``; under
+    ``model.gradient_checkpointing_enable()`` transformers' ``GradientCheckpointingLayer`` recomputes it in the
+    backward pass instead of storing its activations. It has no parameters (the checkpoint names no weights), so
+    the encoder and decoder checkpoint their recurrence without renaming a weight. Tensors that carry gradients go
+    positionally (as the reentrant checkpoint requires)."""
+
+    def forward(self, *tensors: Any, fn: Callable, **options: Any) -> Any:
+        return fn(*tensors, **options)
+
+
+def _single_layer_view(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
+    """A one-layer twin of ``rnn`` (same cell, hidden size, direction) reading ``input_size`` features, on the meta
+    device: a weightless template for ``torch.func.functional_call`` with one layer's weights of the fused stack.
+    Built once per (module, input size); kept outside the module tree, so it adds nothing to the state dict."""
+    views = rnn.__dict__.setdefault("_single_layer_views", {})
+    if input_size not in views:
+        views[input_size] = type(rnn)(
+            input_size,
+            rnn.hidden_size,
+            num_layers=1,
+            bias=rnn.bias,
+            batch_first=rnn.batch_first,
+            bidirectional=rnn.bidirectional,
+            device="meta",
+        )
+    return views[input_size]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -104,6 +140,16 @@ class DecoderState(NamedTuple):
     feed: torch.Tensor | None = None
 
 
+class DecoderOutput(NamedTuple):
+    """A teacher-forced decoder pass: outputs (B, T, H), the final :class:`DecoderState`, attention weights
+    (B, T, S) or None, and (with ``output_hidden_states``) the embeddings and each layer's states, else None."""
+
+    outputs: torch.Tensor
+    state: DecoderState
+    attentions: torch.Tensor | None
+    hidden_states: tuple[torch.Tensor, ...] | None
+
+
 class Memory(NamedTuple):
     """What the decoder reads from the source: values (B, S, H), keys (precomputed projection, computed once per
     source, or None for ``attention="none"``), context (B, H) the fixed Cho context (``attention="none"`` only)."""
@@ -113,42 +159,76 @@ class Memory(NamedTuple):
     context: torch.Tensor | None = None
 
 
-class RNNDecoderCache:
-    """The decoder state carried between ``generate()`` steps (returned as ``cache``).
+class RNNDecoderCache(Cache):
+    """The decoder state carried between ``generate()`` steps (returned as ``cache``): a transformers ``Cache``
+    made of one ``LinearAttentionLayer`` per decoder layer, the library's cache layer for recurrent state.
 
-    All tensors are batch-first so that beam search can index-select them in place
-    (:meth:`reorder_cache`); the precomputed attention keys are kept here so they are computed once per source.
+    Layer ``l`` holds recurrent state 0 = ``h_l`` (B, H), state 1 = the LSTM cell ``c_l`` (B, H); the top layer
+    also holds Luong's input feed ``h~_{t-1}`` (B, H) as its last state. ``keys`` (B, S, A) are the attention
+    keys projected once per source (the analogue of the Transformer's cross-attention cache); ``reorder_cache``
+    moves them with the state. ``seen_tokens`` counts the target tokens consumed: a recurrent state has no length
+    axis, so ``generate()`` (which never slices inputs for a purely linear cache) relies on
+    :meth:`RNNDecoderLMMixin.prepare_inputs_for_generation` to feed only the tokens the state has not seen.
+    A state cannot be cropped back: assisted decoding does not apply (``_is_stateful``).
     """
 
+    # The step reads Python ints (lengths) and is not compiled; generate() must not try to.
     is_compileable = False
 
-    def __init__(self, state: DecoderState, keys: torch.Tensor | None, seen_tokens: int):
-        self.keys = keys  # (B, S, A) or None
-        self.seen_tokens = seen_tokens
-        self.update(state, 0)
+    def __init__(self, num_layers: int, has_cell: bool, has_feed: bool):
+        self.has_cell, self.has_feed = has_cell, has_feed
+        per_layer = 1 + int(has_cell)
+        layers = [LinearAttentionLayer(number_of_states=per_layer) for _ in range(num_layers - 1)]
+        layers.append(LinearAttentionLayer(number_of_states=per_layer + int(has_feed)))
+        super().__init__(layers=layers)
+        self.keys: torch.Tensor | None = None
+        self.seen_tokens = 0
 
-    def update(self, state: DecoderState, new_tokens: int) -> None:
-        self.hidden = state.hidden.transpose(0, 1)  # (B, L, H)
-        self.cell = None if state.cell is None else state.cell.transpose(0, 1)
-        self.feed = state.feed  # (B, H) or None
+    @classmethod
+    def for_config(cls, config) -> RNNDecoderCache:
+        """An empty cache shaped for ``config``'s decoder."""
+        return cls(
+            config.decoder_layers, config.cell == "lstm", bool(getattr(config, "input_feeding", False))
+        )
+
+    def update_state(self, state: DecoderState, keys: torch.Tensor | None, new_tokens: int) -> None:
+        """Store the state after ``new_tokens`` more target tokens (copied into the layers' buffers)."""
+        for index, layer in enumerate(self.layers):
+            layer.update_recurrent_state(state.hidden[index], state_idx=0)
+            if self.has_cell:
+                layer.update_recurrent_state(state.cell[index], state_idx=1)
+        if self.has_feed:
+            top = self.layers[-1]
+            top.update_recurrent_state(state.feed, state_idx=top.number_of_states - 1)
+        self.keys = keys
         self.seen_tokens += new_tokens
 
     def to_state(self) -> DecoderState:
-        cell = None if self.cell is None else self.cell.transpose(0, 1).contiguous()
-        return DecoderState(self.hidden.transpose(0, 1).contiguous(), cell, self.feed)
+        """The stored state as the decoder consumes it: (L, B, H) tensors (new tensors: the buffers are
+        overwritten by the next :meth:`update_state`)."""
+        hidden = torch.stack([layer.recurrent_states[0] for layer in self.layers])
+        cell = torch.stack([layer.recurrent_states[1] for layer in self.layers]) if self.has_cell else None
+        feed = None
+        if self.has_feed:
+            top = self.layers[-1]
+            feed = top.recurrent_states[top.number_of_states - 1].clone()
+        return DecoderState(hidden, cell, feed)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.layers[0].is_recurrent_states_initialized[0]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: row ``i`` of every state tensor becomes row ``beam_idx[i]`` (in place)."""
-        for name in ("hidden", "cell", "feed", "keys"):
-            tensor = getattr(self, name)
-            if tensor is not None:
-                setattr(self, name, tensor.index_select(0, beam_idx.to(tensor.device)))
+        """Beam search: row ``i`` of every state tensor (and of the keys) becomes row ``beam_idx[i]``."""
+        super().reorder_cache(beam_idx)
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, beam_idx.to(self.keys.device))
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen_tokens
 
     def __repr__(self) -> str:
-        return f"RNNDecoderCache(batch={self.hidden.shape[0]}, seen_tokens={self.seen_tokens})"
+        return f"RNNDecoderCache(layers={len(self.layers)}, seen_tokens={self.seen_tokens})"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,6 +314,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         # a plain list, not a buffer: non-persistent buffers are left uninitialised by from_pretrained
         offset = config.encoder_layers - config.decoder_layers
         self.bridge_layers = [max(0, offset + layer) for layer in range(config.decoder_layers)]
+        self.checkpointed = CheckpointedCall()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -247,56 +328,105 @@ class RNNSeq2SeqEncoder(nn.Module):
         final = final.view(layers, self.directions, batch, -1)
         return torch.cat(final.unbind(1), dim=-1)
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> RNNSeq2SeqEncoderOutput:
-        if input_ids is None or input_ids.dim() != 2:
-            shape = None if input_ids is None else tuple(input_ids.shape)
-            raise ValueError(
-                f"RNNSeq2SeqEncoder: `input_ids` must be a (batch, source_len) tensor, got {shape}"
-            )
-        batch, src_len = input_ids.shape
+    def _lengths(self, batch: int, src_len: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B,) source lengths on the CPU (what packing needs), after checking the mask is right-padded."""
         if attention_mask is None:
-            lengths = torch.full((batch,), src_len, dtype=torch.long)
-        else:
-            if attention_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"RNNSeq2SeqEncoder: `attention_mask` shape {tuple(attention_mask.shape)} != `input_ids` shape "
-                    f"{tuple(input_ids.shape)}"
-                )
-            lengths = attention_mask.long().sum(-1)
-            right_padded = torch.arange(src_len, device=lengths.device)[None, :] < lengths[:, None]
-            if not torch.equal(right_padded, attention_mask.bool()):
-                raise ValueError("RNNSeq2SeqEncoder: `attention_mask` must be right-padded (1s, then 0s)")
-            if bool((lengths == 0).any()):
-                raise ValueError(
-                    "RNNSeq2SeqEncoder: every source needs at least one token (a row of the mask is 0)"
-                )
-            lengths = lengths.cpu()
+            return torch.full((batch,), src_len, dtype=torch.long)
+        if attention_mask.shape != (batch, src_len):
+            raise ValueError(
+                f"RNNSeq2SeqEncoder: `attention_mask` shape {tuple(attention_mask.shape)} != the source shape "
+                f"{(batch, src_len)}"
+            )
+        lengths = attention_mask.long().sum(-1)
+        right_padded = torch.arange(src_len, device=lengths.device)[None, :] < lengths[:, None]
+        if not torch.equal(right_padded, attention_mask.bool()):
+            raise ValueError("RNNSeq2SeqEncoder: `attention_mask` must be right-padded (1s, then 0s)")
+        if bool((lengths == 0).any()):
+            raise ValueError(
+                "RNNSeq2SeqEncoder: every source needs at least one token (a row of the mask is 0)"
+            )
+        return lengths.cpu()
 
-        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, S, E)
+    def _run_layers(self, embedded: torch.Tensor, lengths: torch.Tensor, per_layer: bool):
+        """The packed recurrence: one fused multi-layer call, or (``per_layer``, for ``output_hidden_states``) the
+        same weights one layer at a time through ``torch.func.functional_call`` so every layer's states are seen.
+        Returns states (B, S, H), the final states (h, c or None) as (Le * dirs, B, H / dirs), and the per-layer
+        states (a tuple of Le (B, S, H), or None)."""
+        src_len = embedded.shape[1]
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        packed_out, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)  # (B, S, H)
+        if not per_layer:
+            packed_out, final = self.rnn(packed)
+            states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)
+            return (states, *(final if isinstance(final, tuple) else (final, None)), None)
+        finals_h, finals_c, layer_states = [], [], []
+        for layer in range(self.rnn.num_layers):
+            if layer > 0:  # inter-layer dropout, as the fused call applies it
+                packed = packed._replace(
+                    data=nn.functional.dropout(packed.data, self.rnn.dropout, self.training)
+                )
+            single = _single_layer_view(self.rnn, packed.data.shape[-1])
+            weights = {
+                name: getattr(self.rnn, name.replace("_l0", f"_l{layer}"))
+                for name in single._flat_weights_names
+            }
+            packed, final = torch.func.functional_call(single, weights, (packed,))
+            final_h, final_c = final if isinstance(final, tuple) else (final, None)
+            finals_h.append(final_h)
+            finals_c.append(final_c)
+            layer_states.append(pad_packed_sequence(packed, batch_first=True, total_length=src_len)[0])
+        final_c = torch.cat(finals_c) if finals_c[0] is not None else None
+        return layer_states[-1], torch.cat(finals_h), final_c, tuple(layer_states)
 
-        final_h, final_c = final if isinstance(final, tuple) else (final, None)
+    def _encode(self, embedded: torch.Tensor, lengths: torch.Tensor, per_layer: bool = False):
+        """Embedded source (B, S, E) -> states (B, S, H), the bridged decoder state (B, L, H) (and cell), and
+        the per-layer states when ``per_layer``. Checkpointed as one unit under gradient checkpointing."""
+        states, final_h, final_c, layer_states = self._run_layers(embedded, lengths, per_layer)
         hidden = torch.tanh(self.bridge(self._join_directions(final_h)[self.bridge_layers]))  # (L, B, H)
         cell = None
         if final_c is not None:
             cell = self.bridge_cell(self._join_directions(final_c)[self.bridge_layers]).transpose(0, 1)
+        return states, hidden.transpose(0, 1), cell, layer_states
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> RNNSeq2SeqEncoderOutput | tuple:
+        """input_ids (B, S) or inputs_embeds (B, S, E) (what ``embed_tokens`` returns), right-padded
+        ``attention_mask`` (B, S) -> :class:`RNNSeq2SeqEncoderOutput`. ``hidden_states`` (when requested; the
+        config's value when None): the embeddings and each layer's states, Le + 1 tensors. An RNN has no
+        attentions (``attentions`` is None)."""
+        if inputs_embeds is None:
+            if input_ids is None or input_ids.dim() != 2:
+                shape = None if input_ids is None else tuple(input_ids.shape)
+                raise ValueError(
+                    f"RNNSeq2SeqEncoder: `input_ids` must be a (batch, source_len) tensor, got {shape}"
+                )
+            inputs_embeds = self.embed_tokens(input_ids)
+        elif input_ids is not None:
+            raise ValueError("RNNSeq2SeqEncoder: pass `input_ids` or `inputs_embeds`, not both")
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        batch, src_len = inputs_embeds.shape[:2]
+        lengths = self._lengths(batch, src_len, attention_mask)
+        embedded = self.dropout(inputs_embeds)  # (B, S, E)
+        states, hidden, cell, layer_states = self.checkpointed(
+            embedded, lengths, fn=self._encode, per_layer=bool(output_hidden_states)
+        )
         output = RNNSeq2SeqEncoderOutput(
             last_hidden_state=states,
-            hidden_states=(states,) if output_hidden_states else None,
-            decoder_hidden=hidden.transpose(0, 1),  # batch-first (B, L, H)
+            hidden_states=(embedded, *layer_states) if output_hidden_states else None,
+            decoder_hidden=hidden,  # batch-first (B, L, H)
             decoder_cell=cell,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -319,6 +449,7 @@ class _RNNDecoderBase(nn.Module):
         self.rnn = _make_rnn(
             config.cell, rnn_input_size, config.hidden_size, config.decoder_layers, config.dropout
         )
+        self.checkpointed = CheckpointedCall()
 
     def initial_state(self, encoder_outputs: RNNSeq2SeqEncoderOutput) -> DecoderState:
         hidden = encoder_outputs.decoder_hidden.transpose(0, 1).contiguous()
@@ -343,21 +474,74 @@ class _RNNDecoderBase(nn.Module):
     def step(self, input_emb, state: DecoderState, memory: Memory, mask):
         raise NotImplementedError
 
-    def forward(
-        self, input_ids: torch.LongTensor, state: DecoderState, memory: Memory, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """Teacher forcing over (B, T) inputs: the reference loop over :meth:`step`.
+    def _embed(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        """(B, T) ids -> dropout(E y) (B, T, E); ``inputs_embeds`` (what ``embed_tokens`` returns) replace the
+        lookup."""
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("RNN decoder: pass `decoder_input_ids`, `decoder_inputs_embeds` or `labels`")
+            inputs_embeds = self.embed_tokens(input_ids)
+        return self.dropout(inputs_embeds)
 
-        Returns outputs (B, T, H), the final state and attention weights (B, T, S) (None without attention).
-        """
-        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
-        outputs, weights = [], []
+    def _loop(
+        self,
+        embedded: torch.Tensor,
+        state: DecoderState,
+        memory: Memory,
+        mask: torch.Tensor | None,
+        per_layer: bool,
+    ) -> DecoderOutput:
+        """The reference loop over :meth:`step`; with ``per_layer`` it also keeps every layer's state per step."""
+        outputs, weights, layers = [], [], []
         for t in range(embedded.shape[1]):
             output, state, attn = self.step(embedded[:, t], state, memory, mask)
             outputs.append(output)
             weights.append(attn)
+            if per_layer:
+                layers.append(state.hidden)  # (L, B, H): each layer's output at step t
         attn = torch.stack(weights, dim=1) if self.has_attention else None
-        return torch.stack(outputs, dim=1), state, attn
+        layer_states = tuple(torch.stack(layers, dim=2).unbind(0)) if per_layer else None  # L × (B, T, H)
+        return DecoderOutput(torch.stack(outputs, dim=1), state, attn, layer_states)
+
+    def _teacher_forced(
+        self, embedded, state: DecoderState, memory: Memory, mask, fast: bool, per_layer: bool
+    ) -> DecoderOutput:
+        """Teacher forcing over all steps; subclasses with a proven-equal fast path override it."""
+        return self._loop(embedded, state, memory, mask, per_layer)
+
+    def _flat(
+        self, embedded, hidden, cell, feed, values, keys, context, mask, fast: bool = True, per_layer=False
+    ):
+        """:meth:`_teacher_forced` over flat tensors: the gradient checkpoint sees every tensor that carries
+        gradients (the state and the encoder memory) as a positional input."""
+        out = self._teacher_forced(
+            embedded, DecoderState(hidden, cell, feed), Memory(values, keys, context), mask, fast, per_layer
+        )
+        return out.outputs, *out.state, out.attentions, out.hidden_states
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None,
+        state: DecoderState,
+        memory: Memory,
+        mask: torch.Tensor | None,
+        fast: bool = True,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> DecoderOutput:
+        """Teacher forcing over (B, T) inputs (or ``inputs_embeds`` (B, T, E)).
+
+        Returns :class:`DecoderOutput`: outputs (B, T, H), the final state, attention weights (B, T, S) (None
+        without attention) and, with ``output_hidden_states``, the embeddings and each layer's states
+        (L + 1 × (B, T, ·); the per-step loop then runs, whose states are the layers' outputs).
+        """
+        embedded = self._embed(input_ids, inputs_embeds)  # (B, T, E)
+        per_layer = bool(output_hidden_states)
+        outputs, hidden, cell, feed, attn, layer_states = self.checkpointed(
+            embedded, *state, *memory, mask, fn=self._flat, fast=fast and not per_layer, per_layer=per_layer
+        )
+        hidden_states = (embedded, *layer_states) if per_layer else None
+        return DecoderOutput(outputs, DecoderState(hidden, cell, feed), attn, hidden_states)
 
 
 class ChoDecoder(_RNNDecoderBase):
@@ -385,13 +569,13 @@ class ChoDecoder(_RNNDecoderBase):
         output = torch.tanh(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
         return output, state, None
 
-    def forward(self, input_ids, state, memory, mask, fast: bool = True):
+    def _teacher_forced(self, embedded, state, memory, mask, fast, per_layer):
         if not fast:
-            return super().forward(input_ids, state, memory, mask)
-        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+            return self._loop(embedded, state, memory, mask, per_layer)
         context = memory.context.unsqueeze(1).expand(-1, embedded.shape[1], -1)  # (B, T, H)
         outs, state = self._rnn(torch.cat([embedded, context], dim=-1), state)
-        return torch.tanh(self.readout(torch.cat([outs, context, embedded], dim=-1))), state, None
+        outputs = torch.tanh(self.readout(torch.cat([outs, context, embedded], dim=-1)))
+        return DecoderOutput(outputs, state, None, None)
 
 
 class BahdanauDecoder(_RNNDecoderBase):
@@ -458,13 +642,12 @@ class LuongDecoder(_RNNDecoderBase):
             state = state._replace(feed=attentional)
         return attentional, state, attn
 
-    def forward(self, input_ids, state, memory, mask, fast: bool = True):
+    def _teacher_forced(self, embedded, state, memory, mask, fast, per_layer):
         if self.config.input_feeding or not fast:
-            return super().forward(input_ids, state, memory, mask)
-        embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
+            return self._loop(embedded, state, memory, mask, per_layer)
         outs, state = self._rnn(embedded, state)  # (B, T, H): all steps in one RNN call
         attentional, attn = self._attend(outs, memory, mask)  # scores (B, T, S) in one batched matmul
-        return attentional, state, attn
+        return DecoderOutput(attentional, state, attn, None)
 
 
 # config.attention -> decoder class (Luong's three scores share one decoder; the score comes from the registry)
@@ -525,36 +708,71 @@ class RNNDecoderLMMixin:
 
     def _check_decoder_inputs(
         self,
-        cache: RNNDecoderCache | None,
+        cache: Cache | None,
         use_cache: bool | None,
         labels: torch.LongTensor | None,
         decoder_input_ids: torch.LongTensor | None,
-    ) -> tuple[bool, torch.LongTensor]:
-        """Validate ``cache``; default ``use_cache`` from the config; ``decoder_input_ids`` from ``labels``."""
+        decoder_inputs_embeds: torch.Tensor | None = None,
+    ) -> tuple[bool, torch.LongTensor | None]:
+        """Validate ``cache``; default ``use_cache`` from the config (off with ``labels``: a training pass keeps no
+        state); ``decoder_input_ids`` from ``labels``."""
         name = type(self).__name__
         if cache is not None and not isinstance(cache, RNNDecoderCache):
             raise ValueError(f"{name}: `cache` must be an RNNDecoderCache, got {type(cache).__name__}")
-        if use_cache is None:
-            use_cache = getattr(self.config, "use_cache", True)
-        if labels is not None and decoder_input_ids is None:
+        if labels is not None:
+            use_cache = False
+        elif use_cache is None:
+            use_cache = self.config.use_cache
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        if decoder_input_ids is None:
-            raise ValueError(f"{name}: pass `labels` or `decoder_input_ids`")
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(f"{name}: pass `labels`, `decoder_input_ids` or `decoder_inputs_embeds`")
         return use_cache, decoder_input_ids
+
+    def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, cache=None, **kwargs):
+        """``generate()`` never slices the inputs of a purely recurrent cache (it has no length axis); when it
+        continues from a returned cache with the whole sequence, feed only the tokens the state has not seen."""
+        if next_sequence_length is None and isinstance(cache, RNNDecoderCache) and cache.seen_tokens:
+            unseen = input_ids.shape[1] - cache.seen_tokens
+            if unseen < 1:
+                raise ValueError(
+                    f"{type(self).__name__}: the cache has seen {cache.seen_tokens} target tokens but "
+                    f"`decoder_input_ids` has only {input_ids.shape[1]}; pass the whole sequence generated so far"
+                )
+            next_sequence_length = unseen
+        return super().prepare_inputs_for_generation(
+            input_ids, next_sequence_length=next_sequence_length, cache=cache, **kwargs
+        )
 
     @staticmethod
     def _as_encoder_output(encoder_outputs) -> RNNSeq2SeqEncoderOutput:
-        """A tuple ``(states, decoder_hidden[, decoder_cell])`` or another ModelOutput / dict carrying our fields
-        -> :class:`RNNSeq2SeqEncoderOutput` (returned as is when it already is one)."""
+        """The encoder's output in any of the forms transformers code passes it -> :class:`RNNSeq2SeqEncoderOutput`.
+
+        - an :class:`RNNSeq2SeqEncoderOutput` (returned as is);
+        - its tuple (``return_dict=False``: ``to_tuple()`` drops the fields that are None): the first tensor is
+          ``last_hidden_state``, a nested tuple is ``hidden_states``, the next tensors ``decoder_hidden`` and
+          ``decoder_cell``;
+        - another ``ModelOutput`` / dict carrying those fields (e.g. ``BaseModelOutput(**encoder_output)``).
+
+        The decoder's initial state (the bridge of the encoder's final states) cannot be recovered from the
+        states alone: an output without ``decoder_hidden`` is a ValueError naming it.
+        """
         if isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
             return encoder_outputs
-        if isinstance(encoder_outputs, tuple):
-            return RNNSeq2SeqEncoderOutput(
-                last_hidden_state=encoder_outputs[0],
-                decoder_hidden=encoder_outputs[1],
-                decoder_cell=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+        if isinstance(encoder_outputs, (tuple, list)):
+            tensors = [x for x in encoder_outputs if isinstance(x, torch.Tensor)]
+            nested = [x for x in encoder_outputs if isinstance(x, (tuple, list))]
+            fields = dict(zip(("last_hidden_state", "decoder_hidden", "decoder_cell"), tensors))
+            if nested:
+                fields["hidden_states"] = tuple(nested[0])
+        else:
+            fields = {k: v for k, v in dict(encoder_outputs).items() if v is not None}
+        if fields.get("decoder_hidden") is None:
+            raise ValueError(
+                "RNN decoder: `encoder_outputs` has no `decoder_hidden` (the decoder's initial state, (B, L, H)); "
+                "pass what `model.get_encoder()` returns (an RNNSeq2SeqEncoderOutput or its tuple)"
             )
-        return RNNSeq2SeqEncoderOutput(**dict(encoder_outputs))
+        return RNNSeq2SeqEncoderOutput(**fields)
 
     def _loss(
         self, logits: torch.Tensor, labels: torch.LongTensor, attn: torch.Tensor | None
@@ -568,9 +786,42 @@ class RNNDecoderLMMixin:
             label_smoothing=self.config.label_smoothing,
         )
 
+    def _run_decoder(
+        self,
+        decoder_input_ids: torch.LongTensor | None,
+        encoder_outputs: RNNSeq2SeqEncoderOutput,
+        source_mask: torch.Tensor | None,
+        cache: RNNDecoderCache | None,
+        use_cache: bool,
+        output_hidden_states: bool,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+    ) -> tuple[DecoderOutput, RNNDecoderCache | None]:
+        """The decoder over (B, T) inputs from the encoder's state or the ``cache``'s; the updated cache."""
+        decoder = self.get_decoder()
+        if cache is None or cache.is_empty:
+            state = decoder.initial_state(encoder_outputs)
+            memory = decoder.memory(encoder_outputs)
+        else:
+            state = cache.to_state()
+            memory = decoder.memory(encoder_outputs, cache.keys)
+        out = decoder(
+            decoder_input_ids,
+            state,
+            memory,
+            source_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            output_hidden_states=output_hidden_states,
+        )
+        if not use_cache:
+            return out, None
+        if cache is None:
+            cache = RNNDecoderCache.for_config(self.config)
+        cache.update_state(out.state, memory.keys, out.outputs.shape[1])
+        return out, cache
+
     def _decode(
         self,
-        decoder_input_ids: torch.LongTensor,
+        decoder_input_ids: torch.LongTensor | None,
         encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | dict,
         source_mask: torch.Tensor | None,
         labels: torch.LongTensor | None,
@@ -579,47 +830,45 @@ class RNNDecoderLMMixin:
         output_attentions: bool | None,
         output_hidden_states: bool | None,
         return_dict: bool | None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
     ) -> Seq2SeqLMOutput | tuple:
         """Run the decoder over (B, T) ``decoder_input_ids`` from the encoder's state or the ``cache``'s, apply
         the head, and return ``Seq2SeqLMOutput``: logits (B, T, V), ``cache``, ``cross_attentions`` =
-        ``((B, 1, T, S),)`` with ``output_attentions`` (None when the decoder has no attention).
-        ``encoder_outputs`` may be a tuple or dict (see :meth:`_as_encoder_output`)."""
+        ``((B, 1, T, S),)`` with ``output_attentions`` (None when the decoder has no attention). Options left as
+        None take the config's value. ``encoder_outputs`` may be a tuple or dict (see :meth:`_as_encoder_output`)."""
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = config.return_dict if return_dict is None else return_dict
         encoder_outputs = self._as_encoder_output(encoder_outputs)
-        if cache is None:
-            state = self.decoder.initial_state(encoder_outputs)
-            memory = self.decoder.memory(encoder_outputs)
-        else:
-            state = cache.to_state()
-            memory = self.decoder.memory(encoder_outputs, cache.keys)
-
-        outputs, state, attn = self.decoder(decoder_input_ids, state, memory, source_mask)  # attn (B, T, S)
-        hidden = self.dropout(outputs)
+        out, new_cache = self._run_decoder(
+            decoder_input_ids,
+            encoder_outputs,
+            source_mask,
+            cache,
+            use_cache,
+            output_hidden_states,
+            decoder_inputs_embeds,
+        )
+        hidden = self.dropout(out.outputs)
         if self.output_projection is not None:
             hidden = self.output_projection(hidden)
         logits = self.lm_head(hidden)  # (B, T, V)
 
-        loss = None if labels is None else self._loss(logits, labels, attn)
-
-        new_cache = None
-        if use_cache:
-            if cache is None:
-                new_cache = RNNDecoderCache(state, memory.keys, decoder_input_ids.shape[1])
-            else:
-                cache.update(state, decoder_input_ids.shape[1])
-                new_cache = cache
-
+        loss = None if labels is None else self._loss(logits, labels, out.attentions)
+        attn = out.attentions
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=new_cache,
-            decoder_hidden_states=(outputs,) if output_hidden_states else None,
+            decoder_hidden_states=out.hidden_states,
             cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
         )
-        if return_dict is False:
-            return output.to_tuple()
-        return output
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -627,40 +876,143 @@ class RNNDecoderLMMixin:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrainedModel, GenerationMixin):
-    """RNN encoder-decoder with a language-model head; see the module docstring for the papers.
+class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
+    """The RNN encoder-decoder without the output layer (as ``BartModel`` under ``BartForConditionalGeneration``):
+    returns ``Seq2SeqModelOutput`` whose ``last_hidden_state`` is the decoder output ``o_t`` (B, T, H) (Luong's
+    attentional vector ``h~_t``, or the Bahdanau/Cho readout), and ``cache`` (an :class:`RNNDecoderCache`)."""
 
-    Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output (B, T, H) after dropout. With
-    ``tie_word_embeddings`` the encoder embedding, decoder embedding and ``W_y`` are one (V, E) matrix (Press &
-    Wolf 2017), stored once; ``o_t`` is first projected to E by ``output_projection`` when E != H (as
-    OpenNMT/JoeyNMT require for tying).
-
-    Decoder state between ``generate()`` steps lives in :class:`RNNDecoderCache` (``cache``); with a cache the
-    forward consumes only the new decoder token(s). The decoder side (head, cache, loss, outputs) is
-    :class:`RNNDecoderLMMixin`'s, shared with image captioning.
-    """
-
-    _tied_weights_keys = {
-        "decoder.embed_tokens.weight": "encoder.embed_tokens.weight",
-        "lm_head.weight": "encoder.embed_tokens.weight",
-    }
+    _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
         self.encoder = RNNSeq2SeqEncoder(config)
         self.decoder = DECODERS[config.attention](config)
-        self._init_lm_head(config)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
         return self.encoder
+
+    def get_decoder(self) -> nn.Module:
+        return self.decoder
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.encoder.embed_tokens = value
+        if self.config.tie_word_embeddings:
+            self.decoder.embed_tokens = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
+        cache: RNNDecoderCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput | tuple:
+        """As :meth:`RNNSeq2SeqForConditionalGeneration.forward`, without the output layer and the loss."""
+        config = self.config
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = config.return_dict if return_dict is None else return_dict
+        use_cache = config.use_cache if use_cache is None else use_cache
+        if cache is not None and not isinstance(cache, RNNDecoderCache):
+            raise ValueError(
+                f"RNNSeq2SeqModel: `cache` must be an RNNDecoderCache, got {type(cache).__name__}"
+            )
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                inputs_embeds=inputs_embeds,
+            )
+        encoder_outputs = RNNDecoderLMMixin._as_encoder_output(encoder_outputs)
+        out, cache = RNNDecoderLMMixin._run_decoder(
+            self,  # type: ignore[arg-type]  # the mixin's decoder pass needs only config and get_decoder()
+            decoder_input_ids,
+            encoder_outputs,
+            attention_mask,
+            cache,
+            use_cache,
+            output_hidden_states,
+            decoder_inputs_embeds,
+        )
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        attn = out.attentions
+        output = Seq2SeqModelOutput(
+            last_hidden_state=out.outputs,
+            cache=cache,
+            decoder_hidden_states=out.hidden_states,
+            cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrainedModel, GenerationMixin):
+    """RNN encoder-decoder with a language-model head; see the module docstring for the papers.
+
+    ``model`` is the headless :class:`RNNSeq2SeqModel` (``encoder`` and ``decoder``, also reachable here as
+    ``self.encoder`` / ``self.decoder``). Output layer: ``logits = W_y o_t`` with ``o_t`` the decoder output
+    (B, T, H) after dropout. With ``tie_word_embeddings`` the encoder embedding, decoder embedding and ``W_y`` are
+    one (V, E) matrix (Press & Wolf 2017), stored once; ``o_t`` is first projected to E by ``output_projection``
+    when E != H (as OpenNMT/JoeyNMT require for tying).
+
+    Decoder state between ``generate()`` steps lives in :class:`RNNDecoderCache` (``cache``); with a cache the
+    forward consumes only the new decoder token(s). The decoder side (head, cache, loss, outputs) is
+    :class:`RNNDecoderLMMixin`'s, shared with image captioning.
+
+    Checkpoints written before the headless base model existed name the weights ``encoder.*`` / ``decoder.*``;
+    the conversion registered below (transformers' checkpoint key-conversion mechanism) maps them to
+    ``model.encoder.*`` / ``model.decoder.*`` on load and back on save, so folders keep one format.
+    """
+
+    _tied_weights_keys = {
+        "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
+        "lm_head.weight": "model.encoder.embed_tokens.weight",
+    }
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        self.model = RNNSeq2SeqModel(config)
+        self._init_lm_head(config)
+        self.post_init()
+
+    @property
+    def encoder(self) -> RNNSeq2SeqEncoder:
+        return self.model.encoder
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.model.decoder
+
+    def get_encoder(self, modality: str | None = None) -> RNNSeq2SeqEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> nn.Module:
+        return self.model.decoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -674,19 +1026,31 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         """Teacher-forced (``labels`` or ``decoder_input_ids``) or incremental (``cache``) decoding.
 
         ``decoder_attention_mask`` is accepted and unused: the decoder is causal by construction, and target
-        padding only ever follows the real tokens. ``kwargs`` absorbs what ``generate()`` passes along.
+        padding only ever follows the real tokens. ``inputs_embeds`` / ``decoder_inputs_embeds`` (B, ·, E) replace
+        the embedding lookups. ``past_key_values`` is a deprecated alias of ``cache`` (with a warning). Options left
+        as None take the config's value. ``kwargs`` absorbs what ``generate()`` passes along.
         Returns ``Seq2SeqLMOutput``: logits (B, T, V), ``cache``, ``cross_attentions`` = ``((B, 1, T, S),)``
         with ``output_attentions`` (None for ``attention="none"``: that model has no alignment).
         """
-        use_cache, decoder_input_ids = self._check_decoder_inputs(cache, use_cache, labels, decoder_input_ids)
+        use_cache, decoder_input_ids = self._check_decoder_inputs(
+            cache, use_cache, labels, decoder_input_ids, decoder_inputs_embeds
+        )
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+            encoder_outputs = self.model.encoder(
+                input_ids,
+                attention_mask,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                inputs_embeds=inputs_embeds,
             )
         return self._decode(
             decoder_input_ids,
@@ -698,4 +1062,16 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
             output_attentions,
             output_hidden_states,
             return_dict,
+            decoder_inputs_embeds,
         )
+
+
+# Folders saved before the headless base model existed: their keys have no `model.` prefix.
+register_checkpoint_conversion_mapping(
+    "RNNSeq2SeqForConditionalGeneration",
+    [
+        WeightRenaming(source_patterns=r"^encoder\.", target_patterns="model.encoder."),
+        WeightRenaming(source_patterns=r"^decoder\.", target_patterns="model.decoder."),
+    ],
+    overwrite=True,
+)
