@@ -25,6 +25,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_rnn_captioning import ImageCaptioningConfig
 from .modeling_rnn_seq2seq import (
@@ -105,7 +106,8 @@ class ImageCaptioningPreTrainedModel(PreTrainedModel):
     config: ImageCaptioningConfig
     base_model_prefix = "model"
     main_input_name = "pixel_values"
-    supports_gradient_checkpointing = False
+    # the RNN decoder's recurrence is checkpointed (the family's CheckpointedCall); the CNN runs as is
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -192,13 +194,16 @@ class ImageCaptioningEncoder(nn.Module):
         c0 = None
         if self.init_cell is not None:
             c0 = torch.tanh(self.init_cell(mean)).view(batch, layers, hidden)
+        if output_hidden_states is None:
+            output_hidden_states = config.output_hidden_states
         output = RNNSeq2SeqEncoderOutput(
             last_hidden_state=annotations,
             hidden_states=(annotations,) if output_hidden_states else None,
             decoder_hidden=h0,
             decoder_cell=c0,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return_dict = config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -299,6 +304,7 @@ class ImageCaptioningForConditionalGeneration(
             loss = loss + self.config.doubly_stochastic_weight * penalty
         return loss
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -311,15 +317,19 @@ class ImageCaptioningForConditionalGeneration(
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         """Teacher-forced (``labels`` or ``decoder_input_ids``) or incremental (``cache``) decoding.
 
         ``decoder_attention_mask`` is accepted and unused (the decoder is causal; target padding follows the real
         tokens). ``kwargs`` absorbs what ``generate()`` passes along (e.g. an ``attention_mask``: every region is
-        real, so there is no source mask).
+        real, so there is no source mask). ``past_key_values`` is a deprecated alias of ``cache`` (with a warning);
+        options left as None take the config's value.
         """
-        use_cache, decoder_input_ids = self._check_decoder_inputs(cache, use_cache, labels, decoder_input_ids)
+        use_cache, decoder_input_ids = self._check_decoder_inputs(
+            cache, use_cache, labels, decoder_input_ids, decoder_inputs_embeds
+        )
         if encoder_outputs is None:
             if pixel_values is None:
                 raise ValueError(
@@ -338,4 +348,5 @@ class ImageCaptioningForConditionalGeneration(
             output_attentions,
             output_hidden_states,
             return_dict,
+            decoder_inputs_embeds,
         )
