@@ -190,3 +190,8 @@ class ImageCaptioningConfig(PretrainedConfig):
         """Side of the square grid of regions the encoder produces (S = grid_size**2 annotation vectors)."""
         stride = 32 if self.backbone != "cnn" else 2 ** len(self.encoder_channels)
         return self.image_size // stride
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+ImageCaptioningConfig.register_for_auto_class()

@@ -128,3 +128,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             is_encoder_decoder=is_encoder_decoder,
             **kwargs,
         )
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+RNNSeq2SeqConfig.register_for_auto_class()

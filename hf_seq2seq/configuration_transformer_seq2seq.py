@@ -148,3 +148,8 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
 
 
 __all__ = ["TransformerSeq2SeqConfig"]
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+TransformerSeq2SeqConfig.register_for_auto_class()

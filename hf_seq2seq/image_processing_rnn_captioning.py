@@ -41,3 +41,8 @@ class ImageCaptioningImageProcessor(PilBackend):
                 f"ImageCaptioningImageProcessor: `image_size` must be an integer >= 1, got {image_size!r}"
             )
         return cls(size={"height": image_size, "width": image_size}, **kwargs)
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+ImageCaptioningImageProcessor.register_for_auto_class("AutoImageProcessor")

@@ -350,3 +350,8 @@ class ImageCaptioningForConditionalGeneration(
             return_dict,
             decoder_inputs_embeds,
         )
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+ImageCaptioningForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")

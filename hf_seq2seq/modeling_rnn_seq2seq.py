@@ -241,7 +241,8 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     config: RNNSeq2SeqConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
+    # the recurrences (encoder and decoder) run through CheckpointedCall, a GradientCheckpointingLayer
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -1075,3 +1076,9 @@ register_checkpoint_conversion_mapping(
     ],
     overwrite=True,
 )
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+RNNSeq2SeqModel.register_for_auto_class("AutoModel")
+RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")

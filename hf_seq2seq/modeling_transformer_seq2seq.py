@@ -898,3 +898,9 @@ __all__ = [
     "TransformerSeq2SeqModel",
     "TransformerSeq2SeqPreTrainedModel",
 ]
+
+
+# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
+# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
+TransformerSeq2SeqModel.register_for_auto_class("AutoModel")
+TransformerSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
