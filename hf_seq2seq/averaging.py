@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from transformers.core_model_loading import revert_weight_conversion
 
 from .data import DataError
 from .training.checkpointing import COMPLETE_MARKER, list_checkpoints
@@ -421,7 +422,8 @@ def _verify(folder: Path, averaged: dict[str, torch.Tensor], template: Path) -> 
             f"the averaged weights do not fit the model of template {template} ({detail}): use the final_model or "
             "best_model folder of the run the checkpoints come from as --template"
         )
-    state = model.state_dict()
+    # in the folder's key format: a model may rename keys on load and back on save (transformers' conversion mapping)
+    state = revert_weight_conversion(model, model.state_dict())
     for key, tensor in averaged.items():
         if key not in state or not torch.equal(state[key].to(tensor.dtype), tensor):
             raise CheckpointAveragingError(
