@@ -77,22 +77,13 @@ def test_past_key_values_is_a_warned_alias_of_cache(family):
 
 
 @pytest.mark.parametrize("variant", list(RNN_VARIANTS))
-@pytest.mark.parametrize("num_beams", [1, 3])
-def test_generate_continues_from_a_returned_rnn_cache(variant, num_beams):
+def test_generate_continues_from_a_returned_rnn_cache(variant):
+    """generate(3) then generate(3 more, decoder_input_ids=sequences, cache=cache) == generate(6) (greedy)."""
     model = rnn(**RNN_VARIANTS[variant])
     ids, mask = batch()
-    kwargs = dict(
-        input_ids=ids,
-        attention_mask=mask,
-        num_beams=num_beams,
-        do_sample=False,
-        eos_token_id=-1,
-        pad_token_id=0,
-    )
+    kwargs = dict(input_ids=ids, attention_mask=mask, do_sample=False, eos_token_id=-1, pad_token_id=0)
     kwargs["return_dict_in_generate"] = True
     whole = model.generate(**kwargs, max_new_tokens=6)
-    if num_beams > 1:  # a beam search's final cache is in beam order; continue greedily from a greedy prefix
-        return
     part = model.generate(**kwargs, max_new_tokens=3)
     assert isinstance(part.cache, RNNDecoderCache) and part.cache.get_seq_length() == 3
     rest = model.generate(**kwargs, max_new_tokens=3, decoder_input_ids=part.sequences, cache=part.cache)
