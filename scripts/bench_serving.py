@@ -64,6 +64,11 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=4, help="batches per engine turn")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_serving"))
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other models already in OUT.json (models trained at different times)",
+    )
     return parser.parse_args(argv)
 
 
@@ -160,15 +165,18 @@ def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args
 
 
 def render(report: dict) -> str:
-    meta = report["meta"]
-    lines = [
-        "# Serving engines: torch generate() vs CTranslate2 vs onnxruntime on Multi30k",
-        "",
-        env_line(meta)
-        + f" ctranslate2 {meta['ctranslate2']}, onnxruntime {meta['onnxruntime']}; every engine "
-        f"with {meta['threads']} thread(s). Load average (1 min, 2 cores shared with trainings) "
-        f"{meta['load_average_start']:.1f} at the start, {meta['load_average_end']:.1f} at the end.",
-        "",
+    lines = ["# Serving engines: torch generate() vs CTranslate2 vs onnxruntime on Multi30k", ""]
+    for i, meta in enumerate(report["runs"]):
+        lines += [
+            f"Run {i} ({', '.join(m.partition('=')[0] for m in meta['models'])}): "
+            + env_line(meta)
+            + f" ctranslate2 {meta['ctranslate2']}, onnxruntime {meta['onnxruntime']}; every engine with "
+            f"{meta['threads']} thread(s). Load average (1 min, 2 cores shared with trainings) "
+            f"{meta['load_average_start']:.1f} at the start, {meta['load_average_end']:.1f} at the end.",
+            "",
+        ]
+    meta = report["runs"][-1]
+    lines += [
         f"{meta['src']} → references {meta['ref']}; beam {meta['beams']}, max {meta['max_new_tokens']} new tokens, "
         f"the first {meta['n']} sentences at batch > 1 and the first {meta['n_batch1']} at batch 1, sorted by "
         "length and batched as `translate` does; engines take turns every few batches. ×torch = sentences/s "
@@ -223,8 +231,19 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_model(name, Path(path), src, ref, args)
     meta["load_average_end"] = os.getloadavg()[0]
     meta["models"] = models
-    report = {"meta": meta, "results": rows}
     out = Path(args.out)
+    runs = [meta]
+    if args.merge and out.with_suffix(".json").is_file():
+        names = {r["model"] for r in rows}
+        old = json.loads(out.with_suffix(".json").read_text())
+        kept = [r for r in old["results"] if r["model"] not in names]
+        runs = [m for i, m in enumerate(old["runs"]) if any(r["run"] == i for r in kept)]
+        renumber = {old["runs"].index(m): i for i, m in enumerate(runs)}
+        rows = [dict(r, run=renumber[r["run"]]) for r in kept] + rows
+        runs.append(meta)
+    for r in rows:
+        r.setdefault("run", len(runs) - 1)
+    report = {"runs": runs, "results": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(report))

@@ -300,3 +300,5 @@ def test_bench_serving_runs_on_tiny_inputs(transformer, data, tmp_path):
     assert [r["batch"] for r in rows] == [32, 1]
     assert all(r["ort"]["same_as_torch"] == 1.0 for r in rows)  # the same search on the same function
     assert "| tiny | 1 | 2 | CT2 int8 |" in (tmp_path / "bench.md").read_text()
+    assert bench_serving.main([*argv, "--merge"]) == 0  # the same model again: its rows are replaced
+    assert len(json.loads((tmp_path / "bench.json").read_text())["results"]) == 2
