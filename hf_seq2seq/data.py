@@ -25,9 +25,11 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, Features, Value
 
@@ -42,6 +44,9 @@ __all__ = [
     "read_jsonl",
     "tokenize_parallel",
     "TokenBatchSampler",
+    "example_lengths",
+    "pack_token_batches",
+    "stream_token_batches",
 ]
 
 SPLITS = ("train", "validation", "test")
@@ -52,18 +57,15 @@ class DataError(ValueError):
     """A corpus that cannot be read as asked: the message names the file (and line) or dataset, and the fix."""
 
 
-def _lines(path: Path, max_lines: int | None) -> list[str]:
-    out = []
+def _text_lines(path: Path) -> Iterator[str]:
+    """The lines of ``path``; a missing file, text that is not UTF-8 or a NUL byte raise :class:`DataError`."""
     try:
-        for lineno, line in iter_text_lines(path):
-            if max_lines is not None and lineno > max_lines:
-                break
-            out.append(line)
+        for _, line in iter_text_lines(path):
+            yield line
     except FileNotFoundError as e:
         raise DataError(f"file not found: {path}") from e
     except ValueError as e:  # not UTF-8 or a NUL byte: the message already names file and line
         raise DataError(str(e)) from e
-    return out
 
 
 def _prefix_file(prefix: str | os.PathLike, lang: str) -> Path:
@@ -76,71 +78,173 @@ def _prefix_file(prefix: str | os.PathLike, lang: str) -> Path:
     raise DataError(f"file not found: {plain} (nor {gz.name}) for language {lang!r} of prefix {prefix}")
 
 
+def _file_stamp(*paths: Path) -> str:
+    """Size and modification time of each file: part of the cache key, so an edited corpus is read again.
+
+    A string, not a list: ``from_generator`` would treat a list in ``gen_kwargs`` as shards to split."""
+    return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+
+
+def _translation_features(source_lang: str, target_lang: str) -> Features:
+    return Features({"translation": {source_lang: Value("string"), target_lang: Value("string")}})
+
+
+def _from_rows(generator, gen_kwargs: dict, features: Features, streaming: bool, cache_dir: str | None):
+    """Rows of ``generator(**gen_kwargs)`` as a ``Dataset`` written to the Arrow cache (memory-mapped: a corpus
+    of millions of lines costs disk, not RAM; a second run with the same files reads the cache) or, with
+    ``streaming``, as an ``IterableDataset`` that reads the files lazily, never storing them."""
+    from datasets import IterableDataset
+    from datasets.exceptions import DatasetGenerationError
+
+    if streaming:
+        return IterableDataset.from_generator(generator, features=features, gen_kwargs=gen_kwargs)
+    try:
+        return Dataset.from_generator(
+            generator, features=features, gen_kwargs=gen_kwargs, cache_dir=cache_dir
+        )
+    except DatasetGenerationError as e:  # datasets wraps what the generator raised; ours names file and line
+        if isinstance(e.__cause__, DataError):
+            raise e.__cause__ from None
+        raise
+
+
+def _prefix_rows(src_path, tgt_path, source_lang, target_lang, max_examples, stamp=None):
+    """Aligned pairs of two text files; unequal line counts and empty files raise :class:`DataError`.
+
+    ``stamp`` is unused here: it is in ``gen_kwargs`` so that the Arrow cache key changes with the files."""
+    src_path, tgt_path = Path(src_path), Path(tgt_path)
+    src_lines, tgt_lines = _text_lines(src_path), _text_lines(tgt_path)
+    n = 0
+    while max_examples is None or n < max_examples:
+        s, t = next(src_lines, None), next(tgt_lines, None)
+        if s is None or t is None:
+            if s is None and t is None:
+                break
+            _raise_unaligned(src_path, tgt_path, n, s, t, src_lines, tgt_lines, max_examples)
+        n += 1
+        yield {"translation": {source_lang: s, target_lang: t}}
+    if n == 0:
+        raise DataError(f"{src_path} is empty: expected one sentence per line")
+
+
+def _raise_unaligned(src_path, tgt_path, n, s, t, src_lines, tgt_lines, max_examples) -> None:
+    """One file ended after ``n`` lines, the other did not: count the longer one's lines for the message."""
+    if n == 0:
+        raise DataError(f"{src_path if s is None else tgt_path} is empty: expected one sentence per line")
+    longer = src_lines if t is None else tgt_lines
+    count = n + 1
+    for _ in longer:
+        if max_examples is not None and count >= max_examples:
+            break
+        count += 1
+    n_src, n_tgt = (count, n) if t is None else (n, count)
+    raise DataError(
+        f"line counts differ: {src_path} has {n_src} lines, {tgt_path} has {n_tgt} lines"
+        + (f" (within the first {max_examples})" if max_examples is not None else "")
+        + "; the two sides must be line-aligned"
+    )
+
+
 def read_parallel_prefix(
-    prefix: str | os.PathLike, source_lang: str, target_lang: str, max_examples: int | None = None
-) -> Dataset:
+    prefix: str | os.PathLike,
+    source_lang: str,
+    target_lang: str,
+    max_examples: int | None = None,
+    *,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+):
     """Rows from line-aligned ``PREFIX.<source_lang>`` / ``PREFIX.<target_lang>`` files, each plain or ``.gz``
     (the plain file wins if both exist).
 
     Line *i* of one file is the translation of line *i* of the other; different line counts are an error. With
-    ``max_examples`` only the first ``max_examples`` lines are read (and compared).
+    ``max_examples`` only the first ``max_examples`` lines are read (and compared). The rows are written once to
+    the ``datasets`` Arrow cache (``cache_dir``, default ``HF_DATASETS_CACHE``) and memory-mapped, so millions of
+    lines do not live in RAM and a second run with unchanged files starts from the cache; ``streaming=True``
+    returns an ``IterableDataset`` that reads the files lazily instead (the alignment check runs as it reads).
     """
     src_path, tgt_path = _prefix_file(prefix, source_lang), _prefix_file(prefix, target_lang)
-    src, tgt = _lines(src_path, max_examples), _lines(tgt_path, max_examples)
-    for path, lines in ((src_path, src), (tgt_path, tgt)):
-        if not lines:
-            raise DataError(f"{path} is empty: expected one sentence per line")
-    if len(src) != len(tgt):
+    gen_kwargs = {
+        "src_path": str(src_path),
+        "tgt_path": str(tgt_path),
+        "source_lang": source_lang,
+        "target_lang": target_lang,
+        "max_examples": max_examples,
+        "stamp": _file_stamp(src_path, tgt_path),
+    }
+    features = _translation_features(source_lang, target_lang)
+    return _from_rows(_prefix_rows, gen_kwargs, features, streaming, cache_dir)
+
+
+def _jsonl_pair(path: Path, lineno: int, line: str, source_lang: str, target_lang: str) -> dict:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
+    pair = obj.get("translation", obj) if isinstance(obj, dict) else None
+    if not isinstance(pair, dict):
         raise DataError(
-            f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)} lines"
-            + (f" (within the first {max_examples})" if max_examples is not None else "")
-            + "; the two sides must be line-aligned"
+            f'{path}, line {lineno}: expected an object like {{"translation": {{"{source_lang}": ..., '
+            f'"{target_lang}": ...}}}}, got {type(pair if isinstance(obj, dict) else obj).__name__}'
         )
-    return Dataset.from_dict({"translation": [{source_lang: s, target_lang: t} for s, t in zip(src, tgt)]})
+    for lang in (source_lang, target_lang):
+        if not isinstance(pair.get(lang), str):
+            what = "has no" if lang not in pair else "has a non-string"
+            raise DataError(f"{path}, line {lineno}: {what} language {lang!r}; available: {sorted(pair)}")
+    return {source_lang: pair[source_lang], target_lang: pair[target_lang]}
 
 
-def read_jsonl(
-    path: str | os.PathLike, source_lang: str, target_lang: str, max_examples: int | None = None
-) -> Dataset:
-    """Rows from a JSONL file (plain or ``.gz``) of ``{"translation": {lang: text, ...}}`` (or flat
-    ``{lang: text}``) objects; blank lines are skipped; extra languages are ignored."""
-    path = Path(path)
-    rows = []
+def _jsonl_rows(path, source_lang, target_lang, max_examples, stamp=None):
+    path, n = Path(path), 0
     try:
         for lineno, line in iter_text_lines(path):
-            if max_examples is not None and len(rows) >= max_examples:
+            if max_examples is not None and n >= max_examples:
                 break
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
-            pair = obj.get("translation", obj) if isinstance(obj, dict) else None
-            if not isinstance(pair, dict):
-                raise DataError(
-                    f'{path}, line {lineno}: expected an object like {{"translation": {{"{source_lang}": ..., '
-                    f'"{target_lang}": ...}}}}, got {type(pair if isinstance(obj, dict) else obj).__name__}'
-                )
-            for lang in (source_lang, target_lang):
-                if not isinstance(pair.get(lang), str):
-                    what = "has no" if lang not in pair else "has a non-string"
-                    raise DataError(
-                        f"{path}, line {lineno}: {what} language {lang!r}; available: {sorted(pair)}"
-                    )
-            rows.append({source_lang: pair[source_lang], target_lang: pair[target_lang]})
+            n += 1
+            yield {"translation": _jsonl_pair(path, lineno, line, source_lang, target_lang)}
     except FileNotFoundError as e:
         raise DataError(f"file not found: {path}") from e
     except DataError:
         raise
     except ValueError as e:  # not UTF-8
         raise DataError(str(e)) from e
-    if not rows:
+    if n == 0:
         raise DataError(f'{path} has no examples: expected one {{"translation": {{...}}}} object per line')
-    return Dataset.from_dict({"translation": rows})
+
+
+def read_jsonl(
+    path: str | os.PathLike,
+    source_lang: str,
+    target_lang: str,
+    max_examples: int | None = None,
+    *,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+):
+    """Rows from a JSONL file (plain or ``.gz``) of ``{"translation": {lang: text, ...}}`` (or flat
+    ``{lang: text}``) objects; blank lines are skipped; extra languages are ignored. Cached in Arrow (or read
+    lazily with ``streaming``) as :func:`read_parallel_prefix` does."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    gen_kwargs = {
+        "path": str(path),
+        "source_lang": source_lang,
+        "target_lang": target_lang,
+        "max_examples": max_examples,
+        "stamp": _file_stamp(path),
+    }
+    features = _translation_features(source_lang, target_lang)
+    return _from_rows(_jsonl_rows, gen_kwargs, features, streaming, cache_dir)
 
 
 def _available_languages(ds: Dataset) -> list[str]:
+    if ds.column_names is None:  # a streamed dataset without declared features: look at the first row
+        first = next(iter(ds), {})
+        pair = first.get("translation", first)
+        return sorted(pair) if isinstance(pair, dict) else []
     if "translation" in ds.column_names:
         feature = ds.features["translation"]
         langs = getattr(feature, "languages", None)  # datasets.Translation
@@ -186,7 +290,7 @@ def _is_saved_dataset(path: Path) -> bool:
 
 
 def _load_named_dataset(
-    dataset_name: str, dataset_config_name: str | None, cache_dir: str | None
+    dataset_name: str, dataset_config_name: str | None, cache_dir: str | None, streaming: bool = False
 ) -> DatasetDict:
     import datasets
 
@@ -195,16 +299,18 @@ def _load_named_dataset(
         loaded = datasets.load_from_disk(str(path))
     else:
         try:
-            loaded = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+            loaded = datasets.load_dataset(
+                dataset_name, dataset_config_name, cache_dir=cache_dir, streaming=streaming
+            )
         except FileNotFoundError as e:
             raise DataError(
                 f"dataset {dataset_name!r} not found (neither a local folder nor a reachable Hub dataset): {e}"
             ) from e
         except (ConnectionError, OSError) as e:
             raise DataError(f"dataset {dataset_name!r} could not be loaded: {e}") from e
-    if isinstance(loaded, Dataset):
-        loaded = DatasetDict({"train": loaded})
-    if not isinstance(loaded, DatasetDict):
+    if isinstance(loaded, (Dataset, datasets.IterableDataset)):
+        loaded = {"train": loaded}
+    if not isinstance(loaded, (DatasetDict, datasets.IterableDatasetDict, dict)):
         raise DataError(
             f"dataset {dataset_name!r} is a {type(loaded).__name__}; expected a map-style DatasetDict"
         )
@@ -213,6 +319,41 @@ def _load_named_dataset(
         canonical = _SPLIT_ALIASES.get(split, split)
         renamed[canonical if canonical not in loaded else split] = ds
     return DatasetDict(renamed)
+
+
+def _stream_train_only(ds_dict: dict) -> DatasetDict:
+    """With ``streaming``, the train split is an ``IterableDataset``; the others (validation and test sets are
+    small and scored whole) are read into ordinary ``Dataset`` objects."""
+    from datasets import IterableDataset
+
+    out = {}
+    for split, ds in ds_dict.items():
+        if split == "train" and isinstance(ds, Dataset):
+            ds = ds.to_iterable_dataset()
+        elif split != "train" and isinstance(ds, IterableDataset):
+            ds = Dataset.from_list(list(ds), features=ds.features)
+        out[split] = ds
+    return DatasetDict(out)
+
+
+def _named_translation(
+    dataset_name, dataset_config_name, source_lang, target_lang, max_examples, cache_dir, streaming
+) -> DatasetDict:
+    loaded = _load_named_dataset(dataset_name, dataset_config_name, cache_dir, streaming)
+    if streaming:
+        loaded = _stream_train_only(loaded)
+    out = {}
+    for split, ds in loaded.items():
+        if max_examples is not None:
+            ds = (
+                ds.select(range(min(max_examples, len(ds))))
+                if isinstance(ds, Dataset)
+                else ds.take(max_examples)
+            )
+        out[split] = _to_translation(
+            ds, source_lang, target_lang, f"dataset {dataset_name!r} split {split!r}"
+        )
+    return DatasetDict(out)
 
 
 def load_parallel_data(
@@ -229,13 +370,17 @@ def load_parallel_data(
     test_prefix: str | os.PathLike | None = None,
     max_examples: int | None = None,
     cache_dir: str | None = None,
+    streaming: bool = False,
 ) -> DatasetDict:
     """Read a parallel corpus into ``DatasetDict({split: rows of {"translation": {src: .., tgt: ..}}})``.
 
     Give either ``dataset_name`` (a Hub dataset id, a local folder ``datasets.load_dataset`` reads, or a folder
     written by ``save_to_disk``; ``valid``/``val``/``dev`` splits are renamed ``validation``) or, per split, a
     JSONL file (``*_file``) or a file-pair prefix (``*_prefix``: reads ``PREFIX.<lang>`` or ``PREFIX.<lang>.gz``).
-    ``max_examples`` keeps the first N pairs of each split (and reads only that much of text files).
+    ``max_examples`` keeps the first N pairs of each split (and reads only that much of text files). Files are
+    cached as Arrow under ``cache_dir`` (default: ``HF_DATASETS_CACHE``). With ``streaming=True`` the train split
+    is a ``datasets.IterableDataset`` read lazily (for corpora that do not fit on local disk); validation and
+    test are read whole.
 
     Raises:
         DataError: missing or empty file, unequal line counts (both files and counts), text that is not UTF-8
@@ -253,15 +398,9 @@ def load_parallel_data(
     if dataset_name is not None:
         if given_local:
             raise DataError("give either dataset_name or *_file / *_prefix options, not both")
-        loaded = _load_named_dataset(dataset_name, dataset_config_name, cache_dir)
-        out = {}
-        for split, ds in loaded.items():
-            if max_examples is not None:
-                ds = ds.select(range(min(max_examples, len(ds))))
-            out[split] = _to_translation(
-                ds, source_lang, target_lang, f"dataset {dataset_name!r} split {split!r}"
-            )
-        return DatasetDict(out)
+        return _named_translation(
+            dataset_name, dataset_config_name, source_lang, target_lang, max_examples, cache_dir, streaming
+        )
 
     if not given_local:
         raise DataError(
@@ -272,10 +411,13 @@ def load_parallel_data(
     for split in SPLITS:
         if files[split] is not None and prefixes[split] is not None:
             raise DataError(f"give either {split}_file or {split}_prefix, not both")
+        kwargs = {"streaming": streaming and split == "train", "cache_dir": cache_dir}
         if files[split] is not None:
-            out[split] = read_jsonl(files[split], source_lang, target_lang, max_examples)
+            out[split] = read_jsonl(files[split], source_lang, target_lang, max_examples, **kwargs)
         elif prefixes[split] is not None:
-            out[split] = read_parallel_prefix(prefixes[split], source_lang, target_lang, max_examples)
+            out[split] = read_parallel_prefix(
+                prefixes[split], source_lang, target_lang, max_examples, **kwargs
+            )
     return DatasetDict(out)
 
 
@@ -325,12 +467,23 @@ def tokenize_parallel(
 
     out, stats = {}, {}
     for split, ds in dataset_dict.items():
-        if "translation" not in ds.column_names:
+        if ds.column_names is not None and "translation" not in ds.column_names:
             raise DataError(f"split {split!r} has no 'translation' column (columns: {ds.column_names})")
+        if not isinstance(ds, Dataset):  # streamed: encoded and filtered lazily, as the rows are read
+            out[split] = (
+                ds.map(encode, batched=True, remove_columns=["translation"])
+                .filter(lambda e, lg: not (e or lg), input_columns=["_empty", "_too_long"])
+                .remove_columns(["_empty", "_too_long"])
+            )
+            stats[split] = None
+            continue
+        # On an Arrow-backed dataset map() and filter() are cached by fingerprint: a second run with the same
+        # data and tokenizer loads the tokenized split instead of encoding it again.
         ds = ds.map(
             encode, batched=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f"tokenize {split}"
         )
-        n_empty, n_long = sum(ds["_empty"]), sum(ds["_too_long"])
+        # pyarrow sums the flag columns without turning millions of rows into Python objects
+        n_empty, n_long = (pc.sum(ds.data.column(c)).as_py() or 0 for c in ("_empty", "_too_long"))
         if n_empty or n_long:
             ds = ds.filter(
                 lambda e, lg: not (e or lg), input_columns=["_empty", "_too_long"], num_proc=num_proc
@@ -349,6 +502,22 @@ def tokenize_parallel(
         out[split] = ds
     result = DatasetDict(out)
     return (result, stats) if return_stats else result
+
+
+def example_lengths(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(length, label_length)`` of every row of a tokenized split, as int arrays.
+
+    Read from the Arrow columns (``length`` and the offsets of the ``labels`` lists), so millions of examples
+    cost two integer arrays, not millions of Python lists; a ``select``/``filter`` indices mapping is applied.
+    """
+    table = ds.data  # the memory-mapped table of all rows, before any indices mapping
+    lengths = table.column("length").to_numpy()
+    label_lengths = pc.list_value_length(table.column("labels")).to_numpy()
+    indices = getattr(ds, "_indices", None)  # datasets' selection of rows (after filter/select/shuffle)
+    if indices is not None:
+        rows = indices.column(0).to_numpy()
+        lengths, label_lengths = lengths[rows], label_lengths[rows]
+    return lengths.astype(np.int64), label_lengths.astype(np.int64)
 
 
 class _EpochForwarder:
@@ -413,7 +582,10 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
         drop_last: bool = False,
         bucket_size_multiplier: int = 100,
     ):
-        self.lengths = [int(n) for n in lengths]
+        # one int64 array: millions of examples cost 8 bytes each, not a Python int and a list slot
+        self.lengths = np.asarray(
+            lengths if isinstance(lengths, np.ndarray) else list(lengths), dtype=np.int64
+        )
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens={max_tokens!r} is not valid; use an integer >= 1")
         if not isinstance(num_replicas, int) or num_replicas < 1:
@@ -424,7 +596,7 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise ValueError(
                 f"bucket_size_multiplier={bucket_size_multiplier!r} is not valid; use an integer >= 1"
             )
-        if any(n < 1 for n in self.lengths):
+        if (self.lengths < 1).any():
             raise ValueError("lengths: every example must have length >= 1")
         self.max_tokens = max_tokens
         self.shuffle = shuffle
@@ -432,12 +604,12 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.drop_last = drop_last
-        mean = sum(self.lengths) / max(1, len(self.lengths))
+        mean = float(self.lengths.mean()) if len(self.lengths) else 0.0
         self.bucket_size = bucket_size_multiplier * max(1, int(max_tokens // max(mean, 1)))
         self.epoch = 0
         self.sampler = _EpochForwarder(self)
         self._cache: tuple[int, list[list[int]]] | None = None
-        n_over = sum(n > max_tokens for n in self.lengths)
+        n_over = int((self.lengths > max_tokens).sum())
         if n_over:
             warnings.warn(
                 f"TokenBatchSampler: {n_over} example(s) are longer than max_tokens={max_tokens}; each gets a "
@@ -455,21 +627,13 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
             return self._cache[1]
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         n = len(self.lengths)
-        order = torch.randperm(n, generator=gen).tolist() if self.shuffle else list(range(n))
+        order = torch.randperm(n, generator=gen).numpy() if self.shuffle else np.arange(n)
         batches: list[list[int]] = []
         for start in range(0, n, self.bucket_size):
-            bucket = sorted(order[start : start + self.bucket_size], key=self.lengths.__getitem__)
-            batch: list[int] = []
-            longest = 0
-            for idx in bucket:
-                new_longest = max(longest, self.lengths[idx])
-                if batch and (len(batch) + 1) * new_longest > self.max_tokens:
-                    batches.append(batch)
-                    batch, new_longest = [], self.lengths[idx]
-                batch.append(idx)
-                longest = new_longest
-            if batch:
-                batches.append(batch)
+            bucket = order[start : start + self.bucket_size]
+            # a stable sort: equal lengths keep their shuffled order (as Python's sorted did)
+            bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
+            batches += pack_token_batches(bucket, self.lengths[bucket], self.max_tokens)
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
         if self.num_replicas > 1 and len(batches) % self.num_replicas:
@@ -486,3 +650,59 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._all_batches()[self.rank :: self.num_replicas])
+
+
+def pack_token_batches(indices: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[list[int]]:
+    """Cut ``indices`` (sorted by ascending ``lengths``) greedily into batches of at most ``max_tokens`` padded
+    tokens (``len(batch) * longest``); an example longer than ``max_tokens`` alone makes a batch.
+
+    Sorted lengths make the cost of extending a batch increase monotonically, so each batch is one
+    ``searchsorted`` over the few examples that could fit (``max_tokens // shortest``), not a Python loop per
+    example: packing millions of examples takes seconds.
+    """
+    batches, i, n = [], 0, len(indices)
+    while i < n:
+        window = lengths[i : i + max(1, max_tokens // int(lengths[i]))]
+        cost = window * np.arange(1, len(window) + 1)
+        size = max(1, int(np.searchsorted(cost, max_tokens, side="right")))
+        batches.append(indices[i : i + size].tolist())
+        i += size
+    return batches
+
+
+def stream_token_batches(
+    examples: Iterable[dict],
+    max_tokens: int,
+    *,
+    buffer_size: int = 100_000,
+    seed: int = 0,
+    shuffle: bool = True,
+) -> Iterator[list[dict]]:
+    """Token-budget batches from a stream of tokenized examples (``--streaming``): the bucketing of
+    :class:`TokenBatchSampler` applied within a buffer of ``buffer_size`` examples.
+
+    The stream is cut into consecutive buffers; each is shuffled, sorted by ``length`` (stable), packed with
+    :func:`pack_token_batches` and its batches are yielded in shuffled order (deterministic for ``seed``). Every
+    example of the stream lands in exactly one batch. Shuffle the stream itself before (``IterableDataset.shuffle``
+    with a buffer): this only reorders within a buffer.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    buffer: list[dict] = []
+    for example in examples:
+        buffer.append(example)
+        if len(buffer) >= buffer_size:
+            yield from _buffer_batches(buffer, max_tokens, gen, shuffle)
+            buffer = []
+    if buffer:
+        yield from _buffer_batches(buffer, max_tokens, gen, shuffle)
+
+
+def _buffer_batches(buffer: list[dict], max_tokens: int, gen, shuffle: bool) -> Iterator[list[dict]]:
+    lengths = np.fromiter((ex["length"] for ex in buffer), dtype=np.int64, count=len(buffer))
+    order = torch.randperm(len(buffer), generator=gen).numpy() if shuffle else np.arange(len(buffer))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    batches = pack_token_batches(order, lengths[order], max_tokens)
+    if shuffle:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    for batch in batches:
+        yield [buffer[i] for i in batch]
