@@ -232,6 +232,18 @@ def test_engines_translate_in_order_with_empty_lines_and_n_best(transformer, dat
     one_by_one = [translate(load_engine(folder, "torch"), [line], num_beams=1) for line in lines]
     assert [o[0] for o in one_by_one] == outputs["torch"]  # batching and sorting change nothing
 
+    # hf-seq2seq translate --engine: the same lines, the same output file format
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    for engine, path in (
+        ("torch", folder),
+        ("ctranslate2", tmp_path / "ct2"),
+        ("onnxruntime", tmp_path / "onnx"),
+    ):
+        argv = ["translate", "--engine", engine, "--model", str(path), "--num_beams", "1", "--threads", "1"]
+        argv += ["--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / f"{engine}.txt")]
+        assert cli_main(argv) == 0
+        assert (tmp_path / f"{engine}.txt").read_text().splitlines() == [h[0] for h in outputs["torch"]]
+
 
 # ------------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("rnn", ["bigru-bahdanau"], indirect=True)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..export.engines import add_engine_args, translate_args
 from .common import _fail, _generate_kwargs, _generation_args, _load, _read_lines
 
 
@@ -91,19 +92,23 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="output file (default: stdout)")
     parser.add_argument("--n_best", type=int, default=1, help="hypotheses per input line (default 1)")
     _generation_args(parser)
+    add_engine_args(parser)
     args = parser.parse_args(argv)
     try:
         lines = _read_lines(args.input) if args.input else sys.stdin.read().splitlines()
-        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
-        results = translate_lines(
-            model,
-            tokenizer,
-            lines,
-            batch_size=args.batch_size,
-            n_best=args.n_best,
-            progress=args.output is not None,
-            **_generate_kwargs(args),
-        )
+        if args.engine != "torch":  # an exported folder (hf-seq2seq export): hf_seq2seq.export.engines
+            results = translate_args(args, lines)
+        else:
+            model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
+            results = translate_lines(
+                model,
+                tokenizer,
+                lines,
+                batch_size=args.batch_size,
+                n_best=args.n_best,
+                progress=args.output is not None,
+                **_generate_kwargs(args),
+            )
     except (OSError, ValueError) as err:
         return _fail(parser.prog, err)
     text = "".join(hyp + "\n" for hyps in results for hyp in hyps)

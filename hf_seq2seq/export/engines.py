@@ -203,3 +203,39 @@ def translate_with_engine(
     """One call: :func:`load_engine` then :func:`translate` (``num_beams``, ``n_best``, ``batch_size``,
     ``max_new_tokens``)."""
     return translate(load_engine(path, engine, threads, compute_type), lines, **options)
+
+
+# ------------------------------------------------------------------------------------------ translate command
+def add_engine_args(parser) -> None:
+    """``hf-seq2seq translate``'s engine options (the command's other options keep their meaning)."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="torch: --model is a saved model folder; ctranslate2 / onnxruntime: --model is a folder written by "
+        "`hf-seq2seq export` (CPU; --device and --trust_remote_code apply to torch only)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ctranslate2 / onnxruntime intra-op threads (default: theirs)",
+    )
+    parser.add_argument(
+        "--compute_type",
+        default=None,
+        help="ctranslate2: float32, int8, int8_float32, ... (default: the type stored by the export)",
+    )
+
+
+def translate_args(args, lines: Sequence[str]) -> list[list[str]]:
+    """The translate command on ``--engine ctranslate2 | onnxruntime``: parsed options → hypotheses per line."""
+    engine = load_engine(args.model, args.engine, args.threads, args.compute_type)
+    return translate(
+        engine,
+        lines,
+        num_beams=args.num_beams,
+        n_best=args.n_best,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+    )
