@@ -12,9 +12,12 @@ A folder written by `save_model_folder` loads anywhere transformers is installed
 from __future__ import annotations
 
 import datetime
+import os
+import platform
+import re
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.dynamic_module_utils import custom_object_save
@@ -52,6 +55,21 @@ IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 GENERATION_DEFAULTS = {"num_beams": 4, "max_new_tokens": 128}
 # Files a folder must hold to be pushed: without them nothing loads back.
 REQUIRED_FILES = ("config.json", "model.safetensors")
+# The evaluation table of a translation card sits between these markers, so that `hf-seq2seq evaluate
+# --update_card` can add or replace one split's row and leave every other line of the card as it was.
+EVAL_TABLE_BEGIN = (
+    "<!-- hf_seq2seq evaluation table: `hf-seq2seq evaluate --update_card` adds or replaces rows -->"
+)
+EVAL_TABLE_END = "<!-- end of the hf_seq2seq evaluation table -->"
+EVAL_TABLE_HEADER = (
+    "| split | sentences | beams | BLEU | chrF | BLEU signature | chrF signature |\n"
+    "|---|---:|---:|---:|---:|---|---|"
+)
+# --mixed_precision as the card's hardware line names it
+PRECISION_NAMES = {"no": "fp32", "fp16": "fp16 mixed precision", "bf16": "bf16 mixed precision"}
+# An absolute POSIX path inside free text (a recipe, an option value): a "/" that does not continue a word, a URL or
+# a relative path; or a Windows drive path.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"`,;()\[\]{}<>|]+|\b[A-Za-z]:\\[^\s'\"`,;|]+")
 
 
 # ---------------------------------------------------------------------------------------------------- saving
@@ -208,6 +226,68 @@ def _write_images(
     return names
 
 
+# ------------------------------------------------------------------------------------------- what a card may show
+def public_path(value, cwd=None) -> str:
+    """``value`` as a card may show it: an absolute path becomes relative to the working directory when it lies
+    inside it, else its base name (an absolute path describes the author's machine, not the model); anything else
+    is returned unchanged."""
+    text = str(value)
+    if PureWindowsPath(text).drive and PureWindowsPath(text).is_absolute():
+        return PureWindowsPath(text).name
+    if not PurePosixPath(text).is_absolute():
+        return text
+    try:
+        relative = Path(os.path.normpath(text)).relative_to(Path(cwd or os.getcwd()))
+    except ValueError:
+        return PurePosixPath(text).name
+    return relative.as_posix() if relative.parts else "."
+
+
+def scrub_paths(text: str, cwd=None) -> str:
+    """``text`` with every absolute path in it shown by `public_path` (recipes and option values may hold some)."""
+    return _ABSOLUTE_PATH.sub(lambda m: public_path(m.group(0), cwd), str(text))
+
+
+def public_training_args(args: Mapping, cwd=None) -> dict:
+    """The training options for the card's table: every path relative to the working directory or by base name."""
+    return {k: scrub_paths(v, cwd) if isinstance(v, str) else v for k, v in dict(args).items()}
+
+
+def dataset_display_name(path) -> str:
+    """The default name of local data in a card: a folder's base name, else the base name of the folder holding
+    the files (the prefix ``.../multi30k/train`` → ``multi30k``), else the file's stem."""
+    path = Path(os.path.abspath(path))
+    return path.name if path.is_dir() else (path.parent.name or path.stem)
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what `platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def hardware_description(device, num_processes: int = 1, mixed_precision: str = "no") -> str:
+    """The card's hardware line: the device's name (the GPU model, or the CPU model and torch's thread count), the
+    number of processes when more than one ran, and the precision."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        threads = torch.get_num_threads()
+        name = f"CPU {cpu_model_name()} ({threads} thread{'' if threads == 1 else 's'})"
+    else:
+        name = device.type
+    processes = "" if num_processes == 1 else f"{num_processes} processes x "
+    return f"{processes}{name}, {PRECISION_NAMES.get(mixed_precision, mixed_precision)}"
+
+
 # ---------------------------------------------------------------------------------------------------- card
 def _fmt(value, unit: str = "") -> str:
     if value is None or value == "":
@@ -318,48 +398,113 @@ def _captioning_facts(config) -> dict:
     }
 
 
+def _evaluations(card: Mapping, task: str) -> list[dict]:
+    """The card's results, one dict per split (``split``, ``num_sentences``, ``num_beams``, the task's metric keys
+    and their ``*_signature``): ``card["evaluations"]``, else the flat keys (``eval_split``, ``bleu``, ...) as one."""
+    if card.get("evaluations"):
+        return [dict(e) for e in card["evaluations"]]
+    keys = [metric for metric, *_ in CARD_TASKS[task]["metrics"]]
+    if all(card.get(k) is None for k in keys):
+        return []
+    return [
+        {
+            "split": card.get("eval_split"),
+            "num_sentences": card.get("num_eval_sentences"),
+            "num_beams": card.get("num_beams"),
+            **{k: card.get(k) for k in keys},
+            **{f"{k}_signature": card.get(f"{k}_signature") for k in keys},
+        }
+    ]
+
+
+def _dataset_type(dataset_ids: list, dataset_name: str | None) -> str:
+    """model-index's ``dataset.type``: the Hub id when there is one, else the display name as a slug."""
+    if dataset_ids:
+        return dataset_ids[0]
+    slug = re.sub(r"[^\w.-]+", "-", dataset_name or "").strip("-").lower()
+    return slug or "custom"
+
+
+def _eval_results(
+    evaluations: list[dict], task: str, dataset_type: str, dataset_name: str
+) -> list[EvalResult]:
+    spec = CARD_TASKS[task]
+    results = []
+    for evaluation in evaluations:
+        for metric, pretty, metric_type, decimals in spec["metrics"]:
+            value = evaluation.get(metric)
+            if value is None:
+                continue
+            signature = evaluation.get(f"{metric}_signature")
+            results.append(
+                EvalResult(
+                    task_type=task,
+                    task_name=spec["task_name"],
+                    dataset_type=dataset_type,
+                    dataset_name=dataset_name,
+                    dataset_split=evaluation.get("split"),
+                    metric_type=metric_type,
+                    metric_name=pretty,
+                    metric_value=round(float(value), decimals),
+                    metric_args={"signature": signature} if signature else None,
+                )
+            )
+    return results
+
+
 def card_metadata(card: Mapping, model_name: str, task: str = "translation") -> ModelCardData:
     """The YAML front matter: library, pipeline tag, languages, license, datasets, tags and ``model-index``.
 
     ``task`` is a key of `CARD_TASKS` (``"translation"`` or ``"image-to-text"``): it picks the pipeline tag, the
-    default tags and the metrics reported in ``model-index``.
+    default tags and the metrics reported in ``model-index``. The dataset is named the Hub's way: ``datasets`` (and
+    ``model-index``'s ``dataset.type``) hold Hub dataset ids only; ``dataset_name`` is the display name (a path
+    given there is shown by `public_path`).
     """
     spec = CARD_TASKS[task]
     languages = _as_list(card.get("languages")) or [
         lang for lang in (card.get("source_lang"), card.get("target_lang")) if lang
     ]
-    datasets = _as_list(card.get("datasets") or card.get("dataset"))
-    dataset_id = datasets[0] if datasets else "custom"
-    dataset_name = card.get("dataset_name") or (datasets[0] if datasets else NOT_RECORDED)
-    eval_results = []
-    for metric, pretty, metric_type, decimals in spec["metrics"]:
-        value = card.get(metric)
-        if value is None:
-            continue
-        signature = card.get(f"{metric}_signature")
-        eval_results.append(
-            EvalResult(
-                task_type=task,
-                task_name=spec["task_name"],
-                dataset_type=dataset_id,
-                dataset_name=dataset_name,
-                dataset_split=card.get("eval_split"),
-                metric_type=metric_type,
-                metric_name=pretty,
-                metric_value=round(float(value), decimals),
-                metric_args={"signature": signature} if signature else None,
-            )
-        )
+    dataset_ids = _as_list(card.get("datasets") or card.get("dataset"))
+    dataset_name = scrub_paths(card["dataset_name"]) if card.get("dataset_name") else None
+    dataset_name = dataset_name or (dataset_ids[0] if dataset_ids else NOT_RECORDED)
+    eval_results = _eval_results(
+        _evaluations(card, task), task, _dataset_type(dataset_ids, dataset_name), dataset_name
+    )
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=spec["pipeline_tag"],
         language=languages or None,
         license=card.get("license", "apache-2.0"),
-        datasets=datasets or None,
+        datasets=dataset_ids or None,
         tags=sorted({*spec["tags"], *_as_list(card.get("tags"))}),
         model_name=model_name if eval_results else None,
         eval_results=eval_results or None,
     )
+
+
+def _signature_cell(signature) -> str:
+    # "|" separates a sacreBLEU signature's fields and a Markdown table's cells: escape it in the table
+    return f"`{signature.replace('|', chr(92) + '|')}`" if signature else "—"
+
+
+def evaluation_row(evaluation: Mapping) -> str:
+    """One split's row of the translation card's evaluation table."""
+    cells = [
+        str(evaluation.get("split") or NOT_RECORDED),
+        _fmt(evaluation.get("num_sentences")) if evaluation.get("num_sentences") is not None else "—",
+        _fmt(evaluation.get("num_beams")) if evaluation.get("num_beams") is not None else "—",
+        _fmt(evaluation.get("bleu")),
+        _fmt(evaluation.get("chrf")),
+        _signature_cell(evaluation.get("bleu_signature")),
+        _signature_cell(evaluation.get("chrf_signature")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def evaluation_table(rows: list[str]) -> str:
+    """The marked evaluation block of a translation card (`EVAL_TABLE_BEGIN` ... `EVAL_TABLE_END`)."""
+    body = "\n".join([EVAL_TABLE_HEADER, *rows]) if rows else "No evaluation recorded."
+    return f"{EVAL_TABLE_BEGIN}\n{body}\n{EVAL_TABLE_END}"
 
 
 def render_model_card(model, card: Mapping | None = None, image_names: Mapping | None = None) -> ModelCard:
@@ -367,10 +512,13 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
 
     ``card`` keys (all optional; missing facts render as "not recorded"): ``model_name``, ``repo_id`` (used in the
     loading code), ``languages`` or ``source_lang``/``target_lang`` (ISO codes), ``license``, ``datasets`` /
-    ``dataset`` (Hub ids) and ``dataset_name`` (pretty), ``tags``, ``bleu``, ``chrf``, ``bleu_signature``,
-    ``chrf_signature``, ``eval_split``, ``num_eval_sentences``, ``recipe`` (config file name), ``training_args``
-    (dict), ``steps``, ``epochs``, ``train_time`` (seconds), ``hardware``, ``example`` (a source sentence) and
-    ``example_output``. The keys `evaluate_main` writes to its JSON file are the metric keys here.
+    ``dataset`` (Hub ids) and ``dataset_name`` (display name), ``tags``, ``bleu``, ``chrf``, ``bleu_signature``,
+    ``chrf_signature``, ``eval_split``, ``num_eval_sentences``, ``num_beams`` (of that evaluation) — or
+    ``evaluations``, a list of such results per split (keys ``split``, ``num_sentences``, ``num_beams``, the
+    metrics and signatures) —, ``recipe`` (the recipe file's name) and ``recipe_text`` (its content),
+    ``training_args`` (dict), ``steps``, ``epochs``, ``train_time`` (seconds), ``hardware``, ``example`` (a source
+    sentence) and ``example_output``. The keys `evaluate_main` writes to its JSON file are the metric keys here.
+    Absolute paths in the data name, the recipe and the training arguments are shown by `public_path`.
 
     Captioning models (``model_type="rnn_captioning"``, template ``rnn_captioning.md``, pipeline tag
     ``image-to-text``) also show ``exact_match``, ``cider`` and ``num_references``; ``num_eval_sentences`` counts
@@ -381,9 +529,13 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
     template = CARD_TEMPLATES / TEMPLATE_FOR_MODEL_TYPE.get(model.config.model_type, "transformer_seq2seq.md")
     facts = architecture_facts(model)
     model_name = card.get("model_name") or (card.get("repo_id") or "").split("/")[-1] or facts["model_type"]
-    data = card_metadata(card, model_name, TASK_FOR_MODEL_TYPE.get(model.config.model_type, "translation"))
-    training_args = card.get("training_args") or {}
+    task = TASK_FOR_MODEL_TYPE.get(model.config.model_type, "translation")
+    data = card_metadata(card, model_name, task)
+    training_args = public_training_args(card.get("training_args") or {})
     gen = model.generation_config
+    num_beams = gen.num_beams or 1  # unset means greedy
+    evaluations = [{"num_beams": num_beams, **e} for e in _evaluations(card, task)]
+    recipe = public_path(card["recipe"]) if card.get("recipe") else None
     return ModelCard.from_template(
         data,
         template_path=str(template),
@@ -392,13 +544,16 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
         arch=facts,
         parameters=f"{facts['parameters']:,}",
         languages=" → ".join(_as_list(data.language)) or NOT_RECORDED,
-        dataset=card.get("dataset_name") or ", ".join(_as_list(data.datasets)) or NOT_RECORDED,
-        recipe=_fmt(card.get("recipe")),
-        training_args=sorted((str(k), str(v)) for k, v in dict(training_args).items()),
+        dataset=_card_dataset(card, data),
+        recipe=_fmt(recipe),
+        recipe_text=scrub_paths(card["recipe_text"]).strip() if card.get("recipe_text") else None,
+        recipe_format="json" if (recipe or "").endswith(".json") else "yaml",
+        training_args=sorted((str(k), str(v)) for k, v in training_args.items()),
         steps=_fmt(card.get("steps")),
         epochs=_fmt(card.get("epochs")),
         train_time=_duration(card.get("train_time")),
         hardware=_fmt(card.get("hardware")),
+        evaluation_table=evaluation_table([evaluation_row(e) for e in evaluations]),
         eval_split=_fmt(card.get("eval_split")),
         num_eval_sentences=_fmt(card.get("num_eval_sentences")),
         num_eval_images=_fmt(card.get("num_eval_sentences")),
@@ -407,10 +562,9 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
         chrf=_fmt(card.get("chrf")),
         exact_match=_fmt(card.get("exact_match")),
         cider=NOT_RECORDED if card.get("cider") is None else f"{float(card['cider']):.3f}",
-        # "|" separates a sacreBLEU signature's fields and a Markdown table's cells: escape it in the table
         bleu_signature=_fmt(card.get("bleu_signature")).replace("|", "\\|"),
         chrf_signature=_fmt(card.get("chrf_signature")).replace("|", "\\|"),
-        num_beams=gen.num_beams or 1,  # unset means greedy
+        num_beams=num_beams,
         max_new_tokens=gen.max_new_tokens if gen.max_new_tokens is not None else gen.max_length,
         example_literal=repr(card.get("example") or "Ein Hund läuft über die Wiese."),
         example_output=card.get("example_output"),
@@ -425,6 +579,112 @@ def render_model_card(model, card: Mapping | None = None, image_names: Mapping |
             and not (k == "example" and facts["model_type"] == "rnn_captioning")
         ),
     )
+
+
+def _card_dataset(card: Mapping, data: ModelCardData) -> str:
+    """The card's "Data" line: the display name, with the Hub id(s) linked when the data came from the Hub."""
+    ids = _as_list(data.datasets)
+    links = ", ".join(f"[{i}](https://huggingface.co/datasets/{i})" for i in ids)
+    name = scrub_paths(card["dataset_name"]) if card.get("dataset_name") else None
+    if name and links and name not in ids:
+        return f"{name} ({links})"
+    return name if name and not links else (links or NOT_RECORDED)
+
+
+# ------------------------------------------------------------------------------------------- updating a card
+def update_card_evaluation(folder, split: str, scores: Mapping, num_beams=None, dataset_name=None) -> Path:
+    """Add the ``split`` results (BLEU, chrF and their sacreBLEU signatures, as `commands.evaluate.score` returns
+    them) to a translation folder's card, or replace the ones of that split: in ``model-index`` and as a row of the
+    evaluation table. Every other line is kept; the new ``README.md`` is written beside the old one and renamed
+    over it, so the folder never holds half a card.
+
+    The dataset is the one the card's results already name, else its ``datasets`` id, else ``dataset_name``.
+    """
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        raise FileNotFoundError(f"{readme} does not exist: --update_card needs a model folder with its card")
+    try:
+        card = ModelCard.load(readme)
+    except Exception as err:  # huggingface_hub raises ValueError or yaml errors for broken metadata
+        raise ValueError(f"{readme}: the card's metadata does not parse: {err}") from None
+    data = card.data
+    if data.pipeline_tag not in (None, "translation"):
+        raise ValueError(f"{readme} is a {data.pipeline_tag!r} card; --update_card adds translation results")
+    old = list(data.eval_results or [])
+    ids = _as_list(data.datasets)
+    name = old[0].dataset_name if old else (ids[0] if ids else dataset_name or NOT_RECORDED)
+    kind = old[0].dataset_type if old else _dataset_type(ids, name)
+    evaluation = {
+        "split": split,
+        "num_sentences": scores.get("num_eval_sentences"),
+        "num_beams": num_beams,
+        **{k: scores.get(k) for k in ("bleu", "chrf", "bleu_signature", "chrf_signature")},
+    }
+    data.eval_results = [r for r in old if r.dataset_split != split] + _eval_results(
+        [evaluation], "translation", kind, name
+    )
+    data.model_name = data.model_name or Path(folder).resolve().name
+    card.text = _with_evaluation_row(card.text, evaluation, old)
+    _write_atomically(readme, str(card))
+    return readme
+
+
+def _table_rows(text: str) -> dict[str, str] | None:
+    """``{split: row}`` of the marked evaluation table in a card's body, or ``None`` when it has none."""
+    if EVAL_TABLE_BEGIN not in text or EVAL_TABLE_END not in text:
+        return None
+    block = text.split(EVAL_TABLE_BEGIN, 1)[1].split(EVAL_TABLE_END, 1)[0]
+    header = set(EVAL_TABLE_HEADER.splitlines())
+    rows = [line for line in block.strip().splitlines() if line.startswith("|") and line not in header]
+    return {row.split("|")[1].strip(): row for row in rows}
+
+
+def _rows_from_results(results: list[EvalResult]) -> dict[str, str]:
+    """Table rows rebuilt from a card's ``model-index`` (a card written before the table was marked)."""
+    by_split: dict[str, dict] = {}
+    keys = {"sacrebleu": "bleu", "chrf": "chrf"}
+    for r in results:
+        if r.metric_type in keys:
+            evaluation = by_split.setdefault(str(r.dataset_split), {"split": r.dataset_split})
+            evaluation[keys[r.metric_type]] = r.metric_value
+            evaluation[f"{keys[r.metric_type]}_signature"] = (r.metric_args or {}).get("signature")
+    return {split: evaluation_row(e) for split, e in by_split.items()}
+
+
+def _with_evaluation_row(text: str, evaluation: Mapping, old_results: list[EvalResult]) -> str:
+    """The card body with ``evaluation``'s row added to (or replacing its split's row in) the evaluation table.
+
+    A card without the marked table (written by an older version) gets one, rebuilt from its ``model-index``, in
+    place of its "## Evaluation" section's body, or before "## How to use", or at the end."""
+    rows = _table_rows(text)
+    marked = rows is not None
+    rows = rows if marked else _rows_from_results(old_results)
+    rows[str(evaluation["split"])] = evaluation_row(evaluation)
+    block = evaluation_table(list(rows.values()))
+    if marked:
+        head, rest = text.split(EVAL_TABLE_BEGIN, 1)
+        return head + block + rest.split(EVAL_TABLE_END, 1)[1]
+    section = (
+        "## Evaluation\n\nCorpus-level scores computed with sacreBLEU, one row per split.\n\n" + block + "\n"
+    )
+    match = re.search(r"^## Evaluation[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    if match:
+        return text[: match.start()] + section + "\n" + text[match.end() :]
+    anchor = "\n## How to use"
+    if anchor in text:
+        head, rest = text.split(anchor, 1)
+        return head.rstrip("\n") + "\n\n" + section + anchor + rest
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file in the same folder and a rename: readers see the old or the new."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- push

@@ -68,6 +68,13 @@ class DataArguments:
     dataset_config_name: str | None = field(
         default=None, metadata={"help": "The dataset's configuration name."}
     )
+    dataset_display_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the model card names the data, e.g. 'Multi30k'. Default: the --dataset_name Hub id, else "
+            "the base name of the folder holding the data files (never their path)."
+        },
+    )
     train_file: str | None = field(
         default=None,
         metadata={"help": 'Training JSONL file: {"translation": {"de": ..., "en": ...}} per line.'},

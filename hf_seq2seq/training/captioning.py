@@ -27,6 +27,7 @@ Captioning specifics:
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -370,9 +371,13 @@ class CaptioningTask:
             except OSError:  # an unreadable image must not cost the saved model; the card just has no figure
                 example = None
         return {
-            "dataset_name": f"rendered shapes task ({d.task_num_train} scenes)"
-            if d.task == SHAPES_TASK
-            else f"{d.image_folder} + {d.captions_file}",
+            # a name, never a path: --dataset_display_name, else the image folder's base name
+            "dataset_name": d.dataset_display_name
+            or (
+                f"rendered shapes task ({d.task_num_train} scenes)"
+                if d.task == SHAPES_TASK
+                else Path(os.path.abspath(d.image_folder)).name
+            ),
             # the rendered captions are English; a folder's language is not known here
             "languages": ["en"] if d.task == SHAPES_TASK else None,
             "example": example,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import torch
 
@@ -116,18 +117,25 @@ def write_history(run) -> None:
 
 
 def model_card(run, metrics: dict, final: bool = False) -> dict:
-    """What hub.render_model_card knows how to show: data, metrics + signatures, the training options."""
-    state = run.state
+    """What hub.render_model_card knows how to show: data, metrics + signatures, the training options, the recipe
+    (set on ``train_args`` by ``recipe.parse_args``) and the hardware. Paths are shown relative to the working
+    directory or by base name: the card is published as written."""
+    from ..hub import hardware_description, public_path, public_training_args
+
+    state, train_args = run.state, run.train_args
     facts = {
         **{k: v for k, v in run.task.card_facts().items() if k != "example"},
+        "model_name": Path(train_args.output_dir).resolve().name,
         "eval_split": "validation",
         "num_eval_sentences": metrics.get("num_sentences"),
-        "training_args": args_to_dict(run.data_args, run.model_args, run.train_args),
-        "recipe": getattr(run.train_args, "recipe", None),
+        "num_beams": train_args.num_beams,
+        "training_args": public_training_args(args_to_dict(run.data_args, run.model_args, train_args)),
+        "recipe": public_path(train_args.recipe) if getattr(train_args, "recipe", None) else None,
+        "recipe_text": getattr(train_args, "recipe_text", None),
         "steps": state.step,
         "epochs": state.epoch,
         "train_time": time.perf_counter() - run.run_start,
-        "hardware": f"{run.world} x {run.accelerator.device.type}",
+        "hardware": hardware_description(run.accelerator.device, run.world, train_args.mixed_precision),
         **{k: metrics[k] for k in CARD_METRIC_KEYS if k in metrics},
     }
     if final:

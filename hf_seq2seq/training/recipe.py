@@ -108,4 +108,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArgum
         parser.set_defaults(**recipe)
     *outputs, _extra = parser.parse_args_into_dataclasses(args=argv)
     check_task_options(*outputs)
+    if known.config:
+        # the model card shows the recipe (name and content); not dataclass fields, so not options of their own
+        outputs[2].recipe = known.config
+        outputs[2].recipe_text = Path(known.config).read_text(encoding="utf-8")
     return tuple(outputs)

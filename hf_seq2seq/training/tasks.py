@@ -268,14 +268,20 @@ class TextTask:
         save_model(model, tokenizer, path, card)
 
     def card_facts(self) -> dict:
+        from ..hub import dataset_display_name
+
         d = self.data_args
+        # the card names data the Hub's way: the Hub id (also its `datasets:` key) or a name, never a path
+        hub_id = d.dataset_name if d.dataset_name and not Path(d.dataset_name).exists() else None
+        local = d.train_prefix or d.train_file or (d.dataset_name if not hub_id else None)
         return {
             "source_lang": self.src,
             "target_lang": self.tgt,
-            "dataset_name": d.dataset_name
+            "dataset": hub_id,
+            "dataset_name": d.dataset_display_name
+            or hub_id
             or (f"embedded task {d.task!r}" if d.task else None)
-            or d.train_prefix
-            or d.train_file,
+            or (dataset_display_name(local) if local else None),
             "example": self.references_source[0] if self.references_source else None,
         }
 
