@@ -41,6 +41,18 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", default=None, help="write the scores and signatures to this JSON file")
     parser.add_argument("--hypotheses", default=None, help="also write the translations to this file")
+    parser.add_argument(
+        "--update_card",
+        action="store_true",
+        help="add (or replace) this split's BLEU and chrF with their signatures in the model folder's card "
+        "(README.md: model-index and the evaluation table); `hf-seq2seq push` then publishes it",
+    )
+    parser.add_argument(
+        "--split_name",
+        default=None,
+        help="the split's name in the card (default: the --source file name without its language and .gz "
+        "suffixes, e.g. test_2016_flickr)",
+    )
     _generation_args(parser)
     args = parser.parse_args(argv)
     try:
@@ -49,6 +61,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
                 f"{len(references)}: the files must be line-aligned"
+            )
+        if args.update_card and not (Path(args.model) / "README.md").is_file():
+            raise FileNotFoundError(
+                f"--update_card: {args.model} is not a model folder with a README.md card"
             )
         model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
         hyps = [
@@ -68,4 +84,30 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.update_card:
+        try:
+            readme = _update_card(args, result)
+        except (OSError, ValueError) as err:
+            return _fail(parser.prog, err)
+        print(f"{readme}: {_split_name(args)} results added to the model card")
     return 0
+
+
+def _split_name(args) -> str:
+    """``--split_name``, else the source file's name without ``.gz`` and its language suffix."""
+    if args.split_name:
+        return args.split_name
+    name = Path(args.source).name.removesuffix(".gz")
+    return Path(name).stem if Path(name).suffix else name
+
+
+def _update_card(args, result: dict) -> Path:
+    from ..hub import dataset_display_name, update_card_evaluation
+
+    return update_card_evaluation(
+        args.model,
+        _split_name(args),
+        result,
+        num_beams=result["num_beams"],
+        dataset_name=dataset_display_name(args.source),
+    )
