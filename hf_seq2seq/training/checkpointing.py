@@ -129,3 +129,60 @@ def resume_latest(accelerator, state: TrainState, output_dir: Path) -> None:
         logger.info("resumed from %s (step %d, epoch %d)", path, state.step, state.epoch)
     else:
         logger.warning("--resume: no complete checkpoint in %s; starting from scratch", output_dir)
+
+
+# ------------------------------------------------------------------------------------------------------ FSDP2
+# Under Accelerate's FSDP plugin (version 2) every parameter is a DTensor shard: forward/backward all-gather them in
+# lockstep on every rank. ``save_state``/``load_state`` above handle that themselves (a sharded torch.distributed
+# checkpoint folder, or one full file, per the config's ``fsdp_state_dict_type``); what needs the whole model on one
+# rank — beam search over a rank's own validation batches, ``save_pretrained`` — gets a plain copy instead.
+
+
+def _unsharded_class(model) -> type:
+    """``fully_shard`` swaps ``model.__class__`` for a subclass ``FSDP<Name>(FSDPModule, <Name>)``; the model's own class."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+
+
+def plain_model(accelerator, model):
+    """The trained model without any wrapper: ``unwrap_model`` (DDP, ``torch.compile``) or, under FSDP2, a fresh
+    instance of the model's class holding the full weights on every rank (one all-gather; every rank must call).
+
+    Its keys are the model's own (no ``_fsdp_wrapped_module.``/``_orig_mod.``), so folders saved from it load
+    anywhere. It needs one full copy of the weights per rank: fine for models that fit one device.
+    """
+    raw = accelerator.unwrap_model(model)
+    if not getattr(accelerator, "is_fsdp2", False):
+        return raw
+    import copy
+
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(raw, options=StateDictOptions(full_state_dict=True))
+    clone = _unsharded_class(raw)(raw.config)
+    clone.load_state_dict(full)
+    clone.generation_config = copy.deepcopy(raw.generation_config)
+    return clone.to(accelerator.device).train(raw.training)
+
+
+def share_tied_embedding_modules(model):
+    """Before FSDP2 sharding: make every module that holds the tied word-embedding weight one module object.
+
+    Accelerate puts the input embedding and ``lm_head`` into one FSDP unit, and torch >= 2.13 refuses a parameter
+    that a third module still holds outside that unit (our encoder and decoder each have an ``embed_tokens``
+    holding the same tensor): "Parameter 'model.encoder.embed_tokens.weight' is shared with a parameter already
+    managed by another FSDP group". The modules are identical (same class, same weight, same settings), so sharing
+    the object changes no computation and no state-dict key.
+    """
+    embed = model.get_input_embeddings()
+    for name, module in list(model.named_modules()):
+        if (
+            module is not embed
+            and type(module) is type(embed)
+            and getattr(module, "weight", None) is embed.weight
+            and module.extra_repr() == embed.extra_repr()
+        ):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, embed)
+    return model

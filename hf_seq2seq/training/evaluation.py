@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .arguments import args_to_dict
+from .checkpointing import plain_model
 from .losses import token_loss_sum
 
 logger = logging.getLogger("hf_seq2seq.training")
@@ -36,7 +37,7 @@ def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str]
     and the main process checks that the indices are exactly ``0..N-1`` before scoring: no sampler padding, so no
     duplicate to drop and none can slip through.
     """
-    raw = accelerator.unwrap_model(model)
+    raw = plain_model(accelerator, model)  # under FSDP2 a full copy: ranks generate for different batches
     was_training = raw.training
     raw.eval()
     from transformers import DataCollatorForSeq2Seq
@@ -165,9 +166,9 @@ def validate(run) -> dict:
     state.history.append(entry)
     value = result["loss"] if metric == "loss" else result.get(metric)
     if _improved(run, value):
+        model = plain_model(accelerator, run.model)  # every rank: an all-gather under FSDP2
         if run.is_main:
             state.best_metric = value
-            model = accelerator.unwrap_model(run.model)
             run.task.save(model, run.tokenizer, run.output_dir / "best_model", model_card(run, result))
         state.best_step = state.step
         state.bad_evals = 0

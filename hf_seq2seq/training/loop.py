@@ -29,7 +29,7 @@ import torch
 
 from . import hooks
 from .arguments import MAX_CONSECUTIVE_SKIPS, DataArguments, ModelArguments, TrainArguments
-from .checkpointing import save_checkpoint
+from .checkpointing import plain_model, save_checkpoint
 from .evaluation import model_card, validate, write_history
 from .losses import scheduled_sampling_inputs
 from .recipe import parse_args
@@ -281,11 +281,10 @@ def finish(run: Run, loop: LoopState) -> dict:
             _save(run)
     final = dict(last_eval)
     result["final_metrics"] = final
+    result["model"] = model = plain_model(accelerator, run.model)  # every rank: an all-gather under FSDP2
     if run.is_main:
         card = model_card(run, final, final=True)
-        run.task.save(
-            accelerator.unwrap_model(run.model), run.tokenizer, run.output_dir / "final_model", card
-        )
+        run.task.save(model, run.tokenizer, run.output_dir / "final_model", card)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result

@@ -14,7 +14,7 @@ import torch
 
 from ..families import family_of
 from .arguments import DataArguments, ModelArguments, TrainArguments, args_to_dict
-from .checkpointing import TrainState, prepare_output_dir, resume_latest
+from .checkpointing import TrainState, prepare_output_dir, resume_latest, share_tied_embedding_modules
 from .tasks import TrainingTask, make_task, set_generation_defaults
 
 logger = logging.getLogger("hf_seq2seq.training")
@@ -107,6 +107,28 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
     return accelerator
 
 
+def check_launch(accelerator) -> None:
+    """Stop where Accelerate would quietly train something other than what the launch asked for."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        # torchrun started the processes, but without a GPU (and without ACCELERATE_USE_CPU) each one trains alone
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but Accelerate runs each one alone: it found "
+            "no GPU; to train on CPU with gloo set ACCELERATE_USE_CPU=1 (configs/accelerate/cpu_two_processes.yaml)"
+        )
+    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if fsdp_asked and accelerator.distributed_type != DistributedType.FSDP:
+        # Accelerate turns ACCELERATE_USE_FSDP into FSDP only for GPU-like back-ends; on CPU it falls back to DDP
+        raise ValueError(
+            f"the launch config asks for FSDP but Accelerate set up {accelerator.distributed_type.value}: Accelerate "
+            "enables FSDP only on GPUs/accelerators, not with use_cpu: true or ACCELERATE_USE_CPU=1"
+        )
+
+
 def _tokenizer(run: Run):
     """Rank 0 trains (or loads) the tokenizer and saves it; the others (and a resumed run) read the saved one."""
     tok_dir = run.output_dir / "tokenizer"
@@ -126,6 +148,8 @@ def _model_and_optimizer(run: Run) -> None:
     set_seed(run.train_args.seed)
     model = run.task.build_model(run.tokenizer)
     set_generation_defaults(model, run.train_args)
+    if getattr(run.accelerator, "is_fsdp2", False):
+        share_tied_embedding_modules(model)
     family = family_of(model)
     if run.model_args.scheduled_sampling > 0 and not (family is not None and family.scheduled_sampling):
         raise ValueError("--scheduled_sampling is only supported for the RNN family")
@@ -152,6 +176,7 @@ def set_up(data_args: DataArguments, model_args: ModelArguments, train_args: Tra
     output_dir = Path(train_args.output_dir)
     log_with = None if train_args.log_with in ("none", "") else train_args.log_with
     accelerator = _accelerator(train_args, output_dir, log_with)
+    check_launch(accelerator)
     run = Run(data_args, model_args, train_args, task, accelerator, output_dir, log_with, time.perf_counter())
     prepare_output_dir(output_dir, train_args, run.is_main)  # every rank raises the same error; main deletes
     accelerator.wait_for_everyone()
