@@ -120,7 +120,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
-        super().__init__(
+        # transformers' typed signature omits the special-token kwargs it accepts through **kwargs
+        super().__init__(  # type: ignore[call-arg]
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,

@@ -102,7 +102,8 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         if attn is not None and not isinstance(attn, dict):
             check_choice(None, "attn_implementation", attn, ATTN_IMPLEMENTATIONS)
         self._validate()
-        super().__init__(
+        # transformers' typed signature omits the special-token kwargs it accepts through **kwargs
+        super().__init__(  # type: ignore[call-arg]
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,

@@ -20,6 +20,8 @@ This file ships to the Hub as custom code: flat sibling imports only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
@@ -124,7 +126,7 @@ class ImageCaptioningPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         else:
-            RNNSeq2SeqPreTrainedModel._init_weights(self, module)
+            RNNSeq2SeqPreTrainedModel._init_weights(self, module)  # type: ignore[arg-type]  # same rules
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class ImageCaptioningEncoder(nn.Module):
     def __init__(self, config: ImageCaptioningConfig):
         super().__init__()
         self.config = config
+        self.backbone: nn.Module
         if config.backbone == "cnn":
             self.backbone = SmallCNN(config.num_channels, config.encoder_channels, config.coord_channels)
             features = config.encoder_channels[-1]
@@ -172,7 +175,7 @@ class ImageCaptioningEncoder(nn.Module):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> RNNSeq2SeqEncoderOutput:
+    ) -> RNNSeq2SeqEncoderOutput | tuple:
         config = self.config
         expected = (config.num_channels, config.image_size, config.image_size)
         if pixel_values is None or pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
@@ -224,7 +227,7 @@ class ShowAttendTellDecoder(BahdanauDecoder):
     """
 
     def __init__(self, config: ImageCaptioningConfig):
-        super().__init__(config)
+        super().__init__(config)  # type: ignore[arg-type]  # it carries every field the decoder reads
         self.gate = nn.Linear(config.hidden_size, 1) if config.attention_gate else None  # f_β
 
     def step(self, input_emb, state, memory, mask):
@@ -270,10 +273,11 @@ class ImageCaptioningForConditionalGeneration(
     def __init__(self, config: ImageCaptioningConfig):
         super().__init__(config)
         self.encoder = ImageCaptioningEncoder(config)
+        self.decoder: Any
         if config.attention == "bahdanau":
             self.decoder = ShowAttendTellDecoder(config)
         else:
-            self.decoder = LuongDecoder(config)
+            self.decoder = LuongDecoder(config)  # type: ignore[arg-type]  # it carries the decoder's fields
         self._init_lm_head(config)
         self.post_init()
 
@@ -283,7 +287,7 @@ class ImageCaptioningForConditionalGeneration(
     def get_input_embeddings(self) -> nn.Embedding:
         return self.decoder.embed_tokens
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.decoder.embed_tokens = value
 
     def attention_maps(self, cross_attentions) -> torch.Tensor:
@@ -308,10 +312,10 @@ class ImageCaptioningForConditionalGeneration(
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
-        labels: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         cache: RNNDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,

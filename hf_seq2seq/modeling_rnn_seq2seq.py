@@ -97,7 +97,8 @@ def _single_layer_view(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
     Built once per (module, input size); kept outside the module tree, so it adds nothing to the state dict."""
     views = rnn.__dict__.setdefault("_single_layer_views", {})
     if input_size not in views:
-        views[input_size] = type(rnn)(
+        rnn_cls = nn.LSTM if isinstance(rnn, nn.LSTM) else nn.GRU
+        views[input_size] = rnn_cls(
             input_size,
             rnn.hidden_size,
             num_layers=1,
@@ -140,6 +141,14 @@ class DecoderState(NamedTuple):
     feed: torch.Tensor | None = None
 
 
+def _decoder_hidden(encoder_outputs: RNNSeq2SeqEncoderOutput) -> torch.Tensor:
+    if encoder_outputs.decoder_hidden is None:
+        raise ValueError(
+            "RNN decoder: `encoder_outputs.decoder_hidden` (the decoder's initial state) is missing"
+        )
+    return encoder_outputs.decoder_hidden
+
+
 class DecoderOutput(NamedTuple):
     """A teacher-forced decoder pass: outputs (B, T, H), the final :class:`DecoderState`, attention weights
     (B, T, S) or None, and (with ``output_hidden_states``) the embeddings and each layer's states, else None."""
@@ -159,14 +168,23 @@ class Memory(NamedTuple):
     context: torch.Tensor | None = None
 
 
+def _state(layer: LinearAttentionLayer, index: int) -> torch.Tensor:
+    state = layer.recurrent_states[index]
+    if state is None:
+        raise ValueError(
+            "RNNDecoderCache: the cache holds no decoder state yet (run a forward with it first)"
+        )
+    return state
+
+
 class RNNDecoderCache(Cache):
     """The decoder state carried between ``generate()`` steps (returned as ``cache``): a transformers ``Cache``
     made of one ``LinearAttentionLayer`` per decoder layer, the library's cache layer for recurrent state.
 
     Layer ``l`` holds recurrent state 0 = ``h_l`` (B, H), state 1 = the LSTM cell ``c_l`` (B, H); the top layer
     also holds Luong's input feed ``h~_{t-1}`` (B, H) as its last state. ``keys`` (B, S, A) are the attention
-    keys projected once per source (the analogue of the Transformer's cross-attention cache); ``reorder_cache``
-    moves them with the state. ``seen_tokens`` counts the target tokens consumed: a recurrent state has no length
+    keys projected once per source (the analogue of the Transformer's cross-attention cache); like the encoder
+    states they come from, ``reorder_cache`` leaves them in place. ``seen_tokens`` counts the target tokens consumed: a recurrent state has no length
     axis, so ``generate()`` (which never slices inputs for a purely linear cache) relies on
     :meth:`RNNDecoderLMMixin.prepare_inputs_for_generation` to feed only the tokens the state has not seen.
     A state cannot be cropped back: assisted decoding does not apply (``_is_stateful``).
@@ -180,7 +198,8 @@ class RNNDecoderCache(Cache):
         per_layer = 1 + int(has_cell)
         layers = [LinearAttentionLayer(number_of_states=per_layer) for _ in range(num_layers - 1)]
         layers.append(LinearAttentionLayer(number_of_states=per_layer + int(has_feed)))
-        super().__init__(layers=layers)
+        super().__init__(layers=list(layers))
+        self.state_layers = layers  # the same objects, typed as what they are
         self.keys: torch.Tensor | None = None
         self.seen_tokens = 0
 
@@ -193,12 +212,12 @@ class RNNDecoderCache(Cache):
 
     def update_state(self, state: DecoderState, keys: torch.Tensor | None, new_tokens: int) -> None:
         """Store the state after ``new_tokens`` more target tokens (copied into the layers' buffers)."""
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.state_layers):
             layer.update_recurrent_state(state.hidden[index], state_idx=0)
-            if self.has_cell:
+            if state.cell is not None:
                 layer.update_recurrent_state(state.cell[index], state_idx=1)
-        if self.has_feed:
-            top = self.layers[-1]
+        if state.feed is not None:
+            top = self.state_layers[-1]
             top.update_recurrent_state(state.feed, state_idx=top.number_of_states - 1)
         self.keys = keys
         self.seen_tokens += new_tokens
@@ -206,23 +225,23 @@ class RNNDecoderCache(Cache):
     def to_state(self) -> DecoderState:
         """The stored state as the decoder consumes it: (L, B, H) tensors (new tensors: the buffers are
         overwritten by the next :meth:`update_state`)."""
-        hidden = torch.stack([layer.recurrent_states[0] for layer in self.layers])
-        cell = torch.stack([layer.recurrent_states[1] for layer in self.layers]) if self.has_cell else None
-        feed = None
-        if self.has_feed:
-            top = self.layers[-1]
-            feed = top.recurrent_states[top.number_of_states - 1].clone()
+        layers = self.state_layers
+        hidden = torch.stack([_state(layer, 0) for layer in layers])
+        cell = torch.stack([_state(layer, 1) for layer in layers]) if self.has_cell else None
+        feed = _state(layers[-1], layers[-1].number_of_states - 1).clone() if self.has_feed else None
         return DecoderState(hidden, cell, feed)
 
     @property
     def is_empty(self) -> bool:
-        return not self.layers[0].is_recurrent_states_initialized[0]
+        return not self.state_layers[0].is_recurrent_states_initialized[0]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: row ``i`` of every state tensor (and of the keys) becomes row ``beam_idx[i]``."""
+        """Beam search: row ``i`` of every state tensor becomes row ``beam_idx[i]``. The keys stay: like the
+        encoder states they are projected from (which ``generate()`` never reorders), they are a function of the
+        source, and ``beam_idx`` only picks among the beams of one source, whose rows are identical (the
+        Transformer's cross-attention cache is left in place for the same reason). Copying them would cost a
+        (B, S, A) copy per step, the largest tensor of a beam step after the logits."""
         super().reorder_cache(beam_idx)
-        if self.keys is not None:
-            self.keys = self.keys.index_select(0, beam_idx.to(self.keys.device))
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen_tokens
@@ -320,8 +339,8 @@ class RNNSeq2SeqEncoder(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embed_tokens = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embed_tokens = value  # type: ignore[assignment]  # any module mapping ids to (.., E)
 
     def _join_directions(self, final: torch.Tensor) -> torch.Tensor:
         """(Le * dirs, B, H / dirs) -> (Le, B, H): forward and backward final states concatenated per layer."""
@@ -384,7 +403,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         states, final_h, final_c, layer_states = self._run_layers(embedded, lengths, per_layer)
         hidden = torch.tanh(self.bridge(self._join_directions(final_h)[self.bridge_layers]))  # (L, B, H)
         cell = None
-        if final_c is not None:
+        if final_c is not None and self.bridge_cell is not None:
             cell = self.bridge_cell(self._join_directions(final_c)[self.bridge_layers]).transpose(0, 1)
         return states, hidden.transpose(0, 1), cell, layer_states
 
@@ -439,6 +458,7 @@ class _RNNDecoderBase(nn.Module):
     """Shared parts: target embeddings, the multi-layer RNN, the state layout. Subclasses define :meth:`step`."""
 
     has_attention = True
+    score: Any  # an attention score module (attention.py), on the decoders that attend
 
     def __init__(self, config: RNNSeq2SeqConfig, rnn_input_size: int):
         super().__init__()
@@ -453,7 +473,7 @@ class _RNNDecoderBase(nn.Module):
         self.checkpointed = CheckpointedCall()
 
     def initial_state(self, encoder_outputs: RNNSeq2SeqEncoderOutput) -> DecoderState:
-        hidden = encoder_outputs.decoder_hidden.transpose(0, 1).contiguous()
+        hidden = _decoder_hidden(encoder_outputs).transpose(0, 1).contiguous()
         cell = encoder_outputs.decoder_cell
         cell = None if cell is None else cell.transpose(0, 1).contiguous()
         return DecoderState(hidden, cell, None)
@@ -463,7 +483,7 @@ class _RNNDecoderBase(nn.Module):
         values = encoder_outputs.last_hidden_state
         if keys is None:
             keys = self.score.precompute_keys(values)
-        return Memory(values, keys)
+        return Memory(values, keys)  # type: ignore[arg-type]  # ModelOutput fields are typed Optional
 
     def _rnn(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """inputs (B, T, in) -> outputs of the top layer (B, T, H) and the new (hidden, cell)."""
@@ -538,6 +558,10 @@ class _RNNDecoderBase(nn.Module):
         """
         embedded = self._embed(input_ids, inputs_embeds)  # (B, T, E)
         per_layer = bool(output_hidden_states)
+        if embedded.shape[1] == 1 and not per_layer and not (self.training and self.checkpointed.gradient_checkpointing):
+            # One token (every generate() step): the loop of one step, without its checkpoint and stacking.
+            output, state, attn = self.step(embedded[:, 0], state, memory, mask)
+            return DecoderOutput(output.unsqueeze(1), state, None if attn is None else attn.unsqueeze(1), None)
         outputs, hidden, cell, feed, attn, layer_states = self.checkpointed(
             embedded, *state, *memory, mask, fn=self._flat, fast=fast and not per_layer, per_layer=per_layer
         )
@@ -562,7 +586,8 @@ class ChoDecoder(_RNNDecoderBase):
         self.readout = nn.Linear(2 * config.hidden_size + config.embedding_size, config.hidden_size)
 
     def memory(self, encoder_outputs: RNNSeq2SeqEncoderOutput, keys: torch.Tensor | None = None) -> Memory:
-        return Memory(encoder_outputs.last_hidden_state, None, encoder_outputs.decoder_hidden[:, -1])
+        states = encoder_outputs.last_hidden_state
+        return Memory(states, None, _decoder_hidden(encoder_outputs)[:, -1])  # type: ignore[arg-type]
 
     def step(self, input_emb, state, memory, mask):
         context = memory.context  # (B, H)
@@ -680,6 +705,9 @@ class RNNDecoderLMMixin:
     """
 
     _is_stateful = True
+    # set by the host model
+    config: Any
+    decoder: Any
 
     def _init_lm_head(self, config) -> None:
         self.dropout = nn.Dropout(config.dropout)
@@ -711,10 +739,10 @@ class RNNDecoderLMMixin:
         self,
         cache: Cache | None,
         use_cache: bool | None,
-        labels: torch.LongTensor | None,
-        decoder_input_ids: torch.LongTensor | None,
+        labels: torch.Tensor | None,
+        decoder_input_ids: torch.Tensor | None,
         decoder_inputs_embeds: torch.Tensor | None = None,
-    ) -> tuple[bool, torch.LongTensor | None]:
+    ) -> tuple[bool, torch.Tensor | None]:
         """Validate ``cache``; default ``use_cache`` from the config (off with ``labels``: a training pass keeps no
         state); ``decoder_input_ids`` from ``labels``."""
         name = type(self).__name__
@@ -760,6 +788,7 @@ class RNNDecoderLMMixin:
         """
         if isinstance(encoder_outputs, RNNSeq2SeqEncoderOutput):
             return encoder_outputs
+        fields: dict[str, Any]
         if isinstance(encoder_outputs, (tuple, list)):
             tensors = [x for x in encoder_outputs if isinstance(x, torch.Tensor)]
             nested = [x for x in encoder_outputs if isinstance(x, (tuple, list))]
@@ -775,9 +804,7 @@ class RNNDecoderLMMixin:
             )
         return RNNSeq2SeqEncoderOutput(**fields)
 
-    def _loss(
-        self, logits: torch.Tensor, labels: torch.LongTensor, attn: torch.Tensor | None
-    ) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, attn: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy over non-``-100`` labels with ``config.label_smoothing``. ``attn`` (B, T, S) is there
         for hosts that add an attention term (image captioning's doubly stochastic penalty)."""
         return nn.functional.cross_entropy(
@@ -789,7 +816,7 @@ class RNNDecoderLMMixin:
 
     def _run_decoder(
         self,
-        decoder_input_ids: torch.LongTensor | None,
+        decoder_input_ids: torch.Tensor | None,
         encoder_outputs: RNNSeq2SeqEncoderOutput,
         source_mask: torch.Tensor | None,
         cache: RNNDecoderCache | None,
@@ -798,7 +825,7 @@ class RNNDecoderLMMixin:
         decoder_inputs_embeds: torch.Tensor | None = None,
     ) -> tuple[DecoderOutput, RNNDecoderCache | None]:
         """The decoder over (B, T) inputs from the encoder's state or the ``cache``'s; the updated cache."""
-        decoder = self.get_decoder()
+        decoder: Any = self.get_decoder()
         if cache is None or cache.is_empty:
             state = decoder.initial_state(encoder_outputs)
             memory = decoder.memory(encoder_outputs)
@@ -822,10 +849,10 @@ class RNNDecoderLMMixin:
 
     def _decode(
         self,
-        decoder_input_ids: torch.LongTensor | None,
+        decoder_input_ids: torch.Tensor | None,
         encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | dict,
         source_mask: torch.Tensor | None,
-        labels: torch.LongTensor | None,
+        labels: torch.Tensor | None,
         cache: RNNDecoderCache | None,
         use_cache: bool,
         output_attentions: bool | None,
@@ -863,7 +890,7 @@ class RNNDecoderLMMixin:
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=new_cache,
+            cache=new_cache,  # type: ignore[arg-type]  # the output annotates an attention cache; any Cache goes
             decoder_hidden_states=out.hidden_states,
             cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
@@ -899,17 +926,17 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embed_tokens
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embed_tokens = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.embed_tokens = value  # type: ignore[assignment]  # any module mapping ids to (.., E)
         if self.config.tie_word_embeddings:
-            self.decoder.embed_tokens = value
+            self.decoder.embed_tokens = value  # type: ignore[assignment]
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
-        input_ids: torch.LongTensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
         cache: RNNDecoderCache | None = None,
@@ -948,14 +975,14 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             attention_mask,
             cache,
             use_cache,
-            output_hidden_states,
+            bool(output_hidden_states),
             decoder_inputs_embeds,
         )
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         attn = out.attentions
         output = Seq2SeqModelOutput(
             last_hidden_state=out.outputs,
-            cache=cache,
+            cache=cache,  # type: ignore[arg-type]  # the output annotates an attention cache; any Cache goes
             decoder_hidden_states=out.hidden_states,
             cross_attentions=(attn.unsqueeze(1),) if output_attentions and attn is not None else None,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
@@ -1010,18 +1037,18 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.model.set_input_embeddings(value)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
-        input_ids: torch.LongTensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: RNNSeq2SeqEncoderOutput | tuple | None = None,
-        labels: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         cache: RNNDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,6 +147,8 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
 class TransformerSeq2SeqSinusoidalPositions(nn.Module):
     """Fixed sinusoidal positions (Sec. 3.5): a computed, non-persistent (N, D) buffer, never a parameter."""
 
+    table: torch.Tensor
+
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
         self.num_positions, self.dim = num_positions, dim
@@ -163,7 +166,7 @@ class TransformerSeq2SeqSinusoidalPositions(nn.Module):
 class TransformerSeq2SeqLearnedPositions(nn.Embedding):
     """Learned absolute positions (the paper's Sec. 3.5 alternative, as in BERT/BART): an (N, D) parameter."""
 
-    def forward(self, past_length: int, length: int) -> torch.Tensor:
+    def forward(self, past_length: int, length: int) -> torch.Tensor:  # type: ignore[override]  # not ids
         """Positions P .. P + T - 1 → (T, D)."""
         positions = torch.arange(past_length, past_length + length, device=self.weight.device)
         return super().forward(positions)
@@ -259,7 +262,7 @@ class TransformerSeq2SeqAttention(nn.Module):
             (query,) = self._split_heads(self.q_proj(hidden_states), 1)
             if cache is not None and cache.is_updated.get(self.layer_idx):
                 layer = cache.cross_attention_cache.layers[self.layer_idx]
-                key, value = layer.keys, layer.values
+                key, value = layer.keys, layer.values  # type: ignore[union-attr]  # an attention layer
             else:
                 key, value = self._split_heads(self.kv_proj(key_value_states), 2)
                 if cache is not None:
@@ -286,8 +289,8 @@ class TransformerSeq2SeqAttention(nn.Module):
                 else:
                     output = F.scaled_dot_product_attention(
                         query,
-                        key,
-                        value,
+                        key,  # type: ignore[arg-type]  # the cache returns the tensors it was given
+                        value,  # type: ignore[arg-type]
                         attn_mask=attention_mask,
                         dropout_p=self.dropout if self.training else 0.0,
                         scale=self.scaling,
@@ -444,7 +447,7 @@ class _Embedder(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
-        self.embed_positions = _make_positions(config)
+        self.embed_positions: Any = _make_positions(config)
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.max_positions = config.max_position_embeddings
         self.dropout = config.dropout
@@ -518,8 +521,8 @@ class TransformerSeq2SeqEncoder(_Embedder):
         )
         hidden_states = self.embed(input_ids, inputs_embeds=inputs_embeds)
         mask = _padding_mask(attention_mask, hidden_states.dtype)
-        all_hidden = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        all_hidden: tuple[torch.Tensor, ...] | None = (hidden_states,) if output_hidden_states else None
+        all_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
         attn_implementation = self.config._attn_implementation
         for layer in self.layers:
             hidden_states, weights = layer(
@@ -528,9 +531,9 @@ class TransformerSeq2SeqEncoder(_Embedder):
                 output_attentions=output_attentions,
                 attn_implementation=attn_implementation,
             )
-            if output_hidden_states:
+            if all_hidden is not None:
                 all_hidden += (hidden_states,)
-            if output_attentions:
+            if all_attentions is not None:
                 all_attentions += (weights,)
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
@@ -601,9 +604,9 @@ class TransformerSeq2SeqDecoder(_Embedder):
                 "eager" if output_attentions else attn_implementation,
             )
         cross_mask = _padding_mask(encoder_attention_mask, hidden_states.dtype)
-        all_hidden = (hidden_states,) if output_hidden_states else None
-        self_attentions = () if output_attentions else None
-        cross_attentions = () if output_attentions else None
+        all_hidden: tuple[torch.Tensor, ...] | None = (hidden_states,) if output_hidden_states else None
+        self_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
+        cross_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
         for layer in self.layers:
             hidden_states, self_weights, cross_weights = layer(
                 hidden_states,
@@ -614,9 +617,9 @@ class TransformerSeq2SeqDecoder(_Embedder):
                 output_attentions=output_attentions,
                 attn_implementation=attn_implementation,
             )
-            if output_hidden_states:
+            if all_hidden is not None:
                 all_hidden += (hidden_states,)
-            if output_attentions:
+            if self_attentions is not None and cross_attentions is not None:
                 self_attentions += (self_weights,)
                 cross_attentions += (cross_weights,)
         if self.layer_norm is not None:
@@ -673,10 +676,10 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embed_tokens
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.encoder.embed_tokens = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.embed_tokens = value  # type: ignore[assignment]  # any module mapping ids to (.., D)
         if self.config.tie_word_embeddings:
-            self.decoder.embed_tokens = value
+            self.decoder.embed_tokens = value  # type: ignore[assignment]
 
     def get_encoder(self, modality: str | None = None) -> TransformerSeq2SeqEncoder:
         return self.encoder
@@ -722,6 +725,7 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
+        assert isinstance(encoder_outputs, BaseModelOutput)  # the encoder was asked for return_dict=True
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("forward needs decoder_input_ids (B, T), decoder_inputs_embeds or labels")
 
@@ -782,7 +786,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.model.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -792,7 +796,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
         self.lm_head = value
 
     @staticmethod
-    def _reorder_cache(cache: EncoderDecoderCache, beam_idx: torch.Tensor) -> EncoderDecoderCache:
+    def _reorder_cache(cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
         """Beam search: reorder only the self-attention K/V. ``beam_idx`` picks beams of the same sentence, whose
         cross-attention K/V are identical (the encoder output is repeated per beam), so those need no copy.
 
