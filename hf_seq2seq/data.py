@@ -445,6 +445,7 @@ def tokenize_parallel(
     (``ds.remove_columns("length")``): ``DataCollatorForSeq2Seq`` would pass it on to the model.
     """
     target_tokenizer = target_tokenizer if target_tokenizer is not None else tokenizer
+    settings = (source_lang, target_lang, max_source_length, max_target_length)
 
     def encode(batch):
         src = [p[source_lang] for p in batch["translation"]]
@@ -480,7 +481,12 @@ def tokenize_parallel(
         # On an Arrow-backed dataset map() and filter() are cached by fingerprint: a second run with the same
         # data and tokenizer loads the tokenized split instead of encoding it again.
         ds = ds.map(
-            encode, batched=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f"tokenize {split}"
+            encode,
+            batched=True,
+            remove_columns=ds.column_names,
+            num_proc=num_proc,
+            desc=f"tokenize {split}",
+            new_fingerprint=_tokenized_fingerprint(ds, tokenizer, target_tokenizer, settings),
         )
         # pyarrow sums the flag columns without turning millions of rows into Python objects
         n_empty, n_long = (pc.sum(ds.data.column(c)).as_py() or 0 for c in ("_empty", "_too_long"))
@@ -502,6 +508,28 @@ def tokenize_parallel(
         out[split] = ds
     result = DatasetDict(out)
     return (result, stats) if return_stats else result
+
+
+# Bump when tokenize_parallel's output changes: it is part of the cache key of tokenized splits.
+_TOKENIZED_FORMAT = 1
+
+
+def _tokenized_fingerprint(ds: Dataset, tokenizer, target_tokenizer, settings: tuple) -> str:
+    """The cache key of a tokenized split, from what decides its content: the input rows, both tokenizers'
+    serialized vocabularies and rules, the languages and length limits.
+
+    ``datasets`` would hash the ``encode`` closure, whose tokenizer object hashes differently when trained in
+    this process and when loaded from its folder: the other ranks (which load rank 0's tokenizer) and a second
+    run would then tokenize the whole corpus again instead of reading rank 0's cache.
+    """
+    from datasets.fingerprint import Hasher
+
+    def content(tok):
+        return (type(tok).__name__, tok.backend_tokenizer.to_str(), tok.all_special_tokens, tok.padding_side)
+
+    return Hasher.hash(
+        (_TOKENIZED_FORMAT, ds._fingerprint, content(tokenizer), content(target_tokenizer), settings)
+    )
 
 
 def example_lengths(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
