@@ -272,8 +272,8 @@ def cpu_model_name() -> str:
 
 
 def hardware_description(device, num_processes: int = 1, mixed_precision: str = "no") -> str:
-    """The card's hardware line: the device's name (the GPU model, or the CPU model and torch's thread count), the
-    number of processes when more than one ran, and the precision."""
+    """The card's hardware line: the number of processes, the device's name (the GPU model, or the CPU model and
+    torch's thread count per process) and the precision, e.g. ``1 x NVIDIA H100 80GB HBM3, bf16 mixed precision``."""
     import torch
 
     device = torch.device(device)
@@ -284,8 +284,7 @@ def hardware_description(device, num_processes: int = 1, mixed_precision: str = 
         name = f"CPU {cpu_model_name()} ({threads} thread{'' if threads == 1 else 's'})"
     else:
         name = device.type
-    processes = "" if num_processes == 1 else f"{num_processes} processes x "
-    return f"{processes}{name}, {PRECISION_NAMES.get(mixed_precision, mixed_precision)}"
+    return f"{num_processes} x {name}, {PRECISION_NAMES.get(mixed_precision, mixed_precision)}"
 
 
 # ---------------------------------------------------------------------------------------------------- card
@@ -592,6 +591,20 @@ def _card_dataset(card: Mapping, data: ModelCardData) -> str:
 
 
 # ------------------------------------------------------------------------------------------- updating a card
+def write_model_card(
+    model, tokenizer, folder, card: Mapping | None = None, images: Mapping | None = None
+) -> Path:
+    """(Re)write the card of an existing model folder from ``card`` (the keys of `render_model_card`), drawing its
+    learning curve and attention figure as `save_model_folder` does; the weights and every other file are left as
+    they are, and ``README.md`` is replaced in one rename."""
+    folder = Path(folder)
+    card = dict(card or {})
+    image_names = _write_images(model, tokenizer, folder, card, images)
+    readme = folder / "README.md"
+    _write_atomically(readme, str(render_model_card(model, card, image_names)))
+    return readme
+
+
 def update_card_evaluation(folder, split: str, scores: Mapping, num_beams=None, dataset_name=None) -> Path:
     """Add the ``split`` results (BLEU, chrF and their sacreBLEU signatures, as `commands.evaluate.score` returns
     them) to a translation folder's card, or replace the ones of that split: in ``model-index`` and as a row of the
