@@ -62,10 +62,10 @@ class AdditiveScore(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, precomputed: torch.Tensor) -> torch.Tensor:
         q, squeeze = _as_steps(query)
-        # (B, T, 1, A) + (B, 1, S, A) -> tanh -> v_a -> (B, T, S)
-        scores = self.energy(torch.tanh(self.query_proj(q).unsqueeze(2) + precomputed.unsqueeze(1))).squeeze(
-            -1
-        )
+        # (B, T, 1, A) + (B, 1, S, A) -> tanh -> v_a -> (B, T, S). The sum is a fresh tensor, so tanh overwrites it
+        # (the add's backward needs no output): one (B, T, S, A) tensor instead of two, the largest of a step.
+        hidden = torch.tanh_(self.query_proj(q).unsqueeze(2) + precomputed.unsqueeze(1))
+        scores = self.energy(hidden).squeeze(-1)
         return scores.squeeze(1) if squeeze else scores
 
 
@@ -146,10 +146,10 @@ def attend(
         context (B, Hv) or (B, T, Hv), weights with the shape of ``scores`` (sum to 1 over unmasked positions).
     """
     if mask is not None:
-        keep = mask.bool()
+        padding = mask == 0  # one op per step (generate() passes the integer mask every step)
         if scores.dim() == 3:
-            keep = keep.unsqueeze(1)
-        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+            padding = padding.unsqueeze(1)
+        scores = scores.masked_fill(padding, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=-1)
     if weights.dim() == 2:
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)

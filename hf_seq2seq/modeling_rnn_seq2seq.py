@@ -184,9 +184,10 @@ class RNNDecoderCache(Cache):
     Layer ``l`` holds recurrent state 0 = ``h_l`` (B, H), state 1 = the LSTM cell ``c_l`` (B, H); the top layer
     also holds Luong's input feed ``h~_{t-1}`` (B, H) as its last state. ``keys`` (B, S, A) are the attention
     keys projected once per source (the analogue of the Transformer's cross-attention cache); like the encoder
-    states they come from, ``reorder_cache`` leaves them in place. ``seen_tokens`` counts the target tokens consumed: a recurrent state has no length
-    axis, so ``generate()`` (which never slices inputs for a purely linear cache) relies on
-    :meth:`RNNDecoderLMMixin.prepare_inputs_for_generation` to feed only the tokens the state has not seen.
+    states they come from, ``reorder_cache`` leaves them in place. ``seen_tokens`` counts the target tokens
+    consumed: a recurrent state has no length axis, so ``generate()`` (which never slices inputs for a purely
+    linear cache) relies on :meth:`RNNDecoderLMMixin.prepare_inputs_for_generation` to feed only the tokens the
+    state has not seen.
     A state cannot be cropped back: assisted decoding does not apply (``_is_stateful``).
     """
 
@@ -558,10 +559,16 @@ class _RNNDecoderBase(nn.Module):
         """
         embedded = self._embed(input_ids, inputs_embeds)  # (B, T, E)
         per_layer = bool(output_hidden_states)
-        if embedded.shape[1] == 1 and not per_layer and not (self.training and self.checkpointed.gradient_checkpointing):
+        if (
+            embedded.shape[1] == 1
+            and not per_layer
+            and not (self.training and self.checkpointed.gradient_checkpointing)
+        ):
             # One token (every generate() step): the loop of one step, without its checkpoint and stacking.
             output, state, attn = self.step(embedded[:, 0], state, memory, mask)
-            return DecoderOutput(output.unsqueeze(1), state, None if attn is None else attn.unsqueeze(1), None)
+            return DecoderOutput(
+                output.unsqueeze(1), state, None if attn is None else attn.unsqueeze(1), None
+            )
         outputs, hidden, cell, feed, attn, layer_states = self.checkpointed(
             embedded, *state, *memory, mask, fn=self._flat, fast=fast and not per_layer, per_layer=per_layer
         )
