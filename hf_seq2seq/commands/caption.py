@@ -17,13 +17,11 @@ def caption_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="saved captioning model folder (or Hub repo id)")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--no_path", action="store_true", help="print only the captions")
-    _generation_args(parser)
+    _generation_args(parser, unit="images")
     args = parser.parse_args(argv)
     import torch
 
     try:
-        if args.batch_size < 1:
-            raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
         images = [_open_image(p) for p in args.images]  # every file checked before the model is loaded
         model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
         device = next(model.parameters()).device

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import _fail, _generate_kwargs, _generation_args, _load, _read_lines
+from .common import _fail, _generate_kwargs, _generation_args, _load, _read_lines, check_outputs, write_atomic
 from .translate import translate_lines
 
 
@@ -56,6 +56,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     _generation_args(parser)
     args = parser.parse_args(argv)
     try:
+        check_outputs(
+            {"--output": args.output, "--hypotheses": args.hypotheses},
+            {"--source": args.source, "--reference": args.reference},
+        )
         sources, references = _read_lines(args.source), _read_lines(args.reference)
         if len(sources) != len(references):
             raise ValueError(
@@ -80,10 +84,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     print(f"BLEU = {result['bleu']:.2f}  ({result['bleu_signature']})")
     print(f"chrF = {result['chrf']:.2f}  ({result['chrf_signature']})")
     if args.hypotheses:
-        Path(args.hypotheses).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        write_atomic(args.hypotheses, "".join(h + "\n" for h in hyps))
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_atomic(args.output, json.dumps(result, indent=2) + "\n")
     if args.update_card:
         try:
             readme = _update_card(args, result)

@@ -14,6 +14,9 @@ from .common import (
     _load_captioner,
     _open_image,
     _trust_arg,
+    atomic_path,
+    check_outputs,
+    positive_int,
 )
 
 
@@ -46,10 +49,12 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
         "--output", default="attention.png", help="image file, .png or .svg (default attention.png)"
     )
     parser.add_argument(
-        "--num_beams", type=int, default=None, help="beam size (default: generation_config.json)"
+        "--num_beams", type=positive_int, default=None, help="beam size (default: generation_config.json)"
     )
-    parser.add_argument("--max_new_tokens", type=int, default=None, help="longest output")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--max_new_tokens", type=positive_int, default=None, help="longest output")
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto: cuda if available)"
+    )
     _trust_arg(parser)
     args = parser.parse_args(argv)
     if args.image is not None:
@@ -59,7 +64,8 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     try:
         if _folder_model_type(args.model) == CAPTIONING_MODEL_TYPE:
             raise ValueError(f"{args.model} is an image-captioning model: give --image, not --text")
-        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
+        # eager attention: sdpa kernels (Marian's default) return no attention weights to draw
+        model, tokenizer = _load(args.model, args.device, args.trust_remote_code, attn_implementation="eager")
         matrix, src, tgt = attention_matrix(
             model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
         )
@@ -69,7 +75,9 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
             else f", layer {args.layer}, head {args.head}"
         )
         title = f"{tokenizer.convert_tokens_to_string(tgt)}{heads}"
-        path = plot_attention(matrix, src, tgt, args.output, title=title)
+        with atomic_path(args.output) as tmp:
+            plot_attention(matrix, src, tgt, tmp, title=title)
+        path = args.output
     except (OSError, ValueError) as err:
         return _fail(parser.prog, err)
     print(path)
@@ -80,12 +88,17 @@ def _plot_image_attention(prog: str, args) -> int:
     from ..plotting import caption_attention, plot_attention_over_image
 
     try:
+        check_outputs({"--output": args.output}, {"--image": args.image})
         image = _open_image(args.image)
-        model, processor, tokenizer = _load_captioner(args.model, args.device, args.trust_remote_code)
+        model, processor, tokenizer = _load_captioner(
+            args.model, args.device, args.trust_remote_code, text_hint="give --text instead of --image"
+        )
         maps, words, caption = caption_attention(model, processor, tokenizer, image, **_generate_kwargs(args))
         if not words:
             raise ValueError(f"the model generated an empty caption for {args.image}: nothing to plot")
-        path = plot_attention_over_image(image, maps, words, args.output)
+        with atomic_path(args.output) as tmp:
+            plot_attention_over_image(image, maps, words, tmp)
+        path = args.output
     except (OSError, ValueError) as err:
         return _fail(prog, err)
     print(caption)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..export.engines import add_engine_args, translate_args
-from .common import _fail, _generate_kwargs, _generation_args, _load, _read_lines
+from .common import (
+    _fail,
+    _generate_kwargs,
+    _generation_args,
+    _load,
+    _read_lines,
+    _read_stdin,
+    check_outputs,
+    positive_int,
+    write_atomic,
+)
 
 
 def _max_source_length(model, tokenizer) -> int:
@@ -89,13 +98,20 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="saved model folder (or Hub repo id)")
     parser.add_argument("--input", default=None, help="source file (default: stdin)")
-    parser.add_argument("--output", default=None, help="output file (default: stdout)")
-    parser.add_argument("--n_best", type=int, default=1, help="hypotheses per input line (default 1)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="output file, replaced only once every line is translated (default: stdout)",
+    )
+    parser.add_argument(
+        "--n_best", type=positive_int, default=1, help="hypotheses per input line (default 1)"
+    )
     _generation_args(parser)
     add_engine_args(parser)
     args = parser.parse_args(argv)
     try:
-        lines = _read_lines(args.input) if args.input else sys.stdin.read().splitlines()
+        check_outputs({"--output": args.output}, {"--input": args.input})
+        lines = _read_lines(args.input) if args.input else _read_stdin()
         if args.engine != "torch":  # an exported folder (hf-seq2seq export): hf_seq2seq.export.engines
             results = translate_args(args, lines)
         else:
@@ -113,8 +129,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         return _fail(parser.prog, err)
     text = "".join(hyp + "\n" for hyps in results for hyp in hyps)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
