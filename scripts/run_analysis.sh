@@ -23,12 +23,13 @@ OUT="${OUT:-$HERE/docs/results}"
 mkdir -p "$RUNS" "$OUT"
 
 # ------------------------------------------------------------------------------------------- the task models
-# The short "numbers" task: the demo recipe's tiny models (E=32, H=64), one per attention variant.
-numbers_run() {  # numbers_run NAME MODEL_TYPE MODEL_CONFIG_JSON [extra train options]
-  local name=$1 type=$2 cfg=$3
-  shift 3
-  train "$name" --config configs/demo_numbers_bahdanau.yaml --model_type "$type" --model_config "$cfg" \
-    --max_steps 600 --eval_steps 300 --log_with none "$@"
+# The short "numbers" task: the demo recipe's tiny models (E=32, H=64), one per attention variant, two seeds (the
+# seed also draws the task's splits, so each seed has its own test split).
+numbers_run() {  # numbers_run NAME SEED MODEL_TYPE MODEL_CONFIG_JSON [extra train options]
+  local name=$1 seed=$2 type=$3 cfg=$4
+  shift 4
+  train "${name}_s$seed" --config configs/demo_numbers_bahdanau.yaml --model_type "$type" --model_config "$cfg" \
+    --max_steps 600 --eval_steps 300 --log_with none --seed "$seed" "$@"
 }
 
 # Lists of numbers (long inputs): written by hf_seq2seq.tasks.make_number_lists, trained from files.
@@ -50,7 +51,7 @@ train() {  # train NAME [train.py options]; skips a finished run
     return
   fi
   (cd "$CODE" && PYTHONPATH="$CODE" OMP_NUM_THREADS=1 "$PYTHON" scripts/train.py --output_dir "$RUNS/$name" \
-    --seed 0 --disable_progress_bar true "$@") >"$RUNS/$name.log" 2>&1
+    --disable_progress_bar true "$@") >"$RUNS/$name.log" 2>&1
   echo "$name: trained ($(tail -n 1 "$RUNS/$name.log"))"
 }
 
@@ -61,21 +62,25 @@ rnn() {  # rnn ATTENTION INPUT_FEEDING HIDDEN -> the RNN family's model_config J
 TRANSFORMER='{"d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "num_attention_heads": 4, "ffn_dim": 128, "dropout": 0.0}'
 
 lane_a() {
-  numbers_run numbers_bahdanau rnn "$(rnn bahdanau false 64)"
-  numbers_run numbers_dot rnn "$(rnn dot false 64)"
-  numbers_run numbers_general rnn "$(rnn general false 64)"
-  numbers_run numbers_concat rnn "$(rnn concat false 64)"
-  numbers_run numbers_none rnn "$(rnn none false 64)"
-  lists_run lists_none rnn "$(rnn none false 128)"
-  lists_run lists_general_if rnn "$(rnn general true 128)"
+  for seed in 0 1; do
+    numbers_run numbers_bahdanau $seed rnn "$(rnn bahdanau false 64)"
+    numbers_run numbers_dot $seed rnn "$(rnn dot false 64)"
+    numbers_run numbers_general $seed rnn "$(rnn general false 64)"
+    numbers_run numbers_concat $seed rnn "$(rnn concat false 64)"
+    numbers_run numbers_none $seed rnn "$(rnn none false 64)"
+  done
+  lists_run lists_none rnn "$(rnn none false 128)" --seed 0
+  lists_run lists_general_if rnn "$(rnn general true 128)" --seed 0
 }
 lane_b() {
-  numbers_run numbers_transformer transformer "$TRANSFORMER" --learning_rate 0.002 --warmup_steps 100
-  numbers_run numbers_dot_if rnn "$(rnn dot true 64)"
-  numbers_run numbers_general_if rnn "$(rnn general true 64)"
-  numbers_run numbers_concat_if rnn "$(rnn concat true 64)"
-  lists_run lists_bahdanau rnn "$(rnn bahdanau false 128)"
-  lists_run lists_transformer transformer "$TRANSFORMER" --learning_rate 0.002 --warmup_steps 200
+  for seed in 0 1; do
+    numbers_run numbers_transformer $seed transformer "$TRANSFORMER" --learning_rate 0.002 --warmup_steps 100
+    numbers_run numbers_dot_if $seed rnn "$(rnn dot true 64)"
+    numbers_run numbers_general_if $seed rnn "$(rnn general true 64)"
+    numbers_run numbers_concat_if $seed rnn "$(rnn concat true 64)"
+  done
+  lists_run lists_bahdanau rnn "$(rnn bahdanau false 128)" --seed 0
+  lists_run lists_transformer transformer "$TRANSFORMER" --learning_rate 0.002 --warmup_steps 200 --seed 0
 }
 
 write_lists() {  # the long-input set: 4000 train / 200 validation / 600 test lists, seed 0
@@ -92,14 +97,15 @@ for split, part in {"train": rows[:4000], "validation": rows[4000:4200], "test":
 EOF
 }
 
-write_numbers_test() {  # the held-out test split of the numbers task, as the runs drew it (seed 0)
-  "$PYTHON" - "$RUNS/data" <<'EOF'
+write_numbers_test() {  # the held-out test split of the numbers task as the runs of seed $1 drew it
+  "$PYTHON" - "$RUNS/data" "$1" <<'EOF'
 import sys
 from hf_seq2seq.tasks import load_task_dataset
 
-test = load_task_dataset("numbers", 4000, 200, 200, seed=0)["test"]["translation"]
+seed = int(sys.argv[2])
+test = load_task_dataset("numbers", 4000, 200, 200, seed=seed)["test"]["translation"]
 for lang in ("de", "en"):
-    with open(f"{sys.argv[1]}/numbers.test.{lang}", "w", encoding="utf-8") as f:
+    with open(f"{sys.argv[1]}/numbers_s{seed}.test.{lang}", "w", encoding="utf-8") as f:
         f.write("".join(r[lang] + "\n" for r in test))
 EOF
 }
@@ -119,7 +125,6 @@ analyze() {  # analyze NAME [hf-seq2seq analyze options]
 }
 
 do_analyze() {
-  write_numbers_test
   local m30k=()
   for run in gru_vanilla_de_en bigru_bahdanau_de_en lstm_luong_de_en transformer_de_en; do
     for sub in best_model final_model; do
@@ -133,10 +138,16 @@ do_analyze() {
     --reference "$DATA/test_2016_flickr.en.gz" --min_bucket_size 100 --num_beams 5
   analyze analysis_lists "$RUNS"/lists_{none,bahdanau,general_if,transformer}/best_model \
     --source "$RUNS/data/lists.test.de" --reference "$RUNS/data/lists.test.en" --min_bucket_size 50 \
-    --alignment numbers --heatmap_line 3 --update_card
-  analyze analysis_alignment "$RUNS"/numbers_{none,bahdanau,dot,general,concat,dot_if,general_if,concat_if,transformer}/best_model \
-    --source "$RUNS/data/numbers.test.de" --reference "$RUNS/data/numbers.test.en" --min_bucket_size 25 \
-    --alignment numbers --heatmap_line 1
+    --alignment numbers --heatmap_line 1 --update_card
+  local variants=(none bahdanau dot general concat dot_if general_if concat_if transformer) v seed
+  for seed in 0 1; do
+    write_numbers_test $seed
+    local models=()
+    for v in "${variants[@]}"; do models+=("$RUNS/numbers_${v}_s$seed/best_model"); done
+    analyze "analysis_alignment_s$seed" "${models[@]}" --labels "$(IFS=,; echo "${variants[*]}")" \
+      --source "$RUNS/data/numbers_s$seed.test.de" --reference "$RUNS/data/numbers_s$seed.test.en" \
+      --min_bucket_size 25 --alignment numbers --heatmap_line 1
+  done
 }
 
 case "${1:-all}" in
