@@ -165,24 +165,24 @@ def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args
 
 
 def render(report: dict) -> str:
-    lines = ["# Serving engines: torch generate() vs CTranslate2 vs onnxruntime on Multi30k", ""]
+    lines = ["# Serving engines: torch generate() vs CTranslate2 vs onnxruntime", ""]
     for i, meta in enumerate(report["runs"]):
         lines += [
-            f"Run {i} ({', '.join(m.partition('=')[0] for m in meta['models'])}): "
+            f"Run {i} ({', '.join(m.partition('=')[0] for m in meta['models'])}): {meta['src']} → references "
+            f"{meta['ref']}, the first {meta['n']} sentences at batch > 1 and the first {meta['n_batch1']} at "
+            f"batch 1, beam {meta['beams']}, at most {meta['max_new_tokens']} new tokens. "
             + env_line(meta)
             + f" ctranslate2 {meta['ctranslate2']}, onnxruntime {meta['onnxruntime']}; every engine with "
             f"{meta['threads']} thread(s). Load average (1 min, 2 cores shared with trainings) "
             f"{meta['load_average_start']:.1f} at the start, {meta['load_average_end']:.1f} at the end.",
             "",
         ]
-    meta = report["runs"][-1]
     lines += [
-        f"{meta['src']} → references {meta['ref']}; beam {meta['beams']}, max {meta['max_new_tokens']} new tokens, "
-        f"the first {meta['n']} sentences at batch > 1 and the first {meta['n_batch1']} at batch 1, sorted by "
-        "length and batched as `translate` does; engines take turns every few batches. ×torch = sentences/s "
-        "ratio to our `generate()` in the same run; same = share of sentences with exactly torch's tokens. "
-        "CTranslate2's beam search stops once `num_beams` hypotheses are finished, which is `generate()`'s "
-        "`early_stopping=True` (the saved models use the default, False): its tokens are compared with both.",
+        "Sentences are sorted by length and batched as `translate` does; the engines take turns every few "
+        "batches. ×torch = sentences/s ratio to our `generate()` in the same run; same = share of sentences with "
+        "exactly torch's tokens. CTranslate2's beam search stops once `num_beams` hypotheses are finished, which "
+        "is `generate()`'s `early_stopping=True` (the saved models use the default, False): its tokens and speed "
+        "are compared with both.",
         "",
         "| model | batch | sentences | engine | sentences/s | tokens/s | ×torch | ×torch (early_stopping=True) | "
         "same as torch | same as torch (early_stopping=True) | BLEU | load |",
