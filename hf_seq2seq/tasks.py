@@ -63,6 +63,7 @@ __all__ = [
     "make_task",
     "load_task_dataset",
     "task_languages",
+    "task_direction",
     "german_number_words",
     "make_number_lists",
     "WordAlignment",
@@ -82,6 +83,23 @@ def task_languages(name: str) -> tuple[str, str]:
     if name not in TASKS:
         raise ValueError(f"task name={name!r} is not valid; choose one of {sorted(TASKS)}")
     return TASKS[name]
+
+
+def task_direction(
+    name: str, source_lang: str | None = None, target_lang: str | None = None
+) -> tuple[str, str]:
+    """``(source_lang, target_lang)`` a task is trained in: its own direction (:data:`TASKS`) unless the languages
+    ask for the reverse (``source_lang="en", target_lang="de"`` trains ``"numbers"`` English → German; every row
+    holds both sides). Either language may be left out; a language the task does not have is a ``ValueError``."""
+    src, tgt = task_languages(name)
+    source = source_lang or (tgt if target_lang == src else src)
+    target = target_lang or (src if source == tgt else tgt)
+    if (source, target) not in ((src, tgt), (tgt, src)):
+        raise ValueError(
+            f"--source_lang={source_lang!r} --target_lang={target_lang!r} do not fit --task {name}, whose "
+            f"languages are {src!r} and {tgt!r}: train {src} -> {tgt} (the default) or {tgt} -> {src}"
+        )
+    return source, target
 
 
 @cache

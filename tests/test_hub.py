@@ -101,6 +101,41 @@ def test_card_with_nothing_known_renders_not_recorded(tokenizer, tmp_path):
     assert "![" not in text  # no images when nothing was drawn or given
 
 
+def test_card_with_several_splits_names_the_hub_dataset(tokenizer, tmp_path):
+    """One model-index result per split and metric, one table row per split; the Hub id is the dataset's type and
+    its `datasets:` key, the display name its name, and the Data line links the id."""
+    model = tiny_model("rnn", len(tokenizer))
+    sig = {"bleu_signature": CARD["bleu_signature"], "chrf_signature": CARD["chrf_signature"]}
+    evaluations = [
+        {"split": "validation", "bleu": 30.0, "chrf": 50.0, "num_sentences": 1014, "num_beams": 5, **sig},
+        {
+            "split": "test_2016_flickr",
+            "bleu": 29.5,
+            "chrf": 49.0,
+            "num_sentences": 1000,
+            "num_beams": 5,
+            **sig,
+        },
+    ]
+    folder = save_model_folder(model, tokenizer, tmp_path / "m", card={**CARD, "evaluations": evaluations})
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.datasets == ["bentrevett/multi30k"]
+    results = card.data.eval_results
+    assert sorted((r.dataset_split, r.metric_name, r.metric_value) for r in results) == [
+        ("test_2016_flickr", "BLEU", 29.5), ("test_2016_flickr", "chrF", 49.0),
+        ("validation", "BLEU", 30.0), ("validation", "chrF", 50.0),
+    ]  # fmt: skip
+    assert {(r.dataset_type, r.dataset_name) for r in results} == {
+        ("bentrevett/multi30k", "Multi30k (de-en)")
+    }
+    assert (
+        "**Data**: Multi30k (de-en) ([bentrevett/multi30k](https://huggingface.co/datasets/bentrevett/multi30k))"
+        in card.text
+    )
+    assert "| validation | 1014 | 5 | 30.00 | 50.00 |" in card.text
+    assert "| test_2016_flickr | 1000 | 5 | 29.50 | 49.00 |" in card.text
+
+
 def _hub_env(hub, tmp_path) -> dict:
     return dict(
         os.environ,

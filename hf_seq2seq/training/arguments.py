@@ -87,7 +87,12 @@ class DataArguments:
         },
     )
     validation_prefix: str | None = field(default=None, metadata={"help": "Validation file pair prefix."})
-    source_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. 'de'."})
+    source_lang: str | None = field(
+        default=None,
+        metadata={
+            "help": "Source language code, e.g. 'de'. With --task: default the task's; the reverse works."
+        },
+    )
     target_lang: str | None = field(default=None, metadata={"help": "Target language code, e.g. 'en'."})
     image_folder: str | None = field(
         default=None,
@@ -143,10 +148,18 @@ class DataArguments:
         default="bpe", metadata={"help": "Trained tokenizer model: 'bpe' or 'unigram'."}
     )
     max_source_length: int = field(
-        default=128, metadata={"help": "Truncate source sentences to this many tokens."}
+        default=128,
+        metadata={
+            "help": "Longest source in tokens: longer training pairs are dropped (and counted in the log); "
+            "validation sources are truncated."
+        },
     )
     max_target_length: int = field(
-        default=128, metadata={"help": "Truncate target sentences to this many tokens."}
+        default=128,
+        metadata={
+            "help": "Longest target in tokens: longer training pairs are dropped (and counted in the log); "
+            "validation targets are truncated."
+        },
     )
     max_tokens: int = field(
         default=4096,
@@ -192,6 +205,12 @@ class DataArguments:
                 raise ValueError(f"--{name} {getattr(self, name)!r}: file not found")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
+            if self.task in TASKS:  # the direction is recorded (run_config.json) as it is trained
+                from ..tasks import task_direction
+
+                self.source_lang, self.target_lang = task_direction(
+                    self.task, self.source_lang, self.target_lang
+                )
                 f"--validation_fraction={self.validation_fraction!r} is invalid; it must be in (0, 1)"
             )
         _check_positive("batch_size", self.batch_size)
@@ -346,8 +365,13 @@ class TrainArguments:
         default=1, metadata={"help": "Micro-batches per process accumulated into one optimizer step."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0 = off)."})
-    mixed_precision: str = field(
-        default="no", metadata={"help": "Accelerate mixed precision: 'no', 'fp16', 'bf16'."}
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Mixed precision: 'no', 'bf16' (autocast; also on CPU) or 'fp16' (GPU only: refused on CPU). "
+            "Default: the `accelerate launch` config / ACCELERATE_MIXED_PRECISION, else 'no'. run_config.json "
+            "and the model card record the precision that ran."
+        },
     )
     eval_steps: int = field(
         default=1000, metadata={"help": "Validate (loss, BLEU, chrF) every N steps and at the end."}
@@ -396,7 +420,8 @@ class TrainArguments:
 
     def __post_init__(self):
         _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if self.mixed_precision is not None:  # None: Accelerate's launch config / environment decides
+            _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
         _check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
         _check_positive("learning_rate", self.learning_rate)

@@ -290,16 +290,18 @@ def finish(run: Run, loop: LoopState) -> dict:
     return result
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/train.py`` and ``hf-seq2seq train``; returns the exit status."""
+def train_main(argv: list[str] | None = None, prog: str = "train.py") -> int:
+    """Entry point of ``scripts/train.py`` and ``hf-seq2seq train`` (``prog`` names it in messages); returns the
+    exit status."""
     try:
-        data_args, model_args, train_args = parse_args(argv)
+        data_args, model_args, train_args = parse_args(argv, prog=prog)
     except ValueError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     try:
         result = run_training(data_args, model_args, train_args)
     except (ValueError, FloatingPointError, FileNotFoundError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     return 0 if result["status"] in ("completed", "interrupted") else 1
+        logger.info("the final model is saved in %s", run.output_dir / "final_model")

@@ -14,15 +14,19 @@ from .arguments import ARGUMENT_CLASSES, DataArguments, ModelArguments, TrainArg
 PARSER_DESCRIPTION = "The Accelerate training loop behind ``scripts/train.py`` and ``hf-seq2seq train``."
 
 
-def build_parser():
+def build_parser(prog: str = "train.py"):
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(ARGUMENT_CLASSES, prog="train.py", description=PARSER_DESCRIPTION)
+    parser = HfArgumentParser(ARGUMENT_CLASSES, prog=prog, description=PARSER_DESCRIPTION)
     parser.add_argument(
         "--config",
         default=None,
-        help="YAML or JSON recipe whose keys are the options below; command-line options override it.",
+        help="YAML or JSON recipe whose keys are the options listed here (without the dashes, e.g. "
+        "'max_steps: 1000'); options given on the command line override it.",
     )
+    # HfArgumentParser adds the dataclass options first; list --config right after -h, where it is looked for
+    for actions in (parser._actions, parser._optionals._group_actions):
+        actions.insert(1, actions.pop())
     return parser
 
 
@@ -87,12 +91,14 @@ def _check_recipe_types(path: str, recipe: dict) -> None:
         raise ValueError(f"--config {path!r}: {key}: {value!r} is not valid; it must be {names}")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainArguments]:
+def parse_args(
+    argv: list[str] | None = None, prog: str = "train.py"
+) -> tuple[DataArguments, ModelArguments, TrainArguments]:
     """Recipe (``--config``) values become parser defaults, so anything on the command line wins."""
     import argparse
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)

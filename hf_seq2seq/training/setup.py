@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,9 @@ def check_launch(accelerator) -> None:
 
     from accelerate.utils import DistributedType
 
+    # --mixed_precision None lets Accelerate decide: `accelerate launch --config_file` passes the config's value
+    # as ACCELERATE_MIXED_PRECISION; an explicit --mixed_precision (command line or recipe) wins over both
+    explicit = train_args.mixed_precision is not None
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and accelerator.num_processes == 1:
         # torchrun started the processes, but without a GPU (and without ACCELERATE_USE_CPU) each one trains alone
@@ -124,9 +128,48 @@ def check_launch(accelerator) -> None:
     if fsdp_asked and accelerator.distributed_type != DistributedType.FSDP:
         # Accelerate turns ACCELERATE_USE_FSDP into FSDP only for GPU-like back-ends; on CPU it falls back to DDP
         raise ValueError(
+    quiet_libraries(train_args.disable_progress_bar)
             f"the launch config asks for FSDP but Accelerate set up {accelerator.distributed_type.value}: Accelerate "
             "enables FSDP only on GPUs/accelerators, not with use_cpu: true or ACCELERATE_USE_CPU=1"
+    ran = str(accelerator.mixed_precision)
+    if explicit:
+        source = "--mixed_precision"
+    elif os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        source = "the Accelerate launch config / ACCELERATE_MIXED_PRECISION"
+    else:
+        source = "the default"
+    if ran == "fp16" and accelerator.device.type == "cpu":
+        # Accelerate accepts it, but CPU has no fp16 autocast or grad scaler: the run would silently be fp32
+        raise ValueError(
+            f"mixed precision fp16 (from {source}) needs a GPU; this run is on the CPU, where it would silently "
+            "train in fp32: use --mixed_precision bf16 (CPU autocast) or no"
         )
+    train_args.mixed_precision = ran  # run_config.json and the model card record what ran
+    logger.info("mixed precision: %s (from %s)", ran, source)
+        )
+
+
+class _SharedTensorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def quiet_libraries(disable_progress_bar: bool) -> None:
+    """Keep the libraries' per-checkpoint chatter out of the run log, through their own switches: Accelerate's
+    INFO lines of every save (paths of optimizer/scheduler/RNG files) and its "Removed shared tensor" warning (the
+    tied embedding is saved once, by design, and restored on load); with --disable_progress_bar also the bars of
+    datasets' map and of transformers' weight saving/loading. Warnings and errors of every library still show."""
+    import datasets
+    import transformers
+
+    for name in ("accelerate.accelerator", "accelerate.checkpointing"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    other = logging.getLogger("accelerate.utils.other")
+    if not any(isinstance(f, _SharedTensorFilter) for f in other.filters):
+        other.addFilter(_SharedTensorFilter())
+    if disable_progress_bar:
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _tokenizer(run: Run):
