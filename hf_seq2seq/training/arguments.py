@@ -190,6 +190,12 @@ class DataArguments:
             from ..tasks import TASKS
 
             _check_choice("task", self.task, (*TASKS, CAPTIONING_TASK))
+            if self.task in TASKS:  # the direction is recorded (run_config.json) as it is trained
+                from ..tasks import task_direction
+
+                self.source_lang, self.target_lang = task_direction(
+                    self.task, self.source_lang, self.target_lang
+                )
         self._check_image_options()
         self._check_text_options()
 
@@ -205,12 +211,6 @@ class DataArguments:
                 raise ValueError(f"--{name} {getattr(self, name)!r}: file not found")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
-            if self.task in TASKS:  # the direction is recorded (run_config.json) as it is trained
-                from ..tasks import task_direction
-
-                self.source_lang, self.target_lang = task_direction(
-                    self.task, self.source_lang, self.target_lang
-                )
                 f"--validation_fraction={self.validation_fraction!r} is invalid; it must be in (0, 1)"
             )
         _check_positive("batch_size", self.batch_size)

@@ -285,6 +285,7 @@ def finish(run: Run, loop: LoopState) -> dict:
     if run.is_main:
         card = model_card(run, final, final=True)
         run.task.save(model, run.tokenizer, run.output_dir / "final_model", card)
+        logger.info("the final model is saved in %s", run.output_dir / "final_model")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
@@ -304,4 +305,3 @@ def train_main(argv: list[str] | None = None, prog: str = "train.py") -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     return 0 if result["status"] in ("completed", "interrupted") else 1
-        logger.info("the final model is saved in %s", run.output_dir / "final_model")

@@ -93,6 +93,9 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    # --mixed_precision None lets Accelerate decide: `accelerate launch --config_file` passes the config's value
+    # as ACCELERATE_MIXED_PRECISION; an explicit --mixed_precision (command line or recipe) wins over both
+    explicit = train_args.mixed_precision is not None
     accelerator = Accelerator(
         mixed_precision=train_args.mixed_precision,
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
@@ -103,34 +106,9 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
         ),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    quiet_libraries(train_args.disable_progress_bar)
     if not accelerator.is_main_process:
         logger.setLevel(logging.WARNING)
-    return accelerator
-
-
-def check_launch(accelerator) -> None:
-    """Stop where Accelerate would quietly train something other than what the launch asked for."""
-    import os
-
-    from accelerate.utils import DistributedType
-
-    # --mixed_precision None lets Accelerate decide: `accelerate launch --config_file` passes the config's value
-    # as ACCELERATE_MIXED_PRECISION; an explicit --mixed_precision (command line or recipe) wins over both
-    explicit = train_args.mixed_precision is not None
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and accelerator.num_processes == 1:
-        # torchrun started the processes, but without a GPU (and without ACCELERATE_USE_CPU) each one trains alone
-        raise ValueError(
-            f"{launched} processes were launched (WORLD_SIZE={launched}) but Accelerate runs each one alone: it found "
-            "no GPU; to train on CPU with gloo set ACCELERATE_USE_CPU=1 (configs/accelerate/cpu_two_processes.yaml)"
-        )
-    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
-    if fsdp_asked and accelerator.distributed_type != DistributedType.FSDP:
-        # Accelerate turns ACCELERATE_USE_FSDP into FSDP only for GPU-like back-ends; on CPU it falls back to DDP
-        raise ValueError(
-    quiet_libraries(train_args.disable_progress_bar)
-            f"the launch config asks for FSDP but Accelerate set up {accelerator.distributed_type.value}: Accelerate "
-            "enables FSDP only on GPUs/accelerators, not with use_cpu: true or ACCELERATE_USE_CPU=1"
     ran = str(accelerator.mixed_precision)
     if explicit:
         source = "--mixed_precision"
@@ -146,7 +124,7 @@ def check_launch(accelerator) -> None:
         )
     train_args.mixed_precision = ran  # run_config.json and the model card record what ran
     logger.info("mixed precision: %s (from %s)", ran, source)
-        )
+    return accelerator
 
 
 class _SharedTensorFilter(logging.Filter):
@@ -170,6 +148,28 @@ def quiet_libraries(disable_progress_bar: bool) -> None:
     if disable_progress_bar:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+
+
+def check_launch(accelerator) -> None:
+    """Stop where Accelerate would quietly train something other than what the launch asked for."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        # torchrun started the processes, but without a GPU (and without ACCELERATE_USE_CPU) each one trains alone
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but Accelerate runs each one alone: it found "
+            "no GPU; to train on CPU with gloo set ACCELERATE_USE_CPU=1 (configs/accelerate/cpu_two_processes.yaml)"
+        )
+    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if fsdp_asked and accelerator.distributed_type != DistributedType.FSDP:
+        # Accelerate turns ACCELERATE_USE_FSDP into FSDP only for GPU-like back-ends; on CPU it falls back to DDP
+        raise ValueError(
+            f"the launch config asks for FSDP but Accelerate set up {accelerator.distributed_type.value}: Accelerate "
+            "enables FSDP only on GPUs/accelerators, not with use_cpu: true or ACCELERATE_USE_CPU=1"
+        )
 
 
 def _tokenizer(run: Run):

@@ -48,7 +48,7 @@ class TrainingTask(Protocol):
 def load_raw_datasets(data_args: DataArguments, seed: int):
     """``(DatasetDict with train/validation[/test], source_lang, target_lang)``."""
     if data_args.task is not None:
-        from ..tasks import load_task_dataset, task_languages
+        from ..tasks import load_task_dataset
 
         raw = load_task_dataset(
             data_args.task,
@@ -57,7 +57,7 @@ def load_raw_datasets(data_args: DataArguments, seed: int):
             num_test=data_args.task_num_test,
             seed=seed,
         )
-        src, tgt = task_languages(data_args.task)
+        src, tgt = data_args.source_lang, data_args.target_lang  # the task's direction or its reverse
     else:
         from ..data import load_parallel_data
 
