@@ -79,6 +79,7 @@ def card_from_run(run_dir: Path, folder: Path, args) -> dict:
         "target_lang": options.get("target_lang"),
         "dataset": hub_id,
         "dataset_name": args.dataset_display_name
+        or options.get("dataset_display_name")
         or hub_id
         or (dataset_display_name(local) if local else None),
         "eval_split": "validation",
