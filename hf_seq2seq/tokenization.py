@@ -54,7 +54,8 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` (1-based, newline stripped) from a UTF-8 text file, gzipped if ``.gz``.
 
     Raises ``FileNotFoundError`` naming the file, or ``ValueError`` naming the file and line for text that is
-    not UTF-8 or holds a NUL byte (``hf_seq2seq.data`` turns both into its ``DataError``).
+    not UTF-8 or holds a NUL byte (``hf_seq2seq.data`` turns both into its ``DataError``). A UTF-8 byte-order
+    mark at the start of the file is dropped.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,6 +74,8 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                     f"{path}, line {lineno}: contains a NUL byte (at character {line.index(chr(0)) + 1}); "
                     "this looks like a binary or UTF-16 file, not UTF-8 text"
                 )
+            if lineno == 1:  # a byte-order mark is not text: left in, it changes the first sentence's tokens
+                line = line.removeprefix("\ufeff")
             yield lineno, line.rstrip("\r\n")
 
 
