@@ -60,8 +60,8 @@ def _register_loader() -> None:
                 pre_norm=config.norm_style == "pre",
                 activation=activation,
             )
-            self._set_stack(spec.encoder, model.model.encoder, cross_attention=False)
-            self._set_stack(spec.decoder, model.model.decoder, cross_attention=True)
+            self._set_stack(spec.encoder, model.get_encoder(), cross_attention=False)
+            self._set_stack(spec.decoder, model.get_decoder(), cross_attention=True)
             self.set_linear(spec.decoder.projection, model.lm_head)
             return spec
 

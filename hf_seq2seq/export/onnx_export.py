@@ -47,9 +47,9 @@ class TransformerEncoderExport(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        memory = self.model.model.encoder(input_ids, attention_mask).last_hidden_state  # (B, S, D)
+        memory = self.model.get_encoder()(input_ids, attention_mask).last_hidden_state  # (B, S, D)
         outputs = []
-        for layer in self.model.model.decoder.layers:
+        for layer in self.model.get_decoder().layers:
             outputs += layer.cross_attn._split_heads(layer.cross_attn.kv_proj(memory), 2)  # 2 × (B, H, S, Dh)
         return tuple(outputs)
 
@@ -69,7 +69,7 @@ class TransformerDecoderStepExport(nn.Module):
     def forward(self, decoder_input_ids, attention_mask, *caches):
         from hf_seq2seq.modeling_transformer_seq2seq import _padding_mask, eager_attention_forward
 
-        decoder = self.model.model.decoder
+        decoder = self.model.get_decoder()
         n = len(decoder.layers)
         past, cross = caches[: 2 * n], caches[2 * n :]
         positions = torch.arange(decoder_input_ids.shape[1]) + past[0].shape[2]  # (1,): P
@@ -142,8 +142,8 @@ class RNNEncoderExport(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        decoder = self.model.decoder
-        encoder_outputs = self.model.encoder(input_ids, attention_mask, return_dict=True)
+        decoder = self.model.get_decoder()
+        encoder_outputs = self.model.get_encoder()(input_ids, attention_mask, return_dict=True)
         memory = decoder.memory(encoder_outputs)
         state = decoder.initial_state(encoder_outputs)
         source = memory.context if self.model.config.attention == "none" else memory.keys
@@ -165,7 +165,7 @@ class RNNDecoderStepExport(nn.Module):
     def forward(self, decoder_input_ids, attention_mask, values, source, *state):
         from hf_seq2seq.modeling_rnn_seq2seq import DecoderState, Memory
 
-        config, decoder = self.model.config, self.model.decoder
+        config, decoder = self.model.config, self.model.get_decoder()
         memory = Memory(values, None, source) if config.attention == "none" else Memory(values, source)
         state = list(state)
         hidden = state.pop(0).transpose(0, 1).contiguous()  # (L, B, H) inside the decoder
