@@ -450,8 +450,10 @@ def tokenize_parallel(
     def encode(batch):
         src = [p[source_lang] for p in batch["translation"]]
         tgt = [p[target_lang] for p in batch["translation"]]
-        enc = tokenizer(src)
-        labels = target_tokenizer(text_target=tgt)["input_ids"]
+        # verbose=False: over-long pairs are dropped and counted below; transformers' "indexing errors" warning
+        # about them (written before our count) would suggest otherwise
+        enc = tokenizer(src, verbose=False)
+        labels = target_tokenizer(text_target=tgt, verbose=False)["input_ids"]
         empty = [not s.strip() or not t.strip() for s, t in zip(src, tgt)]
         too_long = [
             not e and (len(i) > max_source_length or len(lab) > max_target_length)

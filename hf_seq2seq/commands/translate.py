@@ -60,7 +60,10 @@ def translate_lines(
     device = next(model.parameters()).device
     results: list[list[str]] = [[""] * n_best for _ in lines]
     todo = [i for i, line in enumerate(lines) if line.strip()]
-    lengths = {i: len(tokenizer(lines[i].strip(), truncation=False)["input_ids"]) for i in todo}
+    # verbose=False: the warning below names the lines; transformers' "indexing errors" one would come first
+    lengths = {
+        i: len(tokenizer(lines[i].strip(), truncation=False, verbose=False)["input_ids"]) for i in todo
+    }
     too_long = [i + 1 for i in todo if lengths[i] > limit]
     if too_long:
         print(
