@@ -171,6 +171,20 @@ class DataArguments:
     validation_batch_size: int = field(
         default=64, metadata={"help": "Sentences per validation batch (loss and beam search)."}
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the training split lazily (datasets iterable mode) for corpora that do not fit on local "
+            "disk: no Arrow cache; token-budget batches are bucketed within --streaming_buffer_size examples."
+        },
+    )
+    streaming_buffer_size: int = field(
+        default=100_000,
+        metadata={
+            "help": "With --streaming: examples in the shuffle buffer and in one length-bucketing window; "
+            "the tokenizer (unless given) is trained on the first this many pairs."
+        },
+    )
 
     def __post_init__(self):
         # The checks run in this order (the first problem found is the one reported): source, images, text.
@@ -232,7 +246,7 @@ class DataArguments:
         _check_choice("tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
         for name in ("task_num_train", "task_num_validation", "vocab_size", "max_source_length"):
             _check_positive(name, getattr(self, name))
-        for name in ("max_target_length", "max_tokens", "validation_batch_size"):
+        for name in ("max_target_length", "max_tokens", "validation_batch_size", "streaming_buffer_size"):
             _check_positive(name, getattr(self, name))
         for name in ("max_train_examples", "max_validation_examples", "task_num_test"):
             _check_positive(name, getattr(self, name), allow_zero=name == "task_num_test")

@@ -19,10 +19,12 @@ Checkpoints: :mod:`hf_seq2seq.training.checkpointing`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -70,14 +72,14 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     while state.step < train_args.max_steps and loop.stop_reason is None:
         if train_args.num_epochs is not None and state.epoch >= train_args.num_epochs:
             break
-        group_tokens, batch_iter = epoch_groups(run)
-        for g in range(state.groups_in_epoch, len(group_tokens)):
-            loss_value, grad_norm = forward_backward(run, loop, batch_iter, group_tokens[g])
+        groups, batch_iter = epoch_groups(run)
+        for g, G in groups:
+            loss_value, grad_norm = forward_backward(run, loop, batch_iter, G)
             bad = non_finite(run, loss_value, grad_norm)
             if bad is not None:
                 skip_or_stop(run, loop, g, bad, loss_value if bad == "loss" else float(grad_norm))
                 continue
-            update(run, loop, g, group_tokens[g], loss_value, grad_norm)
+            update(run, loop, g, G, loss_value, grad_norm)
             after_step(run, loop)
             if state.step >= train_args.max_steps or loop.stop_reason:
                 break
@@ -88,24 +90,30 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     return finish(run, loop)
 
 
+def _too_few_batches(run: Run, n: int) -> ValueError:
+    data_args = run.data_args
+    size = data_args.max_tokens if run.task.batch_option == "--max_tokens" else data_args.batch_size
+    return ValueError(
+        f"the training split gives {n} batches of {run.task.batch_option}={size}, fewer "
+        f"than one optimizer step needs ({run.world} processes x {run.accum} accumulation steps)"
+    )
+
+
 def epoch_groups(run: Run):
-    """This rank's micro-batches of the epoch, as an iterator resumed after the consumed groups, and the label
-    tokens ``G`` of every group (the whole group over all ranks, see the module doc)."""
+    """``(groups, batch_iter)``: the epoch's groups not consumed yet as ``(g, G)`` — ``G`` the label tokens of
+    the whole group over all ranks (see the module doc) — and an iterator over this rank's micro-batches."""
+    if getattr(run.data_args, "streaming", False):
+        return stream_groups(run)
     world, accum, rank = run.world, run.accum, run.accelerator.process_index
     per_step = world * accum
     batches = run.task.epoch_batches(run.train_args.seed, run.state.epoch)
     num_groups = len(batches) // per_step
     if num_groups == 0:
-        data_args = run.data_args
-        size = data_args.max_tokens if run.task.batch_option == "--max_tokens" else data_args.batch_size
-        raise ValueError(
-            f"the training split gives {len(batches)} batches of {run.task.batch_option}={size}, fewer "
-            f"than one optimizer step needs ({world} processes x {accum} accumulation steps)"
-        )
+        raise _too_few_batches(run, len(batches))
     mine = [batches[g * per_step + m * world + rank] for g in range(num_groups) for m in range(accum)]
     lengths = run.task.label_lengths
     group_tokens = [
-        sum(lengths[i] for b in batches[g * per_step : (g + 1) * per_step] for i in b)
+        int(sum(lengths[i] for b in batches[g * per_step : (g + 1) * per_step] for i in b))
         for g in range(num_groups)
     ]
     loader = torch.utils.data.DataLoader(
@@ -114,9 +122,35 @@ def epoch_groups(run: Run):
         collate_fn=run.collator,
         num_workers=run.train_args.num_workers,
     )
-    if run.state.groups_in_epoch:
-        loader = run.accelerator.skip_first_batches(loader, run.state.groups_in_epoch * accum)
-    return group_tokens, iter(loader)
+    start = run.state.groups_in_epoch
+    if start:
+        loader = run.accelerator.skip_first_batches(loader, start * accum)
+    return ((g, group_tokens[g]) for g in range(start, num_groups)), iter(loader)
+
+
+def stream_groups(run: Run):
+    """``--streaming``: the same contract as :func:`epoch_groups` over the task's stream of batches. Every rank
+    reads the whole stream (identical on all ranks: same seed and epoch) and keeps micro-batch ``m * world +
+    rank`` of each group, so ``G`` needs no communication; a resumed epoch skips the groups already consumed."""
+    world, accum, rank = run.world, run.accum, run.accelerator.process_index
+    per_step, skip, queue = world * accum, run.state.groups_in_epoch, deque()
+
+    def groups():
+        batches = run.task.epoch_stream(run.train_args.seed, run.state.epoch)
+        for g in itertools.count():
+            group = list(itertools.islice(batches, per_step))
+            if len(group) < per_step:  # the last incomplete group is dropped, as in the map-style path
+                if g == 0:
+                    raise _too_few_batches(run, len(group))
+                return
+            if g < skip:
+                continue
+            for m in range(accum):
+                features = [{k: v for k, v in ex.items() if k != "length"} for ex in group[m * world + rank]]
+                queue.append(run.collator(features))
+            yield g, sum(len(ex["labels"]) for batch in group for ex in batch)
+
+    return groups(), iter(queue.popleft, None)
 
 
 def forward_backward(run: Run, loop: LoopState, batch_iter, G: int):

@@ -224,9 +224,12 @@ def set_up(data_args: DataArguments, model_args: ModelArguments, train_args: Tra
     prepare_output_dir(output_dir, train_args, run.is_main)  # every rank raises the same error; main deletes
     accelerator.wait_for_everyone()
     set_seed(train_args.seed)
-    task.load(train_args.seed)
+    # Rank 0 reads and tokenizes first; the others then find its Arrow cache (no duplicated work, no race)
+    with accelerator.main_process_first():
+        task.load(train_args.seed)
     run.tokenizer = _tokenizer(run)
-    task.prepare(run.tokenizer)
+    with accelerator.main_process_first():
+        task.prepare(run.tokenizer)
     _model_and_optimizer(run)
     run.state = TrainState()
     accelerator.register_for_checkpointing(run.state)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from datasets import IterableDataset
 
 from ..families import family
 from .arguments import DataArguments, ModelArguments, TrainArguments, check_task_options
@@ -74,16 +75,30 @@ def load_raw_datasets(data_args: DataArguments, seed: int):
             train_prefix=data_args.train_prefix,
             validation_prefix=data_args.validation_prefix,
             max_examples=limit,
+            streaming=data_args.streaming,
         )
     for split in ("train", "validation"):
         if split not in raw:
             raise ValueError(f"the data has no {split!r} split (found {list(raw)})")
+    if data_args.streaming and not isinstance(raw["train"], IterableDataset):  # --task: generated in memory
+        raw["train"] = raw["train"].to_iterable_dataset()
     if data_args.max_train_examples is not None:
-        raw["train"] = raw["train"].select(range(min(data_args.max_train_examples, len(raw["train"]))))
+        raw["train"] = _first(raw["train"], data_args.max_train_examples)
     if data_args.max_validation_examples is not None:
         n = min(data_args.max_validation_examples, len(raw["validation"]))
         raw["validation"] = raw["validation"].select(range(n))
     return raw, src, tgt
+
+
+def _first(ds, n: int):
+    return ds.take(n) if isinstance(ds, IterableDataset) else ds.select(range(min(n, len(ds))))
+
+
+def _tokenizer_pairs(train, data_args: DataArguments) -> list[dict]:
+    """The pairs a tokenizer is trained on: the whole split, or with --streaming its first buffer."""
+    if isinstance(train, IterableDataset):
+        return [ex["translation"] for ex in train.take(data_args.streaming_buffer_size)]
+    return train["translation"]
 
 
 def tokenize_train(dataset, tokenizer, src: str, tgt: str, data_args: DataArguments):
@@ -100,7 +115,7 @@ def tokenize_train(dataset, tokenizer, src: str, tgt: str, data_args: DataArgume
         max_source_length=data_args.max_source_length,
         max_target_length=data_args.max_target_length,
     )["train"]
-    if len(out) == 0:
+    if not data_args.streaming and len(out) == 0:  # a stream is filtered as it is read
         raise ValueError("no training pair is left after dropping empty and over-long pairs")
     return out
 
@@ -142,7 +157,7 @@ def build_tokenizer(raw, src: str, tgt: str, data_args: DataArguments, model_arg
         return AutoTokenizer.from_pretrained(data_args.tokenizer_name_or_path)
     from ..tokenization import train_tokenizer
 
-    train = raw["train"]["translation"]
+    train = _tokenizer_pairs(raw["train"], data_args)
     texts = [ex[src] for ex in train] + [ex[tgt] for ex in train]
     return train_tokenizer(texts, vocab_size=data_args.vocab_size, model=data_args.tokenizer_model)
 
@@ -237,9 +252,25 @@ class TextTask:
         )
         self.references = [ex[self.tgt] for ex in self.raw["validation"]["translation"]]
         self.references_source = [ex[self.src] for ex in self.raw["validation"]["translation"]]
-        self.lengths = list(train_tok["length"])
-        self.label_lengths = [len(b) for b in train_tok["labels"]]
+        if self.data_args.streaming:  # tokenized as it is read; the loop takes batches from epoch_stream
+            self.lengths = self.label_lengths = None
+            self.train_dataset = train_tok
+            return
+        from ..data import example_lengths
+
+        # two int arrays read from the Arrow columns: millions of pairs cost no Python lists
+        self.lengths, self.label_lengths = example_lengths(train_tok)
         self.train_dataset = train_tok.remove_columns("length")
+
+    def epoch_stream(self, seed: int, epoch: int):
+        """--streaming: this epoch's token-budget batches (lists of examples) in a deterministic order: the
+        stream shuffled within a buffer (per ``seed`` and ``epoch``), then bucketed by length within a buffer."""
+        from ..data import stream_token_batches
+
+        size = self.data_args.streaming_buffer_size
+        stream = self.train_dataset.shuffle(seed=seed, buffer_size=size)
+        stream.set_epoch(epoch)
+        return stream_token_batches(stream, self.data_args.max_tokens, buffer_size=size, seed=seed + epoch)
 
     def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]:
         return epoch_batches(self.lengths, self.data_args.max_tokens, seed, epoch)
