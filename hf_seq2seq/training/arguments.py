@@ -23,6 +23,7 @@ BEST_METRICS = ("bleu", "chrf", "loss", "exact_match", "cider")
 CAPTIONING_ONLY_METRICS = ("exact_match", "cider")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NAN_POLICIES = ("stop", "skip")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
 # --nan_policy skip gives up (as "stop" does) after this many non-finite steps in a row
 MAX_CONSECUTIVE_SKIPS = 10
 TOKENIZER_MODELS = ("bpe", "unigram")
@@ -432,8 +433,28 @@ class TrainArguments:
         },
     )
 
+    torch_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the model through Accelerate's dynamo plugin, with batches padded to a multiple "
+            "of --pad_to_multiple_of (a few static shapes) and fused AdamW where torch has it."
+        },
+    )
+    torch_compile_backend: str = field(
+        default="inductor",
+        metadata={"help": "--torch_compile's dynamo backend: 'inductor' ('aot_eager', 'eager': debug)."},
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "Pad batches to a multiple of this length (default: 16 with --torch_compile)."},
+    )
+
     def __post_init__(self):
         _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _check_choice("torch_compile_backend", self.torch_compile_backend, COMPILE_BACKENDS)
+        _check_positive("pad_to_multiple_of", self.pad_to_multiple_of)
+        if self.pad_to_multiple_of is None and self.torch_compile:
+            self.pad_to_multiple_of = 16
         if self.mixed_precision is not None:  # None: Accelerate's launch config / environment decides
             _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)

@@ -152,7 +152,8 @@ def plain_model(accelerator, model):
     Its keys are the model's own (no ``_fsdp_wrapped_module.``/``_orig_mod.``), so folders saved from it load
     anywhere. It needs one full copy of the weights per rank: fine for models that fit one device.
     """
-    raw = accelerator.unwrap_model(model)
+    # keep_torch_compile=False: the compiled wrapper's state dict would prefix every key with "_orig_mod."
+    raw = accelerator.unwrap_model(model, keep_torch_compile=False)
     if not getattr(accelerator, "is_fsdp2", False):
         return raw
     import copy

@@ -167,7 +167,7 @@ def forward_backward(run: Run, loop: LoopState, batch_iter, G: int):
             if run.model_args.scheduled_sampling > 0:
                 seed = args.seed * 1_000_003 + state.step * 1009 + m * world + accelerator.process_index
                 batch["decoder_input_ids"] = scheduled_sampling_inputs(
-                    accelerator.unwrap_model(run.model),
+                    accelerator.unwrap_model(run.model, keep_torch_compile=False),
                     batch,
                     labels,
                     run.model_args.scheduled_sampling,
@@ -295,7 +295,7 @@ def finish(run: Run, loop: LoopState) -> dict:
         logger.info("stopped: %s", loop.stop_reason)
     write_history(run)
     result = {
-        "model": accelerator.unwrap_model(run.model),
+        "model": accelerator.unwrap_model(run.model, keep_torch_compile=False),
         "tokenizer": run.tokenizer,
         **run.task.result_extras(),
         "history": state.history,

@@ -70,6 +70,25 @@ def build_scheduler(optimizer, train_args: TrainArguments):
     )
 
 
+def _has_fused_adamw(model) -> bool:
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    device = next(model.parameters()).device.type
+    return device in _get_fused_kernels_supported_devices()
+
+
+def _dynamo_plugin(train_args: TrainArguments):
+    """``--torch_compile``: Accelerate compiles the model in ``prepare``; ``None`` leaves Accelerate's default
+    (``accelerate launch --dynamo_backend`` / its config)."""
+    if not train_args.torch_compile:
+        return None
+    from accelerate.utils import TorchDynamoPlugin
+
+    # dynamic=None: static shapes first (the collator pads lengths to --pad_to_multiple_of); a dimension that
+    # keeps changing (the number of sentences in a token-budget batch) is made dynamic after one recompile
+    return TorchDynamoPlugin(backend=train_args.torch_compile_backend, dynamic=None)
+
+
 def build_optimizer(model, train_args: TrainArguments):
     """AdamW; no weight decay on biases and norm weights (1-D parameters or names containing "norm")."""
     decay, no_decay = [], []
@@ -86,6 +105,8 @@ def build_optimizer(model, train_args: TrainArguments):
         lr=train_args.learning_rate,
         betas=(train_args.adam_beta1, train_args.adam_beta2),
         eps=train_args.adam_epsilon,
+        # one fused kernel for all parameters (CUDA, and CPU since torch 2.4) with --torch_compile
+        fused=True if train_args.torch_compile and _has_fused_adamw(model) else None,
     )
 
 
@@ -101,6 +122,7 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, whatever the world size
         log_with=log_with,
+        dynamo_plugin=_dynamo_plugin(train_args),
         project_config=ProjectConfiguration(
             project_dir=str(output_dir), logging_dir=str(output_dir / "runs")
         ),

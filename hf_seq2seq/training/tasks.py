@@ -281,7 +281,12 @@ class TextTask:
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForSeq2Seq
 
-        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+        return DataCollatorForSeq2Seq(
+            tokenizer,
+            model=model,
+            label_pad_token_id=-100,
+            pad_to_multiple_of=self.train_args.pad_to_multiple_of,  # --torch_compile: a few static shapes
+        )
 
     def model_inputs(self, batch: dict) -> dict:
         return {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
