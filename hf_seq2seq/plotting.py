@@ -252,17 +252,32 @@ def plot_attention_over_image(
     panels = 1 + len(words)
     columns = max(1, min(columns, panels))
     rows = (panels + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(shown)
     axes.flat[0].set_title("image", fontsize=9)
+    # one colour scale for every word (0 .. the largest weight of any map), so that brightness compares across
+    # panels, and a colour bar that says what it means
+    vmax = float(maps.max()) if maps.size and maps.max() > 0 else 1.0
+    overlay = None
     for k, (word, amap) in enumerate(zip(words, maps), start=1):
         ax = axes.flat[k]
         ax.imshow(shown)
-        ax.imshow(amap, cmap="gray", alpha=0.6, extent=(0, side, side, 0), interpolation="bilinear")
+        overlay = ax.imshow(
+            amap,
+            cmap="gray",
+            alpha=0.6,
+            vmin=0.0,
+            vmax=vmax,
+            extent=(0, side, side, 0),
+            interpolation="bilinear",
+        )
         ax.set_title(word, fontsize=9)
-    fig.tight_layout()
+    if overlay is not None:
+        fig.colorbar(overlay, ax=axes, fraction=0.03, pad=0.02, label="attention weight")
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
