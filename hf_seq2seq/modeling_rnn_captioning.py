@@ -20,6 +20,7 @@ This file ships to the Hub as custom code: flat sibling imports only.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ from .modeling_rnn_seq2seq import (
     RNNDecoderLMMixin,
     RNNSeq2SeqEncoderOutput,
     RNNSeq2SeqPreTrainedModel,
+    _save_with_code,
 )
 
 __all__ = [
@@ -110,6 +112,12 @@ class ImageCaptioningPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     # the RNN decoder's recurrence is checkpointed (the family's CheckpointedCall); the CNN runs as is
     supports_gradient_checkpointing = True
+    hub_auto_class: str | None = "AutoModelForImageTextToText"  # written into `auto_map` on save
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        return _save_with_code(
+            self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
+        )
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -354,8 +362,3 @@ class ImageCaptioningForConditionalGeneration(
             return_dict,
             decoder_inputs_embeds,
         )
-
-
-# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
-# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
-ImageCaptioningForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")

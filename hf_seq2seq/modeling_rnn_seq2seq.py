@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -251,6 +252,23 @@ class RNNDecoderCache(Cache):
         return f"RNNDecoderCache(layers={len(self.layers)}, seen_tokens={self.seen_tokens})"
 
 
+def _save_with_code(model: PreTrainedModel, auto_class: str | None, save: Callable[[], Any]) -> Any:
+    """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
+    that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies this file and its flat
+    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
+
+    The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
+    ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
+    cls = type(model)
+    if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
+        return save()
+    cls.register_for_auto_class(auto_class)
+    try:
+        return save()
+    finally:
+        cls._auto_class = None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Pretrained base: initialisation
 # ----------------------------------------------------------------------------------------------------------------
@@ -263,6 +281,13 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     # the recurrences (encoder and decoder) run through CheckpointedCall, a GradientCheckpointingLayer
     supports_gradient_checkpointing = True
+    # the Auto class `save_pretrained` writes into `auto_map` (see _save_with_code)
+    hub_auto_class: str | None = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        return _save_with_code(
+            self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
+        )
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -917,6 +942,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
     attentional vector ``h~_t``, or the Bahdanau/Cho readout), and ``cache`` (an :class:`RNNDecoderCache`)."""
 
     _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+    hub_auto_class = "AutoModel"
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
@@ -1020,6 +1046,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
         "lm_head.weight": "model.encoder.embed_tokens.weight",
     }
+    hub_auto_class = "AutoModelForSeq2SeqLM"
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
@@ -1110,9 +1137,3 @@ register_checkpoint_conversion_mapping(
     ],
     overwrite=True,
 )
-
-
-# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
-# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
-RNNSeq2SeqModel.register_for_auto_class("AutoModel")
-RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")

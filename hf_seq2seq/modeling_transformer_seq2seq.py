@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -632,6 +633,23 @@ class TransformerSeq2SeqDecoder(_Embedder):
         }
 
 
+def _save_with_code(model: PreTrainedModel, auto_class: str | None, save: Callable[[], Any]) -> Any:
+    """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
+    that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies this file and its flat
+    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
+
+    The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
+    ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
+    cls = type(model)
+    if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
+        return save()
+    cls.register_for_auto_class(auto_class)
+    try:
+        return save()
+    finally:
+        cls._auto_class = None
+
+
 # ----------------------------------------------------------------------------------------------------- model
 class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = TransformerSeq2SeqConfig
@@ -644,6 +662,13 @@ class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     # the decoder step traces without graph breaks with a static cache (tested with fullgraph=True)
     _can_compile_fullgraph = True
     _no_split_modules = ["TransformerSeq2SeqEncoderLayer", "TransformerSeq2SeqDecoderLayer"]
+    # the Auto class `save_pretrained` writes into `auto_map` (_save_with_code)
+    hub_auto_class: str | None = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        return _save_with_code(
+            self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
+        )
 
     def __init__(self, config: TransformerSeq2SeqConfig, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
@@ -666,6 +691,7 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
     """Encoder + decoder without the output projection; returns ``Seq2SeqModelOutput``."""
 
     _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+    hub_auto_class = "AutoModel"
 
     def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__(config)
@@ -770,6 +796,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
         "lm_head.weight": "model.encoder.embed_tokens.weight",
         "model.decoder.embed_tokens.weight": "model.encoder.embed_tokens.weight",
     }
+    hub_auto_class = "AutoModelForSeq2SeqLM"
 
     def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__(config)
@@ -902,9 +929,3 @@ __all__ = [
     "TransformerSeq2SeqModel",
     "TransformerSeq2SeqPreTrainedModel",
 ]
-
-
-# Every `save_pretrained` (Seq2SeqTrainer.save_model included) writes `auto_map` into config.json and copies
-# this file and its flat siblings, so the folder loads with `trust_remote_code=True` where this package is absent.
-TransformerSeq2SeqModel.register_for_auto_class("AutoModel")
-TransformerSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
