@@ -114,9 +114,7 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    # --mixed_precision None lets Accelerate decide: `accelerate launch --config_file` passes the config's value
-    # as ACCELERATE_MIXED_PRECISION; an explicit --mixed_precision (command line or recipe) wins over both
-    explicit = train_args.mixed_precision is not None
+    source = _check_precision(train_args)
     accelerator = Accelerator(
         mixed_precision=train_args.mixed_precision,
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
@@ -132,21 +130,33 @@ def _accelerator(train_args: TrainArguments, output_dir: Path, log_with: str | N
     if not accelerator.is_main_process:
         logger.setLevel(logging.WARNING)
     ran = str(accelerator.mixed_precision)
-    if explicit:
-        source = "--mixed_precision"
+    train_args.mixed_precision = ran  # run_config.json and the model card record what ran
+    logger.info("mixed precision: %s (from %s)", ran, source)
+    return accelerator
+
+
+def _check_precision(train_args: TrainArguments) -> str:
+    """Where the precision comes from, for the log; fp16 on the CPU is refused before the Accelerator exists.
+
+    --mixed_precision None lets Accelerate decide: `accelerate launch --config_file` passes the config's value as
+    ACCELERATE_MIXED_PRECISION; an explicit --mixed_precision (command line or recipe) wins over both. Accelerate
+    accepts fp16 on the CPU, but there is no fp16 autocast or grad scaler there: the run would silently be fp32.
+    """
+    from accelerate import PartialState
+
+    if train_args.mixed_precision is not None:
+        source, requested = "--mixed_precision", train_args.mixed_precision
     elif os.environ.get("ACCELERATE_MIXED_PRECISION"):
         source = "the Accelerate launch config / ACCELERATE_MIXED_PRECISION"
+        requested = os.environ["ACCELERATE_MIXED_PRECISION"]
     else:
-        source = "the default"
-    if ran == "fp16" and accelerator.device.type == "cpu":
-        # Accelerate accepts it, but CPU has no fp16 autocast or grad scaler: the run would silently be fp32
+        source, requested = "the default", "no"
+    if requested == "fp16" and PartialState().device.type == "cpu":
         raise ValueError(
             f"mixed precision fp16 (from {source}) needs a GPU; this run is on the CPU, where it would silently "
             "train in fp32: use --mixed_precision bf16 (CPU autocast) or no"
         )
-    train_args.mixed_precision = ran  # run_config.json and the model card record what ran
-    logger.info("mixed precision: %s (from %s)", ran, source)
-    return accelerator
+    return source
 
 
 class _SharedTensorFilter(logging.Filter):
