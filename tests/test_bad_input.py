@@ -364,3 +364,280 @@ def test_output_dir_of_another_run_is_not_overwritten(tmp_path):
                        r"--overwrite_output_dir"):  # fmt: skip
         prepare_output_dir(out, TrainArguments(output_dir=str(out)), is_main=True)
     assert (out / "checkpoints" / "step-10" / "COMPLETE").is_file()  # nothing lost
+
+
+# ------------------------------------------------------------------------------------------------ issue 16: every
+# entry point as a new user meets it (one line, no traceback, nothing silently wrong, nothing overwritten)
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_non_utf8_stdin_and_input_file_name_the_line(folder, tmp_path, monkeypatch, capsys):
+    _stdin(monkeypatch, b"drei und zwanzig\nf\xfcnf\n")
+    assert cli_main(["translate", "--model", str(folder), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "<stdin>, line 2: text is not valid UTF-8" in err and "Traceback" not in err
+    src = tmp_path / "latin1.txt"
+    src.write_bytes("drei\nfünf\n".encode("latin-1"))
+    assert cli_main(["translate", "--model", str(folder), "--input", str(src), "--device", "cpu"]) == 1
+    assert f"{src}, line 2: text is not valid UTF-8" in capsys.readouterr().err
+
+
+def test_byte_order_mark_is_dropped_by_every_reader(folder, tmp_path, monkeypatch, capsys):
+    lines = ["drei und zwanzig", "vier"]
+    plain = "".join(line + "\n" for line in lines).encode()
+    assert _translate(folder, tmp_path, lines) == 0
+    expected = (tmp_path / "out.txt").read_text(encoding="utf-8")
+    (tmp_path / "in.txt").write_bytes(b"\xef\xbb\xbf" + plain)
+    out = tmp_path / "bom_out.txt"
+    assert cli_main(["translate", "--model", str(folder), "--input", str(tmp_path / "in.txt"), "--output",
+                     str(out), "--device", "cpu"]) == 0  # fmt: skip
+    assert out.read_text(encoding="utf-8") == expected
+    _stdin(monkeypatch, b"\xef\xbb\xbf" + plain)
+    assert cli_main(["translate", "--model", str(folder), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == expected
+    # training files (prefix pair and JSONL)
+    prefix = _pair(tmp_path, b"\xef\xbb\xbfdrei\nvier\n", b"\xef\xbb\xbfthree\nfour\n")
+    assert load_parallel_data("de", "en", train_prefix=prefix)["train"][0]["translation"] == {
+        "de": "drei",
+        "en": "three",
+    }
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"translation": {"de": "drei", "en": "three"}}).encode() + b"\n"
+    )
+    assert (
+        load_parallel_data("de", "en", train_file=jsonl, validation_file=jsonl)["train"][0]["translation"][
+            "de"
+        ]
+        == "drei"
+    )
+
+
+def test_fp16_on_cpu_is_refused(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    argv = ["--task", "numbers", "--mixed_precision", "fp16", "--output_dir", str(tmp_path / "o")]
+    assert train_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "mixed precision fp16 (from --mixed_precision) needs a GPU" in err and "bf16" in err
+    assert not (tmp_path / "o" / "run_config.json").exists()
+
+
+@pytest.mark.slow
+def test_launch_config_precision_wins_unless_given_and_the_run_records_it(tmp_path):
+    """`accelerate launch --config_file` hands the config's mixed_precision over as ACCELERATE_MIXED_PRECISION;
+    one real run of scripts/train.py with it (bf16: CPU autocast), English -> German numbers, tied embeddings."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    argv = ["--task", "numbers", "--source_lang", "en", "--target_lang", "de", "--model_type", "transformer",
+            "--model_config", '{"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "num_attention_heads": 2, '
+            '"ffn_dim": 32}', "--task_num_train", "100", "--task_num_validation", "4", "--task_num_test", "4",
+            "--vocab_size", "100", "--max_steps", "2", "--eval_steps", "1", "--warmup_steps", "1", "--num_beams", "1",
+            "--max_new_tokens", "4", "--max_tokens", "256", "--log_with", "none", "--disable_progress_bar",
+            "--output_dir", str(out)]  # fmt: skip
+    env = dict(os.environ, ACCELERATE_MIXED_PRECISION="bf16", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "train.py"), *argv], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert "mixed precision: bf16 (from the Accelerate launch config" in log
+    config = json.loads((out / "run_config.json").read_text())
+    assert (config["mixed_precision"], config["source_lang"], config["target_lang"]) == ("bf16", "en", "de")
+    card = (out / "final_model" / "README.md").read_text(encoding="utf-8")
+    assert "(en → de)" in card and "bf16" in card
+    # quiet: no per-checkpoint Accelerate INFO lines, no "Removed shared tensor", no bars; where the model went
+    assert "Saving current state" not in log and "Removed shared tensor" not in log and "it/s]" not in log
+    assert "examples/s]" not in log and "indexing errors" not in log
+    assert f"the final model is saved in {out / 'final_model'}" in log
+    # the command line wins over the launch config
+    code = ("import sys; from hf_seq2seq.training import TrainArguments; from hf_seq2seq.training.setup import "
+            "_accelerator; from pathlib import Path; a = TrainArguments(mixed_precision='no', output_dir=sys.argv[1]); "
+            "acc = _accelerator(a, Path(sys.argv[1]), None); print(acc.mixed_precision, a.mixed_precision)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x")], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.stdout.split() == ["no", "no"], proc.stderr
+
+
+def test_task_direction_reverse_or_refused(capsys, tmp_path):
+    from hf_seq2seq.training import DataArguments
+    from hf_seq2seq.training.tasks import load_raw_datasets
+
+    args = DataArguments(task="numbers", source_lang="en", target_lang="de", task_num_train=5,
+                         task_num_validation=2, task_num_test=2)  # fmt: skip
+    raw, src, tgt = load_raw_datasets(args, seed=0)
+    assert (src, tgt) == ("en", "de") and set(raw["train"][0]["translation"]) == {"de", "en"}
+    assert (DataArguments(task="numbers").source_lang, DataArguments(task="numbers").target_lang) == (
+        "de",
+        "en",
+    )
+    assert train_main(["--task", "numbers", "--source_lang", "fr", "--output_dir", str(tmp_path / "o")]) == 2
+    assert "--source_lang='fr' --target_lang=None do not fit --task numbers" in capsys.readouterr().err
+
+
+def test_devices_this_machine_lacks(folder, tmp_path, capsys):
+    cases = [("gpu", "--device 'gpu' is not a device; valid: auto, cpu, cuda, cuda:N, mps")]
+    if not torch.cuda.is_available():
+        cases.append(("cuda", "--device 'cuda': this machine has 0 CUDA device(s); use --device cpu"))
+    if not torch.backends.mps.is_available():
+        cases.append(("mps", "--device 'mps': MPS (Apple GPU) is not available here"))
+    for device, message in cases:
+        assert _translate(folder, tmp_path, ["drei"], "--device", device) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("option, value", [("--num_beams", "-3"), ("--num_beams", "0"), ("--max_new_tokens", "0"),
+                                           ("--batch_size", "0"), ("--n_best", "0")])  # fmt: skip
+def test_generation_options_below_one_are_refused(folder, tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as info:
+        _translate(folder, tmp_path, ["drei"], option, value)
+    assert info.value.code == 2
+    assert f"argument {option}: must be >= 1, got {value}" in capsys.readouterr().err
+
+
+def test_push_without_network_is_one_line(folder, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: connection refused
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite runs offline; a user's push is not
+    assert cli_main(["push", "--model", str(folder), "--repo_id", "user/x", "--token", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot reach the Hub at http://127.0.0.1:9" in err and "Traceback" not in err
+
+
+def test_model_paths_that_are_not_model_folders(folder, tmp_path, capsys):
+    assert _translate(tmp_path / "no" / "such" / "folder", tmp_path, ["drei"]) == 1
+    assert "folder not found" in capsys.readouterr().err
+    assert _translate(folder / "config.json", tmp_path, ["drei"]) == 1
+    assert (
+        f"is a file, not a saved model folder; give its folder: --model {folder}" in capsys.readouterr().err
+    )
+    no_tok = _copy(folder, tmp_path, "no_tok")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (no_tok / name).unlink()
+    assert _translate(no_tok, tmp_path, ["drei"]) == 1
+    err = capsys.readouterr().err
+    assert "has no tokenizer (tokenizer.json / tokenizer_config.json missing)" in err
+    assert "sentencepiece" not in err and "tiktoken" not in err
+
+
+def test_a_model_of_the_other_kind(folder, tmp_path, capsys):
+    from hf_seq2seq.families import CAPTIONING_MODEL_TYPE
+
+    captioner = _copy(folder, tmp_path, "captioner")
+    config = json.loads((captioner / "config.json").read_text())
+    (captioner / "config.json").write_text(json.dumps({**config, "model_type": CAPTIONING_MODEL_TYPE}))
+    assert _translate(captioner, tmp_path, ["drei"]) == 1
+    err = capsys.readouterr().err
+    assert "is an image-captioning model: use `hf-seq2seq caption`" in err and "Config" not in err
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    assert cli_main(["caption", "--model", str(folder), str(image), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "not an image-captioning model" in err and "hf-seq2seq translate" in err and "--text" not in err
+
+
+def test_plot_attention_on_an_sdpa_marian_folder(tokenizer, tmp_path, capsys):
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                          decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=0, eos_token_id=2,
+                          decoder_start_token_id=0, bos_token_id=1)  # fmt: skip
+    model = MarianMTModel(config)
+    assert model.config._attn_implementation == "sdpa"  # Marian's default: no attention weights returned
+    model.save_pretrained(tmp_path / "marian")
+    tokenizer.save_pretrained(tmp_path / "marian")
+    out = tmp_path / "att.png"
+    argv = ["plot-attention", "--model", str(tmp_path / "marian"), "--text", "drei", "--max_new_tokens", "3",
+            "--device", "cpu", "--output", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_hf_seq2seq_train_names_itself(capsys):
+    assert cli_main(["train", "--task", "numbers", "--max_steps", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("hf-seq2seq train: error: --max_steps=-1 is invalid")
+
+
+def test_output_equal_to_input_is_refused_and_kept(folder, tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("drei\n", encoding="utf-8")
+    assert cli_main(["translate", "--model", str(folder), "--input", str(src), "--output", str(src)]) == 1
+    assert "--output" in capsys.readouterr().err and src.read_text(encoding="utf-8") == "drei\n"
+    ref = tmp_path / "ref.txt"
+    ref.write_text("three\n", encoding="utf-8")
+    argv = ["evaluate", "--model", str(folder), "--source", str(src), "--reference", str(ref)]
+    assert cli_main([*argv, "--hypotheses", str(src)]) == 1
+    assert "--hypotheses" in capsys.readouterr().err and src.read_text(encoding="utf-8") == "drei\n"
+    assert cli_main([*argv, "--output", str(tmp_path), "--device", "cpu"]) == 1
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    before = image.read_bytes()
+    assert (
+        cli_main(["plot-attention", "--model", str(folder), "--image", str(image), "--output", str(image)])
+        == 1
+    )
+    assert "--image" in capsys.readouterr().err and image.read_bytes() == before
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
+    from hf_seq2seq.commands.common import write_atomic
+
+    out = tmp_path / "out.txt"
+    out.write_text("the old translations\n", encoding="utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        write_atomic(out, "half written \udcff")  # fails while writing: a lone surrogate is not UTF-8
+    assert out.read_text(encoding="utf-8") == "the old translations\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+    write_atomic(out, "new\n")
+    assert out.read_text(encoding="utf-8") == "new\n"
+
+
+def test_cli_help_imports_neither_torch_nor_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hf_seq2seq_cli import main\nassert main(['--help']) == 0 and main(['nope']) == 2\n"
+            "print([m for m in ('torch', 'transformers', 'hf_seq2seq') if m in sys.modules])")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[]"
+
+
+def test_help_texts(capsys):
+    from hf_seq2seq.training import build_parser
+
+    text = " ".join(build_parser().format_help().split())  # argparse wraps lines anywhere
+    assert "longer training pairs are dropped" in text and "Truncate source" not in text
+    options = text[text.index("options:") :]
+    assert options.index("--config") < options.index("--task")  # listed first, not after 70 options
+    with pytest.raises(SystemExit):
+        cli_main(["caption", "--help"])
+    assert "images per generate() call" in " ".join(capsys.readouterr().out.split())
+
+
+def test_captioning_overlay_has_a_colour_bar(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hf_seq2seq.plotting import plot_attention_over_image
+
+    maps = np.random.default_rng(0).random((2, 4, 4))
+    path = plot_attention_over_image(Image.new("RGB", (32, 32)), maps, ["a", "square"], tmp_path / "att.svg")
+    assert "attention weight" in path.read_text(encoding="utf-8")  # the colour bar's label
