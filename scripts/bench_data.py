@@ -281,6 +281,7 @@ def _row(size: int, name: str, r: dict) -> str:
 
 
 def write_report(report: dict, path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _bench_common import env_line
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +339,13 @@ def _target_lines(report: dict) -> list[str]:
     return out
 
 
+def environment_meta(argv) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _bench_common import environment
+
+    return environment("cpu", "bench_data.py", argv, load_average_start=os.getloadavg())
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
@@ -366,10 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "worker":
         worker_main(args)
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _bench_common import environment
-
-    meta = environment("cpu", "bench_data.py", argv, load_average_start=os.getloadavg())
+    meta = environment_meta(argv)
     report = {"meta": meta, "sizes": []}
     if args.processes > 1:
         report["ddp"] = bench_processes(args)

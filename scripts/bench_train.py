@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -80,15 +81,39 @@ def transformer_flops(batch: dict, d: Dims) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def make_optimizer(model, device: str):
-    fused = device.startswith("cuda")
+def make_optimizer(model, device: str, fused: bool | None = None):
+    fused = device.startswith("cuda") if fused is None else fused
     return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+
+
+def fused_adamw_available(device: str) -> bool:
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return torch.device(device).type in _get_fused_kernels_supported_devices()
+
+
+def pad_batch(batch: dict, multiple: int) -> dict:
+    """Pad a collated batch's lengths up to a multiple of ``multiple`` (what ``--torch_compile``'s collator
+    does with ``pad_to_multiple_of``): a few static shapes instead of one per batch."""
+    pads = {"input_ids": 0, "attention_mask": 0, "decoder_input_ids": 0, "labels": -100}
+    out = dict(batch)
+    for key, value in pads.items():
+        t = batch[key]
+        extra = -t.shape[1] % multiple
+        if extra:
+            out[key] = torch.nn.functional.pad(t, (0, extra), value=value)
+    return out
 
 
 def time_train(models: dict, batches: list[dict], args) -> dict:
     """{name: {"tok_s", "block_tok_s", "flops_s", "step_s"}}: ``repeats`` blocks of ``steps`` batches; within a
     block the models take turns on each batch, so slow phases of a shared machine hit both alike."""
-    opts = {name: make_optimizer(m, args.device) for name, m in models.items()}
+    # compiled models get fused AdamW where torch has it (as --torch_compile does); eager ones the default
+    fused = fused_adamw_available(args.device)
+    opts = {
+        name: make_optimizer(m, args.device, fused=fused if "compiled" in name else None)
+        for name, m in models.items()
+    }
     for m in models.values():
         m.train()
     step = 0
@@ -247,9 +272,15 @@ def parse_args(argv):
     p.add_argument(
         "--compile",
         default="none",
-        choices=["none", "ours", "both"],
+        choices=["none", "ours", "both", "side_by_side"],
         help="torch.compile the Transformer(s): ours only, or ours and Marian (static shapes unless "
-        "--compile_dynamic; with --data random every batch has one shape, so one compilation)",
+        "--compile_dynamic; with --data random every batch has one shape, so one compilation); side_by_side: "
+        "eager and compiled copies of both, timed in one loop (compiled ones with fused AdamW where available)",
+    )
+    p.add_argument(
+        "--pad_to_multiple_of",
+        type=int,
+        help="pad batch lengths to a multiple of this (default: 16 with --compile side_by_side, else none)",
     )
     p.add_argument("--compile_dynamic", action="store_true", help="torch.compile(dynamic=True)")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s (H100 SXM: 989)")
@@ -306,7 +337,11 @@ def _bench_transformer(batches: list[dict], dims, args, report: dict) -> None:
     if args.dtype == "bf16-pure":
         ours, marian = ours.to(torch.bfloat16), marian.to(torch.bfloat16)
         models = {"ours": ours, "marian": marian}
-    if args.compile != "none":
+    if (
+        args.compile == "side_by_side"
+    ):  # separate copies: the eager and compiled twins train their own weights
+        models.update({f"{k} compiled": torch.compile(copy.deepcopy(m)) for k, m in list(models.items())})
+    elif args.compile != "none":
         compiled = ("ours",) if args.compile == "ours" else ("ours", "marian")
         models = {
             k: torch.compile(m, dynamic=bool(args.compile_dynamic)) if k in compiled else m
@@ -326,6 +361,23 @@ def _bench_transformer(batches: list[dict], dims, args, report: dict) -> None:
         "flops_per_target_token": sum(b["_flops"] for b in batches) / sum(target_tokens(b) for b in batches),
     }
     tr["paired_ratio_median"] = statistics.median(tr["paired_step_ratios"])
+    if args.compile == "side_by_side":
+        oc, mc = res["ours compiled"], res["marian compiled"]
+        tr["compiled"] = {
+            "ours": oc,
+            "marian": mc,
+            "ratio": oc["tok_s"] / mc["tok_s"],
+            "ours_compiled_over_marian_eager": oc["tok_s"] / res["marian"]["tok_s"],
+            "speedup_ours": oc["tok_s"] / res["ours"]["tok_s"],
+            "speedup_marian": mc["tok_s"] / res["marian"]["tok_s"],
+            "fused_adamw": fused_adamw_available(args.device),
+        }
+        print(
+            f"compiled: ours {oc['tok_s']:.0f} tok/s  marian {mc['tok_s']:.0f} tok/s  ratio "
+            f"{tr['compiled']['ratio']:.3f}; ours compiled / marian eager "
+            f"{tr['compiled']['ours_compiled_over_marian_eager']:.3f}",
+            flush=True,
+        )
     if args.device.startswith("cuda"):
         tr["mfu"] = {k: res[k]["flops_s"] / peak for k in ("ours", "marian")}
         tr["peak_tflops"] = args.peak_tflops
@@ -374,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
             preset[k] = getattr(args, k)
 
     batches, vocab, data_info = _load_data(args)
+    if args.pad_to_multiple_of is None and args.compile == "side_by_side":
+        args.pad_to_multiple_of = 16
+    if args.pad_to_multiple_of:
+        batches = [pad_batch(b, args.pad_to_multiple_of) for b in batches]
+        data_info["pad_to_multiple_of"] = args.pad_to_multiple_of
+        data_info["shapes"] = len({(tuple(b["input_ids"].shape), tuple(b["labels"].shape)) for b in batches})
     dims = Dims(vocab_size=vocab, max_positions=256, **preset)
     for b in batches:
         b["_flops"] = transformer_flops(b, dims)
@@ -475,6 +533,25 @@ def _print_profile(title: str, prof: dict) -> None:
         print(f"    {r['self_ms']:9.1f} ms {r['share']:6.1%} {r['calls']:7d}  {r['op']}")
 
 
+def _compiled_lines(tr: dict, args) -> list[str]:
+    c = tr["compiled"]
+    return [
+        "",
+        "## Compiled (torch.compile, default inductor) and eager, side by side",
+        "",
+        f"Each model also trained as a compiled copy in the same loop on the same batches (lengths padded to a "
+        f"multiple of {args.pad_to_multiple_of}; compiled copies use fused AdamW: {c['fused_adamw']}).",
+        "",
+        "| model | eager tok/s | compiled tok/s | compiled / eager |",
+        "|---|---:|---:|---:|",
+        f"| ours | {tr['ours']['tok_s']:.0f} | {c['ours']['tok_s']:.0f} | {c['speedup_ours']:.2f} |",
+        f"| MarianMTModel | {tr['marian']['tok_s']:.0f} | {c['marian']['tok_s']:.0f} | {c['speedup_marian']:.2f} |",
+        "",
+        f"**ours / Marian: eager {tr['ratio']:.3f}, compiled {c['ratio']:.3f}; ours compiled / Marian eager "
+        f"{c['ours_compiled_over_marian_eager']:.3f}** (issue 18 target: >= 1.2).",
+    ]
+
+
 def write_outputs(report: dict, args) -> None:
     meta = report["meta"]
     out = Path(args.out)
@@ -549,6 +626,8 @@ def write_outputs(report: dict, args) -> None:
             "N_dec = L_d(6D² + 2DF); padding, biases, norms, softmax and the optimizer are not counted"
             + (f"; MFU = model FLOP/s / {args.peak_tflops:g} TFLOP/s peak dense bf16." if cuda else "."),
         ]
+    if "compiled" in report.get("transformer", {}):
+        lines += _compiled_lines(report["transformer"], args)
     if "rnn" in report:
         lines += [
             "",

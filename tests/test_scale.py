@@ -155,3 +155,58 @@ def test_streaming_compiled_run_resumes_exactly_and_saves_plain_keys(tmp_path):
 
     averaged = write_averaged_model(folders[:2], tmp_path / "averaged", template=full / "final_model")
     assert not [k for k in _keys(averaged) if "_orig_mod" in k]
+
+
+# ------------------------------------------------------------------------------------------- benchmark scripts
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def test_bench_data_second_run_reads_the_cache(tmp_path):
+    """bench_data.py's pipeline, in this process on a tiny corpus: the warm run writes no Arrow file (reading and
+    tokenizing are cache hits, although its tokenizer is loaded from the folder rather than trained)."""
+    import bench_data
+
+    corpus = tmp_path / "work" / "train"
+    bench_data.build_corpus(corpus, 300)
+    argv = [
+        "--corpus",
+        str(corpus),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--tokenizer_dir",
+        str(tmp_path / "tok"),
+    ]
+    args = bench_data.parse_args(
+        [*argv, "--num_proc", "1", "--tokenizer_sample", "200", "--vocab_size", "200"]
+    )
+    args.train_tokenizer = True
+    cold = bench_data.pipeline(args)
+    args.train_tokenizer = False
+    warm = bench_data.pipeline(args)
+    assert cold["arrow_files_written_by_this_rank"] > 0
+    assert warm["arrow_files_written_by_this_rank"] == 0
+    assert warm["kept"] == cold["kept"] == 300 and warm["first_batch_shape"] == cold["first_batch_shape"]
+
+    out = tmp_path / "report" / "bench_data"
+    size = {"pairs": 300, "corpus_mib": 0, "cache_mib": 0}
+    size.update({name: {"process_wall_s": 0.0, "ranks": [r]} for name, r in (("cold", cold), ("warm", warm))})
+    bench_data.write_report({"meta": bench_data.environment_meta([]), "sizes": [size]}, out)
+    assert "| 300 | warm |" in out.with_suffix(".md").read_text()
+
+
+def test_bench_train_pads_to_static_shapes():
+    import bench_train
+    import torch
+
+    args = bench_train.parse_args(["--compile", "side_by_side"])
+    assert args.compile == "side_by_side"
+    batch = {
+        "input_ids": torch.ones(2, 5, dtype=torch.long),
+        "attention_mask": torch.ones(2, 5, dtype=torch.long),
+        "decoder_input_ids": torch.ones(2, 17, dtype=torch.long),
+        "labels": torch.ones(2, 17, dtype=torch.long),
+    }
+    padded = bench_train.pad_batch(batch, 8)
+    assert padded["input_ids"].shape == (2, 8) and padded["labels"].shape == (2, 24)
+    assert (padded["labels"][:, 17:] == -100).all() and (padded["attention_mask"][:, 5:] == 0).all()
+    assert int(padded["attention_mask"].sum()) == 10  # nothing real added or lost
