@@ -269,8 +269,10 @@ def _read_lines(path: str) -> list[str]:
     import gzip
 
     path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{path} is a folder, not a text file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise FileNotFoundError(f"{path} does not exist")
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         return _decode_lines(f, str(path))
 
