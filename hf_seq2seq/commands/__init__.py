@@ -1,7 +1,8 @@
 """``hf-seq2seq translate | evaluate | plot-attention | caption | push``: what a user does with a saved model folder.
 
 One module per command; each ``<name>_main(argv) -> int`` owns its argparse parser and the console script
-(``hf_seq2seq_cli``, re-exported by ``hf_seq2seq/cli.py``) dispatches to it. Modules import only the standard library at the top, so ``--help`` answers without loading torch.
+(``hf_seq2seq_cli``, re-exported by ``hf_seq2seq/cli.py``) dispatches to it, importing a command's module only
+when that command runs. Modules import torch / transformers inside functions, after the options are parsed.
 """
 
 from .caption import caption_main
