@@ -169,3 +169,19 @@ def test_command_errors_are_clear(folder, tmp_path, capsys):
     assert "missing config.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["plot-attention", "--model", str(folder), "--text", "x", "--head", "first"])
+
+
+def test_console_script_is_the_light_dispatcher():
+    """`hf-seq2seq` runs hf_seq2seq_cli.main (outside the package: --help without torch), the same function
+    hf_seq2seq.cli exposes; every command in the table has a module and a function of that name."""
+    import importlib
+    import importlib.metadata
+    import importlib.util
+
+    import hf_seq2seq_cli
+
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="hf-seq2seq")
+    assert script.value == "hf_seq2seq_cli:main" and script.load() is cli_main
+    for name, (module, func, _) in hf_seq2seq_cli.COMMANDS.items():
+        assert importlib.util.find_spec(module) is not None, name
+        assert callable(getattr(importlib.import_module(module), func)), name
