@@ -268,6 +268,14 @@ def test_export_refusals_are_one_clear_line(rnn, tmp_path, capsys):
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     with pytest.raises(ExportError, match="is not an exported folder"):
         load_engine(folder, "onnxruntime")
+    onnx = export_onnx(folder, tmp_path / "onnx")
+    with pytest.raises(
+        ExportError, match="is an 'onnx' export, not a model folder; use --engine onnxruntime"
+    ):
+        load_engine(onnx, "torch")
+    with pytest.raises(ExportError, match="--engine ctranslate2 needs a --format ctranslate2 export"):
+        load_engine(onnx, "ctranslate2")
+    capsys.readouterr()  # drop the progress bars of the export above
     assert cli_main(["export", str(folder), str(tmp_path / "o"), "--format", "ctranslate2"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("hf-seq2seq export: error:") and "\n" not in err

@@ -122,8 +122,14 @@ def load_engine(
     if engine == "torch":
         from transformers import AutoModelForSeq2SeqLM
 
-        from .common import read_model_config
+        from .common import EXPORT_INFO, read_model_config
 
+        if (path / EXPORT_INFO).is_file():
+            fmt = read_export_info(path).get("format")
+            raise ExportError(
+                f"{path} is an {fmt!r} export, not a model folder; use --engine "
+                f"{'onnxruntime' if fmt == 'onnx' else 'ctranslate2'}"
+            )
         read_model_config(path)
         if threads:
             torch.set_num_threads(threads)
