@@ -167,23 +167,27 @@ def plain_model(accelerator, model):
     return clone.to(accelerator.device).train(raw.training)
 
 
-def share_tied_embedding_modules(model):
-    """Before FSDP2 sharding: make every module that holds the tied word-embedding weight one module object.
+def shard_tied_embeddings(model, accelerator) -> None:
+    """Before ``accelerator.prepare`` under FSDP2: put every module that holds the tied word-embedding weight into
+    one FSDP unit (our encoder's and decoder's ``embed_tokens`` and ``lm_head``).
 
-    Accelerate puts the input embedding and ``lm_head`` into one FSDP unit, and torch >= 2.13 refuses a parameter
-    that a third module still holds outside that unit (our encoder and decoder each have an ``embed_tokens``
-    holding the same tensor): "Parameter 'model.encoder.embed_tokens.weight' is shared with a parameter already
-    managed by another FSDP group". The modules are identical (same class, same weight, same settings), so sharing
-    the object changes no computation and no state-dict key.
+    Accelerate makes one unit of the input embedding and ``lm_head`` only, and torch >= 2.13 refuses a parameter
+    that a third module still holds outside that unit: "Parameter 'model.encoder.embed_tokens.weight' is shared
+    with a parameter already managed by another FSDP group". Accelerate leaves modules that are already sharded
+    alone and maps the optimizer's parameters by name, so the unit is made here with its settings (no resharding
+    after forward, like its own embedding unit). Making the three one module object instead also passes
+    ``fully_shard``, but full-state-dict checkpoints then list keys that torch's loader does not expect.
     """
-    embed = model.get_input_embeddings()
-    for name, module in list(model.named_modules()):
-        if (
-            module is not embed
-            and type(module) is type(embed)
-            and getattr(module, "weight", None) is embed.weight
-            and module.extra_repr() == embed.extra_repr()
-        ):
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, embed)
-    return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    weight = model.get_input_embeddings().weight
+    holders = [m for m in model.modules() if m._parameters.get("weight") is weight]
+    if len(holders) <= 2:  # Accelerate's own unit covers it
+        return
+    plugin = accelerator.state.fsdp_plugin
+    fully_shard(
+        holders,
+        reshard_after_forward=False,
+        offload_policy=plugin.cpu_offload,
+        mp_policy=plugin.mixed_precision_policy or MixedPrecisionPolicy(),
+    )

@@ -15,7 +15,7 @@ import torch
 
 from ..families import family_of
 from .arguments import DataArguments, ModelArguments, TrainArguments, args_to_dict
-from .checkpointing import TrainState, prepare_output_dir, resume_latest, share_tied_embedding_modules
+from .checkpointing import TrainState, prepare_output_dir, resume_latest, shard_tied_embeddings
 from .tasks import TrainingTask, make_task, set_generation_defaults
 
 logger = logging.getLogger("hf_seq2seq.training")
@@ -224,7 +224,7 @@ def _model_and_optimizer(run: Run) -> None:
     model = run.task.build_model(run.tokenizer)
     set_generation_defaults(model, run.train_args)
     if getattr(run.accelerator, "is_fsdp2", False):
-        share_tied_embedding_modules(model)
+        shard_tied_embeddings(model, run.accelerator)
     family = family_of(model)
     if run.model_args.scheduled_sampling > 0 and not (family is not None and family.scheduled_sampling):
         raise ValueError("--scheduled_sampling is only supported for the RNN family")
