@@ -117,6 +117,7 @@ def _load(
             "code and you trust it, pass --trust_remote_code"
         )
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    _quiet_loading()
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         model = AutoModelForSeq2SeqLM.from_pretrained(
@@ -137,6 +138,13 @@ def _load(
         ) from None
     check_tokenizer_fits_model(tokenizer, model.config, str(model_path))
     return model.to(device).eval(), tokenizer
+
+
+def _quiet_loading() -> None:
+    # transformers' "Loading weights" bar takes a line of stderr on every command for a sub-second load
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _folder_model_type(model_path: str) -> str | None:
@@ -167,6 +175,7 @@ def _load_captioner(
 
     import hf_seq2seq  # noqa: F401  (registers the captioning model and image processor)
 
+    _quiet_loading()
     if model_type is not None and model_type != CAPTIONING_MODEL_TYPE and not trust_remote_code:
         raise CommandError(
             f"{model_path} holds a {model_type!r} model, not an image-captioning model ({CAPTIONING_MODEL_TYPE}); "
