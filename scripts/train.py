@@ -2,7 +2,9 @@
 """Train a seq2seq model: ``python scripts/train.py --config configs/<recipe>.yaml [--option value ...]``.
 
 Also runs under ``accelerate launch [--config_file configs/accelerate/<setup>.yaml] scripts/train.py ...`` for
-multi-GPU / multi-node training. ``--help`` lists every option; the loop lives in ``hf_seq2seq/training/loop.py``.
+multi-GPU / multi-node training; the launch config's ``mixed_precision`` applies unless ``--mixed_precision`` is
+given, and the run log and ``run_config.json`` record the precision that ran. ``--help`` lists every option; the
+loop lives in ``hf_seq2seq/training/loop.py``.
 """
 
 import sys
