@@ -103,9 +103,8 @@ def save_model_folder(
     card = dict(card or {})
 
     # Remote code: config.json gets auto_map, the configuration/modeling files (and their relative imports,
-    # attention.py) are copied beside the weights by save_pretrained.
-    type(model.config).register_for_auto_class()
-    type(model).register_for_auto_class("AutoModelForSeq2SeqLM")
+    # attention.py) are copied beside the weights by save_pretrained (the classes register themselves for their
+    # Auto classes; the model class only while it saves, so generate() is not slowed by a remote-code check).
     # The custom pipeline, as Pipeline.save_pretrained records it: config.custom_pipelines + the module file.
     model.config.custom_pipelines = {
         TASK: {
@@ -154,9 +153,8 @@ def save_captioning_folder(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     card = dict(card or {})
-    type(model.config).register_for_auto_class()
-    type(model).register_for_auto_class("AutoModelForImageTextToText")
-    type(image_processor).register_for_auto_class("AutoImageProcessor")
+    # auto_map and the code files: the config, model and image processor classes register themselves (see
+    # save_model_folder)
     model.config.custom_pipelines = {
         TASK: {
             "impl": f"{ImageCaptioningPipeline.__module__.split('.')[-1]}.{ImageCaptioningPipeline.__name__}",
