@@ -276,6 +276,9 @@ def _to_translation(ds: Dataset, source_lang: str, target_lang: str, where: str)
         }
 
     features = Features({"translation": {source_lang: Value("string"), target_lang: Value("string")}})
+    if not isinstance(ds, Dataset):  # streamed: converted lazily (no progress bar to describe)
+        columns = ds.column_names or list(next(iter(ds), {}))
+        return ds.map(convert, batched=True, remove_columns=columns, features=features)
     return ds.map(
         convert,
         batched=True,

@@ -98,6 +98,23 @@ def test_reader_reuses_its_cache_until_the_file_changes(tmp_path):
     assert [p["en"] for p in changed["translation"]] == ["three", "four"]
 
 
+def test_streaming_a_saved_dataset(tmp_path):
+    """--streaming with --dataset_name: the train split streamed (flat columns converted lazily), validation
+    read whole, max_examples applied to both."""
+    from datasets import Dataset
+
+    from hf_seq2seq.data import load_parallel_data
+
+    flat = {"de": ["a", "b", "c"], "en": ["x", "y", "z"]}
+    DatasetDict({"train": Dataset.from_dict(flat), "valid": Dataset.from_dict(flat)}).save_to_disk(
+        tmp_path / "d"
+    )
+    dd = load_parallel_data("de", "en", dataset_name=str(tmp_path / "d"), streaming=True, max_examples=2)
+    assert not isinstance(dd["train"], Dataset) and isinstance(dd["validation"], Dataset)
+    assert [r["translation"] for r in dd["train"]] == [{"de": "a", "en": "x"}, {"de": "b", "en": "y"}]
+    assert len(dd["validation"]) == 2
+
+
 # ------------------------------------------------------------------------------------- training (subprocesses)
 def _train(out: Path, *extra: str) -> None:
     config = {
