@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_training import (
     LOSS_RTOL,
     MAX_STEPS,
@@ -112,6 +113,7 @@ def _assert_matches_reference(out: Path, reference: Path, ranks: int) -> None:
         assert b["loss"] == pytest.approx(a["loss"], rel=LOSS_RTOL), f"step {a['step']}"
     a, b = _weights(reference), _weights(out)
     assert sorted(b) == sorted(a)  # no FSDP / DDP / torch.compile prefix, nothing missing
+    assert sorted(load_file(str(out / "best_model" / "model.safetensors"))) == sorted(a)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
 
