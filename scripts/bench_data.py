@@ -25,6 +25,7 @@ peak RSS at 5M <= 1.5x at 1M, the warm run's first batch <= 30 s at 5M.
 
     python scripts/bench_data.py                                   # 1M and 5M, ~6 GB in /tmp/bench_data
     python scripts/bench_data.py --sizes 20000 --ddp_size 20000 --out /tmp/x   # a quick check
+    python scripts/bench_data.py --stage report --result X.json --out docs/benchmarks/bench_data   # re-render
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def _row(size: int, name: str, r: dict) -> str:
     return (
         f"| {size:,} | {name} | {s['read']['s']} | {s['tokenizer']['s']} | {s['tokenize']['s']} | "
         f"{s['first_batch']['s']} | {r['to_first_batch_s']} | {r['peak_mib']['rss']} | {r['peak_mib']['anon']} | "
-        f"{r['peak_mib']['rss+workers']} |"
+        f"{r['peak_mib']['rss+workers']} | {r['load_average']:.1f} |"
     )
 
 
@@ -292,10 +293,12 @@ def write_report(report: dict, path: Path) -> None:
         env_line(report["meta"]),
         "",
         "Seconds per step and peak memory (MiB) of the main process; `anon` excludes the memory-mapped Arrow "
-        "cache, `+workers` adds the `datasets.map` processes. Cold: empty cache; warm: a second run on it.",
+        "cache, `+workers` adds the `datasets.map` processes. Cold: empty cache; warm: a second run on it. The "
+        "rows of rank 1 of the multi-process run include its wait for rank 0 (`main_process_first`). load: the "
+        "1-minute load average of the machine when the run ended.",
         "",
-        "| pairs | run | read | tokenizer | tokenize | first batch | total | peak RSS | peak anon | RSS+workers |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| pairs | run | read | tokenizer | tokenize | first batch | total | peak RSS | peak anon | RSS+workers | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["sizes"]:
         for name in ("cold", "warm"):
@@ -360,7 +363,12 @@ def parse_args(argv):
     p.add_argument("--ddp_size", type=int, default=200_000, help="corpus size of the --processes check")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_data"))
     # worker options (--stage worker)
-    p.add_argument("--stage", default="driver", choices=["driver", "worker"])
+    p.add_argument(
+        "--stage",
+        default="driver",
+        choices=["driver", "worker", "report"],
+        help="report: rewrite --out's Markdown from the JSON given as --result",
+    )
     p.add_argument("--result")
     p.add_argument("--corpus")
     p.add_argument("--cache")
@@ -373,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.stage == "worker":
         worker_main(args)
+        return 0
+    if args.stage == "report":
+        write_report(json.loads(Path(args.result).read_text()), Path(args.out))
         return 0
     meta = environment_meta(argv)
     report = {"meta": meta, "sizes": []}
