@@ -235,6 +235,10 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(
                 f"--heatmap_line={args.heatmap_line} is not a line of {args.source} (1..{len(sources)})"
             )
+        remote = [m for m in args.models if not Path(m).is_dir()]
+        if args.update_card and remote:
+            # checked before decoding, so that a long run does not fail at its last step
+            raise ValueError(f"--update_card writes into local model folders; {remote[0]} is not one")
         gold = _gold(args.alignment, sources, references) if args.alignment else None
         lengths = source_lengths(sources)
         buckets = length_buckets(lengths, args.min_bucket_size)

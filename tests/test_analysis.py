@@ -230,6 +230,11 @@ def test_analyze_errors_are_clear(folders, numbers_pairs, tmp_path, capsys):
             [model, "--source", str(tmp_path / "ref"), "--reference", str(tmp_path / "ref"), "--labels", "a,b"],
             "--labels names 2 models",
         ),
+        (
+            [str(tmp_path / "missing"), "--source", str(tmp_path / "ref"), "--reference", str(tmp_path / "ref"),
+             "--update_card"],
+            "--update_card writes into local model folders",
+        ),
     ]  # fmt: skip
     for argv, message in cases:
         assert cli_main(["analyze", *argv, "--output_dir", str(tmp_path / "o")]) == 1
