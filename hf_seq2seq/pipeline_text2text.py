@@ -114,7 +114,8 @@ class Text2TextPipeline(Pipeline):
         if not isinstance(text, str):
             raise TypeError(f"text2text inputs must be strings, got {type(text).__name__}: {text!r}")
         limit = int(max_source_length or self.max_source_length())
-        encoded = self.tokenizer(text, truncation=False, return_tensors="pt")
+        # verbose=False: our warning below says what happens; transformers' "indexing errors" one would precede it
+        encoded = self.tokenizer(text, truncation=False, return_tensors="pt", verbose=False)
         length = encoded["input_ids"].shape[-1]
         if length > limit:
             if not truncation:

@@ -641,3 +641,20 @@ def test_captioning_overlay_has_a_colour_bar(tmp_path):
     maps = np.random.default_rng(0).random((2, 4, 4))
     path = plot_attention_over_image(Image.new("RGB", (32, 32)), maps, ["a", "square"], tmp_path / "att.svg")
     assert "attention weight" in path.read_text(encoding="utf-8")  # the colour bar's label
+
+
+def test_no_indexing_errors_warning_ahead_of_ours(folder, tmp_path, capfd):
+    """transformers warns "… will result in indexing errors" for any over-long encoding; translate, the pipeline
+    and the training filter each handle over-long inputs themselves and say so."""
+    long_text = " ".join(["neun tausend"] * 40)
+    assert _translate(folder, tmp_path, ["drei", long_text]) == 0
+    tok = tiny_tokenizer()
+    tok.model_max_length = 32
+    with pytest.warns(UserWarning, match="truncated to 32"):
+        pipeline("text2text", model=tiny_model("transformer", len(tok)), tokenizer=tok)(
+            long_text, max_new_tokens=2
+        )
+    data = load_parallel_data("de", "en", train_prefix=_pair(tmp_path, f"{long_text}\n".encode(), b"x\n"))
+    tokenize_parallel(data, tok, "de", "en", 16, 16)
+    err = capfd.readouterr().err
+    assert "line(s) longer than 32 tokens truncated" in err and "indexing errors" not in err
