@@ -227,3 +227,12 @@ def test_bench_train_pads_to_static_shapes():
     assert padded["input_ids"].shape == (2, 8) and padded["labels"].shape == (2, 24)
     assert (padded["labels"][:, 17:] == -100).all() and (padded["attention_mask"][:, 5:] == 0).all()
     assert int(padded["attention_mask"].sum()) == 10  # nothing real added or lost
+
+
+def test_streaming_refuses_image_data():
+    from hf_seq2seq.training.recipe import parse_args
+
+    with pytest.raises(ValueError, match="--streaming reads text corpora"):
+        parse_args(
+            ["--task", "shapes", "--model_type", "captioning", "--streaming", "--output_dir", "/tmp/unused"]
+        )

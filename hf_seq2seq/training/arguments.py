@@ -215,6 +215,10 @@ class DataArguments:
         self._check_text_options()
 
     def _check_image_options(self) -> None:
+        if self.streaming and self.is_captioning:
+            raise ValueError(
+                "--streaming reads text corpora; image data (--task shapes, --image_folder) is not streamed"
+            )
         if self.image_folder is not None and self.captions_file is None:
             raise ValueError("--image_folder needs --captions_file")
         if self.image_folder is None and (self.captions_file or self.validation_captions_file):
