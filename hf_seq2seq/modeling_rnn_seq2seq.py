@@ -111,6 +111,31 @@ def _single_layer_view(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
     return views[input_size]
 
 
+# On CPU, nn.LSTM runs through oneDNN, which re-packs the weights on every call. For one step of a small batch (every
+# generate() step at batch 1, greedy or beam) the re-packing costs several times the step itself: a 2-layer
+# 512-unit LSTM step took 5.0 ms through oneDNN and 1.2 ms through ATen's own kernels at batch 1 (process CPU time,
+# 1 thread); they break even at about 48 rows, and oneDNN is faster above. nn.GRU never uses oneDNN.
+_ONEDNN_LSTM_MIN_ROWS = 48
+
+
+def _onednn_repack_dominates(inputs: torch.Tensor) -> bool:
+    """One eager CPU step (B, 1, in) of fewer than ``_ONEDNN_LSTM_MIN_ROWS`` rows. Never while compiling or
+    exporting: a graph must not branch on its (dynamic) batch size, and it has no per-call re-packing to avoid."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return inputs.device.type == "cpu" and inputs.shape[1] == 1 and inputs.shape[0] < _ONEDNN_LSTM_MIN_ROWS
+
+
+def _without_onednn(rnn: nn.RNNBase, inputs: torch.Tensor, hx: Any) -> Any:
+    """``rnn(inputs, hx)`` with oneDNN off (ATen's LSTM kernels; same function, last-bit rounding may differ).
+    The switch is process-wide, so it is restored at once; only the enabled flag is touched."""
+    previous = torch.backends.mkldnn.set_flags(False, None, None, None)[0]
+    try:
+        return rnn(inputs, hx)
+    finally:
+        torch.backends.mkldnn.set_flags(previous, None, None, None)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Outputs, state and cache
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,7 +539,10 @@ class _RNNDecoderBase(nn.Module):
     def _rnn(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """inputs (B, T, in) -> outputs of the top layer (B, T, H) and the new (hidden, cell)."""
         hx = (state.hidden, state.cell) if state.cell is not None else state.hidden
-        outputs, new = self.rnn(inputs, hx)
+        if state.cell is not None and _onednn_repack_dominates(inputs):
+            outputs, new = _without_onednn(self.rnn, inputs, hx)
+        else:
+            outputs, new = self.rnn(inputs, hx)
         hidden, cell = new if isinstance(new, tuple) else (new, None)
         return outputs, DecoderState(hidden, cell, state.feed)
 
