@@ -218,6 +218,28 @@ def target_tokens(batch: dict) -> int:
     return int((batch["labels"] != -100).sum())
 
 
+# ------------------------------------------------------------------------------- code from another checkout
+def import_modeling_from(checkout: Path | str, alias: str, family: str = "rnn_seq2seq"):
+    """``(modeling, configuration)`` modules of ``checkout``'s ``hf_seq2seq`` imported under the package name
+    ``alias``, beside this tree's: a before/after benchmark runs both versions in one process, on the same
+    weights and under the same load. The modeling files import only their flat siblings (they ship as Hub remote
+    code), so an empty package object with the checkout's folder as its path is enough; the package's
+    ``__init__`` (registrations with the Auto classes) is not run."""
+    import importlib
+    import types
+
+    folder = Path(checkout) / "hf_seq2seq"
+    if not (folder / f"modeling_{family}.py").is_file():
+        raise FileNotFoundError(f"--before {checkout}: no hf_seq2seq/modeling_{family}.py there")
+    package = types.ModuleType(alias)
+    package.__path__ = [str(folder)]
+    sys.modules[alias] = package
+    return (
+        importlib.import_module(f"{alias}.modeling_{family}"),
+        importlib.import_module(f"{alias}.configuration_{family}"),
+    )
+
+
 # ---------------------------------------------------------------------------------------- timing and memory
 def sync(device: str) -> None:
     if str(device).startswith("cuda"):

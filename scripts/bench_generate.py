@@ -12,6 +12,17 @@ cell alternating ours / Marian; the median is reported.
 
     python scripts/bench_generate.py                       # CPU, 2 threads
     python scripts/bench_generate.py --device cuda --dtype bfloat16 --out docs/benchmarks/bench_generate_cuda
+
+``--family rnn`` measures the RNN family instead, before/after a change: the same weights run under this tree's
+code and under the code of another checkout (``--before DIR``, imported beside it under another package name),
+batch by batch in alternating order, on Multi30k sentences (trained model folders) or random ids (``random``
+presets, Multi30k-sized: embedding 256, hidden 512, vocabulary 8000). It reports sentences/s and tokens/s for
+both, the ratio in wall time and in process CPU time (steadier on a shared machine), and how many sentences got
+the same tokens; ``--overhead`` adds the per-step cost of ``generate()`` itself, from a tiny model with the same
+code (arithmetic ~0), and ``--profile`` the top operators of one ``generate()`` call.
+
+    python scripts/bench_generate.py --family rnn --before ../snap --models bigru_bahdanau=random \
+        lstm_luong=random --out docs/benchmarks/bench_generate_rnn
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,10 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_common import (  # noqa: E402
+    MULTI30K,
     Dims,
     add_generation_args,
     build_twins,
     device_name,
+    import_modeling_from,
+    read_lines,
     timed_generate,
 )
 
@@ -65,6 +80,342 @@ def make_inputs(batch: int, args) -> dict:
     return {"input_ids": ids.to(args.device), "attention_mask": mask.to(args.device)}
 
 
+# ------------------------------------------------------------------------------------ RNN family, before/after
+# Multi30k-sized presets for random weights (the two issue-15 models; dims as configs/multi30k_*.yaml)
+RNN_PRESETS = {
+    "bigru_bahdanau": dict(
+        cell="gru", bidirectional_encoder=True, attention="bahdanau", encoder_layers=1, decoder_layers=1
+    ),
+    "lstm_luong": dict(
+        cell="lstm",
+        bidirectional_encoder=False,
+        attention="general",
+        input_feeding=True,
+        encoder_layers=2,
+        decoder_layers=2,
+    ),
+}
+RNN_DIMS = dict(embedding_size=256, hidden_size=512, vocab_size=8000)
+
+
+def add_rnn_args(parser) -> None:
+    group = parser.add_argument_group("--family rnn")
+    group.add_argument("--before", default=str(ROOT), help="checkout whose hf_seq2seq is the 'before' code")
+    group.add_argument(
+        "--models",
+        nargs="+",
+        default=["bigru_bahdanau=random", "lstm_luong=random"],
+        help="NAME=FOLDER (a trained model folder, decoded on Multi30k) or NAME=random (NAME a preset: "
+        f"{', '.join(RNN_PRESETS)})",
+    )
+    group.add_argument(
+        "--sentences", type=int, default=200, help="first N test_2016_flickr sentences / N random"
+    )
+    group.add_argument("--src_lang", default="de")
+    group.add_argument("--overhead", action="store_true", help="per-step cost of generate() itself")
+    group.add_argument("--profile", action="store_true", help="top operators of one generate() call")
+
+
+def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Path):
+    """(before, after) on the same weights, and the source sentences as (ids, mask) batches' raw material:
+    a list of token-id lists. A trained folder is loaded by both versions' classes; a random preset is built by
+    this tree's code and saved first (the folder format is the same in both versions)."""
+    (mod_b, _), (mod_a, conf_a) = before_code, after_code
+    if spec == "random":
+        if name not in RNN_PRESETS:
+            raise SystemExit(
+                f"--models {name}=random: unknown preset {name!r}; choices: {sorted(RNN_PRESETS)}"
+            )
+        torch.manual_seed(0)
+        dims = {**RNN_DIMS, "vocab_size": args.vocab_size}
+        model = mod_a.RNNSeq2SeqForConditionalGeneration(conf_a.RNNSeq2SeqConfig(**RNN_PRESETS[name], **dims))
+        folder = workdir / name
+        model.save_pretrained(folder)
+        g = torch.Generator().manual_seed(0)
+        lengths = torch.randint(args.src_len // 2, args.src_len + 1, (args.sentences,), generator=g)
+        sources = [
+            torch.randint(3, dims["vocab_size"], (int(n) - 1,), generator=g).tolist() + [2] for n in lengths
+        ]
+    else:
+        folder = Path(spec)
+        if not (folder / "config.json").is_file():
+            raise SystemExit(f"--models {name}={spec}: not a model folder (no config.json)")
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        lines = read_lines(MULTI30K / f"test_2016_flickr.{args.src_lang}.gz", args.sentences)
+        sources = tokenizer(lines)["input_ids"]
+    before = mod_b.RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
+    after = mod_a.RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
+    return before, after, sources, spec == "random"
+
+
+def _batches(sources: list[list[int]], size: int) -> list[dict]:
+    out = []
+    for start in range(0, len(sources), size):
+        chunk = sources[start : start + size]
+        width = max(len(s) for s in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, s in enumerate(chunk):
+            ids[row, : len(s)] = torch.tensor(s)
+        out.append({"input_ids": ids, "attention_mask": (ids != 0).long()})
+    return out
+
+
+@torch.inference_mode()
+def _timed(model, inputs: dict, extra: dict) -> tuple[torch.Tensor, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = model.generate(**inputs, do_sample=False, **extra)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _trim(row: torch.Tensor) -> list[int]:
+    ids = row[1:].tolist()  # after decoder_start
+    return ids[: ids.index(0)] if 0 in ids else ids
+
+
+def _rnn_cell(before, after, batches, extra: dict, args) -> dict:
+    """Every batch decoded by both versions, in alternating order, ``repeats`` passes; the median pass."""
+    for inputs in batches[: max(1, args.warmup)]:
+        _timed(before, inputs, extra), _timed(after, inputs, extra)
+    passes, same, total, tokens = [], 0, 0, 0
+    for rep in range(args.repeats):
+        sums = {"before": [0.0, 0.0], "after": [0.0, 0.0]}
+        for index, inputs in enumerate(batches):
+            order = [("before", before), ("after", after)]
+            for side, model in order if (index + rep) % 2 == 0 else order[::-1]:
+                out, wall, cpu = _timed(model, inputs, extra)
+                sums[side][0] += wall
+                sums[side][1] += cpu
+                if rep == 0:
+                    rows = [_trim(r) for r in out]
+                    if side == "before":
+                        reference = rows
+                    else:
+                        after_rows = rows
+            if rep == 0:
+                same += sum(a == b for a, b in zip(reference, after_rows))
+                total += len(after_rows)
+                tokens += sum(len(r) for r in after_rows)
+        passes.append(sums)
+    median = {
+        side: [statistics.median(p[side][k] for p in passes) for k in (0, 1)] for side in ("before", "after")
+    }
+    sentences = sum(len(b["input_ids"]) for b in batches)
+    row = {"sentences": sentences, "new_tokens": tokens, "same_tokens": f"{same}/{total}"}
+    for side in ("before", "after"):
+        row[f"{side}_wall_s"], row[f"{side}_cpu_s"] = median[side]
+        row[f"{side}_sent_s"] = sentences / median[side][0]
+        row[f"{side}_tok_s"] = tokens / median[side][0]
+    row["speedup_wall"] = median["before"][0] / median["after"][0]
+    row["speedup_cpu"] = median["before"][1] / median["after"][1]
+    row["passes"] = passes
+    return row
+
+
+@torch.inference_mode()
+def _per_step(model, steps: int, repeats: int, forward_only: bool = False) -> float:
+    """Milliseconds of process CPU time per greedy step at batch 1 (``steps`` tokens forced by min = max): the
+    whole ``generate()``, or (``forward_only``) the model's cached one-token forward alone."""
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 2]])
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if forward_only:
+        encoder_outputs = model.get_encoder()(**inputs)
+        token = torch.ones(1, 1, dtype=torch.long)
+        out = model(
+            encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"], decoder_input_ids=token
+        )
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        key = "cache" if hasattr(out, "cache") else "past_key_values"
+
+        def run():
+            for _ in range(steps):
+                model(
+                    encoder_outputs=encoder_outputs,
+                    attention_mask=inputs["attention_mask"],
+                    decoder_input_ids=token,
+                    **{key: cache},
+                )
+    else:
+        extra = dict(num_beams=1, max_new_tokens=steps, min_new_tokens=steps)
+
+        def run():
+            model.generate(**inputs, do_sample=False, **extra)
+
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        run()
+        times.append(time.process_time() - start)
+    return 1000 * statistics.median(times) / steps
+
+
+def _overhead(name: str, before, after, before_code, after_code, args) -> dict:
+    """Per-step CPU ms at greedy batch 1: the full model, and a tiny model of the same preset and code
+    (embedding and hidden 8, vocabulary 16: arithmetic ~0, what is left is Python and dispatch), whose forward
+    alone is timed too; generate()'s own share is the tiny model's step minus its forward."""
+    preset = {key: getattr(after.config, key) for key in RNN_PRESETS["lstm_luong"]}  # the model's own layout
+    tiny = {}
+    for side, (mod, conf) in (("before", before_code), ("after", after_code)):
+        torch.manual_seed(0)
+        config = conf.RNNSeq2SeqConfig(**preset, embedding_size=8, hidden_size=8, vocab_size=16)
+        tiny[side] = mod.RNNSeq2SeqForConditionalGeneration(config).eval()
+    steps, reps = 32, 5
+    row = {}
+    for _ in range(2):  # alternate twice; keep the second (warm) round
+        row = {
+            "full_before_ms": _per_step(before, steps, reps),
+            "full_after_ms": _per_step(after, steps, reps),
+            "tiny_before_ms": _per_step(tiny["before"], steps, reps),
+            "tiny_after_ms": _per_step(tiny["after"], steps, reps),
+            "tiny_before_forward_ms": _per_step(tiny["before"], steps, reps, forward_only=True),
+            "tiny_after_forward_ms": _per_step(tiny["after"], steps, reps, forward_only=True),
+        }
+    row["generate_own_ms"] = row["tiny_after_ms"] - row["tiny_after_forward_ms"]
+    return row
+
+
+def _profile(model, inputs: dict, extra: dict, top: int = 10) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.generate(**inputs, do_sample=False, **extra)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_ms": e.self_cpu_time_total / 1000,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in events[:top]
+    ]
+
+
+def rnn_main(args, argv: list[str] | None) -> int:
+    import tempfile
+
+    start_device = device_name("cpu")
+    before_code = import_modeling_from(args.before, "_bench_before_hf_seq2seq")
+    after_code = import_modeling_from(ROOT, "_bench_after_hf_seq2seq")
+    report = {"models": {}}
+    with tempfile.TemporaryDirectory() as workdir:
+        for item in args.models:
+            name, _, spec = item.partition("=")
+            if not spec:
+                raise SystemExit(f"--models {item!r}: expected NAME=FOLDER or NAME=random")
+            before, after, sources, is_random = _rnn_models(
+                name, spec, args, before_code, after_code, Path(workdir)
+            )
+            entry = {"spec": spec, "parameters": sum(p.numel() for p in after.parameters()), "cells": []}
+            for batch in args.batches:
+                batches = _batches(sources, batch)
+                for beams in args.beams:
+                    extra = {"num_beams": beams}
+                    if is_random:  # random weights rarely emit </s>: a fixed length instead
+                        extra.update(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+                    row = {"mode": "greedy" if beams == 1 else f"beam {beams}", "batch": batch}
+                    row.update(_rnn_cell(before, after, batches, extra, args))
+                    entry["cells"].append(row)
+                    print(
+                        f"{name:>15} {row['mode']:>7} batch {batch:>3}: before {row['before_sent_s']:7.1f} sent/s "
+                        f"after {row['after_sent_s']:7.1f} sent/s  speedup wall {row['speedup_wall']:.2f} "
+                        f"cpu {row['speedup_cpu']:.2f}  same tokens {row['same_tokens']}",
+                        flush=True,
+                    )
+                    if args.profile and beams == max(args.beams) and batch == max(args.batches):
+                        entry["profile"] = {
+                            "cell": f"{row['mode']} batch {batch}, first batch, after",
+                            "ops": _profile(after, batches[0], extra),
+                        }
+            if args.overhead:
+                entry["overhead"] = _overhead(name, before, after, before_code, after_code, args)
+                print(f"{name:>15} per-step CPU ms (greedy batch 1): {entry['overhead']}", flush=True)
+            report["models"][name] = entry
+    load_end = os.getloadavg()[0]
+    command = "python scripts/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report["meta"] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": start_device,
+        "load_average_end": round(load_end, 2),
+        "threads": torch.get_num_threads(),
+        "before": str(args.before),
+        "command": command.strip(),
+    }
+    out = Path(args.out or ROOT / "docs" / "benchmarks" / "bench_generate_rnn")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_rnn_markdown(report, args, load_end))
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _rnn_markdown(report: dict, args, load_end: float) -> str:
+    meta = report["meta"]
+    lines = [
+        "# generate() of the RNN family: before / after",
+        "",
+        f"Produced by `{meta['command']}` (torch {meta['torch']}, transformers {meta['transformers']}, "
+        f"{meta['device']}). 'Before' is the code of `{meta['before']}`, 'after' this tree's; both run the same "
+        "weights, batch by batch in alternating order. Trained folders decode the first "
+        f"{args.sentences} Multi30k test_2016_flickr sentences with their generation config (beam count from the "
+        f"cell); random presets decode {args.sentences} random sources of {args.src_len // 2}-{args.src_len} "
+        f"tokens, exactly {args.new_tokens} new tokens each. Median of {args.repeats} passes. Speedup = before "
+        "time / after time, in wall time and in process CPU time (all threads; less sensitive to other jobs).",
+        "",
+        "| model | mode | batch | before sent/s | after sent/s | after tok/s | speedup (wall) | speedup (CPU) "
+        "| same tokens |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, entry in report["models"].items():
+        for r in entry["cells"]:
+            lines.append(
+                f"| {name} | {r['mode']} | {r['batch']} | {r['before_sent_s']:.1f} | {r['after_sent_s']:.1f} | "
+                f"{r['after_tok_s']:.0f} | {r['speedup_wall']:.2f} | {r['speedup_cpu']:.2f} | {r['same_tokens']} |"
+            )
+    overheads = {n: e["overhead"] for n, e in report["models"].items() if "overhead" in e}
+    if overheads:
+        lines += [
+            "",
+            "Per-step process CPU time at greedy batch 1 (ms): the full model, a tiny model with the same code "
+            "(embedding/hidden 8, vocabulary 16: no arithmetic to speak of) and that tiny model's cached "
+            "one-token forward alone. generate()'s own work per step = tiny generate − tiny forward.",
+            "",
+            "| model | full before | full after | tiny before | tiny after | tiny forward before | "
+            "tiny forward after | generate() own |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, o in overheads.items():
+            lines.append(
+                f"| {name} | {o['full_before_ms']:.2f} | {o['full_after_ms']:.2f} | {o['tiny_before_ms']:.2f} | "
+                f"{o['tiny_after_ms']:.2f} | {o['tiny_before_forward_ms']:.2f} | {o['tiny_after_forward_ms']:.2f} | "
+                f"{o['generate_own_ms']:.2f} |"
+            )
+    for name, entry in report["models"].items():
+        if "profile" in entry:
+            lines += [
+                "",
+                f"Top operators, {name}, {entry['profile']['cell']} (torch.profiler, self CPU time):",
+                "",
+            ]
+            lines += ["| op | calls | self ms | share |", "|---|---:|---:|---:|"]
+            for op in entry["profile"]["ops"]:
+                lines.append(
+                    f"| `{op['op']}` | {op['calls']} | {op['self_ms']:.1f} | {100 * op['share']:.0f}% |"
+                )
+    lines += [
+        "",
+        f"{meta['threads']} torch threads; 1-minute load average {load_end:.1f} at the end (start: in the device "
+        f"line) on {os.cpu_count()} cores. Single-pass times are in the JSON (`passes`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -74,12 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
         "--out",
-        default=str(ROOT / "docs" / "benchmarks" / "bench_generate"),
-        help="output path without suffix",
+        default=None,
+        help="output path without suffix (default docs/benchmarks/bench_generate, or bench_generate_rnn)",
     )
+    parser.add_argument("--family", default="transformer", choices=["transformer", "rnn"])
+    add_rnn_args(parser)
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
+    if args.family == "rnn":
+        return rnn_main(args, argv)
+    args.out = args.out or str(ROOT / "docs" / "benchmarks" / "bench_generate")
 
     start_device = device_name(args.device)  # on CPU: cores, threads and the load average at start
     ours, marian = build_models(args)
