@@ -529,6 +529,28 @@ def test_model_paths_that_are_not_model_folders(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has no tokenizer (tokenizer.json / tokenizer_config.json missing)" in err
     assert "sentencepiece" not in err and "tiktoken" not in err
+    exported = _copy(folder, tmp_path, "exported")  # what `hf-seq2seq export` leaves beside the weights
+    (exported / "export.json").write_text('{"format": "onnx"}')
+    assert _translate(exported, tmp_path, ["drei"]) == 1
+    assert (
+        "is an exported (onnx) folder, not a PyTorch model folder: translate it with --engine onnxruntime"
+        in (capsys.readouterr().err)
+    )
+
+
+def test_evaluate_reads_a_pipe(folder, tmp_path):
+    """`--source <(zcat test.de.gz)`: a named pipe is a file to read, not a missing one."""
+    import os
+    import threading
+
+    from hf_seq2seq.commands.common import _read_lines
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"eins\nzwei\n"))
+    writer.start()
+    assert _read_lines(str(fifo)) == ["eins", "zwei"]
+    writer.join()
 
 
 def test_a_model_of_the_other_kind(folder, tmp_path, capsys):

@@ -97,6 +97,7 @@ def _load(
     ``ValueError`` / ``OSError`` naming the folder and the problem.
     """
     device = resolve_device(device)
+    _refuse_export_folder(Path(model_path).expanduser())
     model_type = _check_folder(model_path)
     from transformers import CONFIG_MAPPING, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -138,6 +139,22 @@ def _load(
         ) from None
     check_tokenizer_fits_model(tokenizer, model.config, str(model_path))
     return model.to(device).eval(), tokenizer
+
+
+def _refuse_export_folder(local: Path) -> None:
+    """An ``hf-seq2seq export`` folder is run by its engine, not loaded as a PyTorch model."""
+    info = local / "export.json"
+    if not info.is_file():
+        return
+    try:
+        fmt = json.loads(info.read_text(encoding="utf-8")).get("format", "?")
+    except (ValueError, AttributeError):
+        fmt = "?"
+    engine = {"onnx": "onnxruntime"}.get(fmt, fmt)
+    raise CommandError(
+        f"{local} is an exported ({fmt}) folder, not a PyTorch model folder: "
+        f"translate it with --engine {engine}, or give the model folder it was exported from"
+    )
 
 
 def _quiet_loading() -> None:
@@ -280,7 +297,7 @@ def _read_lines(path: str) -> list[str]:
     path = Path(path)
     if path.is_dir():
         raise CommandError(f"{path} is a folder, not a text file")
-    if not path.is_file():
+    if not path.exists():  # not is_file(): a pipe such as <(zcat file.gz) or /dev/stdin is a fine input
         raise FileNotFoundError(f"{path} does not exist")
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         return _decode_lines(f, str(path))
