@@ -1080,6 +1080,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
         super().__init__(config)
         self.model = RNNSeq2SeqModel(config)
         self._init_lm_head(config)
+        # torch-level loads (accelerate's load_state resuming a run, load_state_dict) of pre-base-model weights
+        self.register_load_state_dict_pre_hook(_prefix_base_model_keys)
         self.post_init()
 
     @property
@@ -1154,6 +1156,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNDecoderLMMixin, RNNSeq2SeqPreTrained
             return_dict,
             decoder_inputs_embeds,
         )
+
+
+def _prefix_base_model_keys(module, state_dict, prefix, *args) -> None:
+    """``load_state_dict`` of weights named before the headless base model (``encoder.*`` / ``decoder.*``, e.g. an
+    accelerate checkpoint of a run started with older code): rename them in place to ``model.encoder.*`` /
+    ``model.decoder.*``. ``from_pretrained`` does the same through the conversion mapping below."""
+    for key in [k for k in state_dict if k.startswith((prefix + "encoder.", prefix + "decoder."))]:
+        state_dict[prefix + "model." + key[len(prefix) :]] = state_dict.pop(key)
 
 
 # Folders saved before the headless base model existed: their keys have no `model.` prefix.

@@ -134,6 +134,23 @@ def test_folder_without_the_base_model_prefix_loads_with_identical_outputs(tmp_p
         )
 
 
+def test_state_dict_without_the_base_model_prefix_loads():
+    """A torch-level load (accelerate's load_state resuming a run started before the base model existed)."""
+    model = rnn(**RNN_VARIANTS["gru-bahdanau"])
+    old = {k.removeprefix("model."): v.clone() for k, v in model.state_dict().items()}
+    fresh = rnn(seed=1, **RNN_VARIANTS["gru-bahdanau"])
+    fresh.load_state_dict(old)  # strict: every key found
+    ids, mask = batch()
+    dec = torch.ones(3, 4, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fresh(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits,
+            model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits,
+            rtol=0,
+            atol=0,
+        )
+
+
 @pytest.mark.parametrize("variant", list(RNN_VARIANTS))
 def test_rnn_hidden_states_are_embeddings_plus_one_per_layer(variant):
     model = rnn(**RNN_VARIANTS[variant], encoder_layers=3, decoder_layers=2)
