@@ -422,8 +422,10 @@ def _verify(folder: Path, averaged: dict[str, torch.Tensor], template: Path) -> 
             f"the averaged weights do not fit the model of template {template} ({detail}): use the final_model or "
             "best_model folder of the run the checkpoints come from as --template"
         )
-    # in the folder's key format: a model may rename keys on load and back on save (transformers' conversion mapping)
-    state = revert_weight_conversion(model, model.state_dict())
+    # a model may rename keys on load and back on save (transformers' conversion mapping): an averaged weight may be
+    # named either way (save_pretrained folders: the saved names; accelerate checkpoints: the module's names)
+    state = model.state_dict()
+    state = {**state, **revert_weight_conversion(model, state)}
     for key, tensor in averaged.items():
         if key not in state or not torch.equal(state[key].to(tensor.dtype), tensor):
             raise CheckpointAveragingError(
