@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpointing import plain_model
 from .losses import token_loss_sum
 
 SHAPES_TASK = "shapes"
@@ -296,7 +297,7 @@ class CaptioningTask:
     def evaluate(self, accelerator, model, tokenizer, train_args) -> dict:
         """Validation loss over every (image, reference) pair + captions of every image exactly once, scored with
         :func:`caption_scores` on the main process (other ranks return only the loss)."""
-        raw = accelerator.unwrap_model(model)
+        raw = plain_model(accelerator, model)  # under FSDP2 a full copy: ranks caption different batches
         was_training = raw.training
         raw.eval()
         val = self.raw["validation"]
