@@ -23,6 +23,7 @@ from .commands.common import (
     _generation_args,
     _load,
     _read_lines,
+    write_atomic,
 )
 from .families import CAPTIONING_MODEL_TYPE
 
@@ -159,7 +160,7 @@ def update_card(result: dict, caption: str) -> Path:
     )
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    readme.write_text(_with_section(text, section), encoding="utf-8")
+    write_atomic(readme, _with_section(text, section))  # the card is never left half-written
     return readme
 
 
@@ -304,10 +305,8 @@ def _write_outputs(results, sources, gold, args) -> list[Path]:
         "heatmap_line": args.heatmap_line,
         "models": results,
     }
-    (out / f"{args.name}.json").write_text(
-        json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    (out / f"{args.name}.md").write_text(markdown_tables(results, caption), encoding="utf-8")
+    write_atomic(out / f"{args.name}.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out / f"{args.name}.md", markdown_tables(results, caption))
     written += [out / f"{args.name}.json", out / f"{args.name}.md"]
     if args.update_card:
         written += [update_card(r, f"{Path(args.source).name}, {caption}") for r in results]

@@ -89,6 +89,9 @@ def summarize(run: Path, runs: Path, figures: Path, setup: str) -> dict:
     }
 
 
+KEEP_MARKER = "<!-- collect_results keeps everything below this line -->"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path)
@@ -176,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         if (figures / f"{r['name']}_learning_curve.png").exists():
             lines.append(f"![{r['name']}](results/{r['name']}_learning_curve.png)")
-    args.out.write_text("\n".join(lines) + "\n")
+    kept = ""  # hand-written sections after the marker (e.g. the analyze results) survive a rewrite
+    if args.out.exists() and KEEP_MARKER in (old := args.out.read_text()):
+        kept = "\n" + old[old.index(KEEP_MARKER) :]
+    args.out.write_text("\n".join(lines) + "\n" + kept)
     print("\n".join(lines))
 
 

@@ -93,6 +93,8 @@ def test_collect_results_merges_sessions_and_states_each_target(tmp_path):
     earlier |= {"test_chrf": 58.1, "bleu_signature": "sigB", "chrf_signature": "sigC", "recipe": {}}
     stale = dict(earlier, name="transformer_en_de", test_bleu=1.0)  # replaced by this session's run
     (out.parent / "results" / "runs.json").write_text(json.dumps([earlier, stale]))
+    hand_written = f"{collect_results.KEEP_MARKER}\n\n## Analysis written by hand\n"
+    out.write_text("# an older page\n\n" + hand_written)
 
     collect_results.main([str(runs), "--setup", "tiny session", "--merge", "--out", str(out)])
     text = out.read_text()
@@ -109,3 +111,4 @@ def test_collect_results_merges_sessions_and_states_each_target(tmp_path):
     assert "`transformer_de_en_dropout03`, test BLEU 40.8 (target ≥ 40) — met" in text
     assert "`transformer_en_de`, test BLEU 37.0 (target ≥ 38) — **not met**" in text
     assert "test BLEU 1.0" not in text
+    assert text.endswith(hand_written) and "an older page" not in text  # sections after the marker are kept
