@@ -95,7 +95,6 @@ RNN_PRESETS = {
         decoder_layers=2,
     ),
 }
-RNN_DIMS = dict(embedding_size=256, hidden_size=512, vocab_size=8000)
 
 
 def add_rnn_args(parser) -> None:
@@ -112,6 +111,8 @@ def add_rnn_args(parser) -> None:
         "--sentences", type=int, default=200, help="first N test_2016_flickr sentences / N random"
     )
     group.add_argument("--src_lang", default="de")
+    group.add_argument("--embedding_size", type=int, default=256, help="random presets' E (and --vocab_size)")
+    group.add_argument("--hidden_size", type=int, default=512, help="random presets' H")
     group.add_argument("--overhead", action="store_true", help="per-step cost of generate() itself")
     group.add_argument("--profile", action="store_true", help="top operators of one generate() call")
 
@@ -127,7 +128,9 @@ def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Pa
                 f"--models {name}=random: unknown preset {name!r}; choices: {sorted(RNN_PRESETS)}"
             )
         torch.manual_seed(0)
-        dims = {**RNN_DIMS, "vocab_size": args.vocab_size}
+        dims = dict(
+            embedding_size=args.embedding_size, hidden_size=args.hidden_size, vocab_size=args.vocab_size
+        )
         model = mod_a.RNNSeq2SeqForConditionalGeneration(conf_a.RNNSeq2SeqConfig(**RNN_PRESETS[name], **dims))
         folder = workdir / name
         model.save_pretrained(folder)
