@@ -5,15 +5,21 @@ Importing the package registers the text model types with ``AutoConfig`` / ``Aut
 ``AutoImageProcessor`` and the ``"image-captioning"`` pipeline task.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoModelForSeq2SeqLM
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForSeq2SeqLM,
+)
 
 from .configuration_rnn_captioning import ImageCaptioningConfig
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig
 from .image_processing_rnn_captioning import ImageCaptioningImageProcessor
 from .modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
-from .modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
-from .modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration
+from .modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from .modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration, TransformerSeq2SeqModel
 from .pipeline_image_captioning import register_pipeline as register_captioning_pipeline
 from .pipeline_text2text import Text2TextPipeline, register_pipeline
 from .tokenization import train_tokenizer
@@ -26,8 +32,10 @@ __all__ = [
     "ImageCaptioningImageProcessor",
     "RNNSeq2SeqConfig",
     "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqModel",
     "TransformerSeq2SeqConfig",
     "TransformerSeq2SeqForConditionalGeneration",
+    "TransformerSeq2SeqModel",
     "Text2TextPipeline",
     "train_tokenizer",
     "export_ctranslate2",
@@ -48,11 +56,12 @@ def __getattr__(name: str):
 
 
 def _register() -> None:
-    for config_cls, model_cls in (
-        (RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration),
-        (TransformerSeq2SeqConfig, TransformerSeq2SeqForConditionalGeneration),
+    for config_cls, base_cls, model_cls in (
+        (RNNSeq2SeqConfig, RNNSeq2SeqModel, RNNSeq2SeqForConditionalGeneration),
+        (TransformerSeq2SeqConfig, TransformerSeq2SeqModel, TransformerSeq2SeqForConditionalGeneration),
     ):
         AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+        AutoModel.register(config_cls, base_cls, exist_ok=True)  # the headless model, as BartModel under Bart
         AutoModelForSeq2SeqLM.register(config_cls, model_cls, exist_ok=True)
     register_pipeline()
     # Image captioning (Xu et al. 2015): image-to-text was folded into image-text-to-text in transformers v5,
