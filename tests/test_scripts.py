@@ -54,6 +54,37 @@ def test_bench_generate_same_tokens(tmp_path):
     assert text.count("| yes |") == 2  # greedy and beam 2: both models produced the same tokens
 
 
+def test_bench_generate_rnn_before_after_same_tokens(tmp_path):
+    """--family rnn: the 'before' checkout (here this tree itself) and this tree decode the same tokens; the
+    --overhead and --profile options run."""
+    out = tmp_path / "rnn"
+    argv = [
+        "--family",
+        "rnn",
+        "--models",
+        "bigru_bahdanau=random",
+        "lstm_luong=random",
+        "--embedding_size",
+        "16",
+    ]
+    argv += [
+        "--hidden_size",
+        "32",
+        "--vocab_size",
+        "300",
+        "--sentences",
+        "4",
+        "--batches",
+        "2",
+        "--beams",
+        "1",
+        "2",
+    ]
+    argv += ["--new_tokens", "3", "--repeats", "1", "--warmup", "0", "--overhead", "--profile"]
+    bench_generate.main(argv + ["--threads", str(torch.get_num_threads()), "--out", str(out)])
+    assert out.with_suffix(".json").is_file() and out.with_suffix(".md").is_file()
+
+
 def _fake_run(runs: Path, name: str, src: str, tgt: str, test_bleu: float, selection: dict | None) -> None:
     run = runs / name
     (run / "final_model").mkdir(parents=True)
