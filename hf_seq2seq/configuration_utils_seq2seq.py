@@ -4,7 +4,8 @@ the valid values.
 Two message styles, chosen by ``owner``:
 - ``owner="RNNSeq2SeqConfig"`` (a class name): ``RNNSeq2SeqConfig: `cell` must be one of ['gru', 'lstm'], got 'x'``;
 - ``owner=None``: ``dropout=1.5 is invalid; valid values: a float in [0, 1)`` and, for choices,
-  ``norm_style='x' is not supported; valid choices: 'post', 'pre'``.
+  ``norm_style='x' is invalid; valid choices: 'post', 'pre'``. Training's command-line options use this style
+  with ``option="--name"``, so a flag and a config value are checked by the same code.
 
 Shipped to the Hub as custom code beside the configuration files: imports only the standard library.
 """
@@ -13,7 +14,15 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-__all__ = ["check_bool", "check_choice", "check_float", "check_int", "check_token_ids", "config_error"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_int",
+    "check_positive",
+    "check_token_ids",
+    "config_error",
+]
 
 
 def config_error(owner: str | None, option: str, value, expected: str) -> NoReturn:
@@ -40,9 +49,7 @@ def check_choice(owner: str | None, option: str, value, choices: tuple[str, ...]
     if value in choices:
         return
     if owner is None:
-        raise ValueError(
-            f"{option}={value!r} is not supported; valid choices: {', '.join(map(repr, choices))}"
-        )
+        raise ValueError(f"{option}={value!r} is invalid; valid choices: {', '.join(map(repr, choices))}")
     config_error(owner, option, value, f"one of {list(choices)}")
 
 
@@ -57,6 +64,19 @@ def check_float(owner: str | None, option: str, value, low=0, high=1, high_inclu
     if high is None:
         config_error(owner, option, value, f"a float >= {low}")
     config_error(owner, option, value, f"a float in [{low}, {high}{']' if high_inclusive else ')'}")
+
+
+def check_positive(owner: str | None, option: str, value, allow_zero: bool = False) -> None:
+    """A number (not a ``bool``) > 0, or >= 0 with ``allow_zero``; ``None`` (an option left unset) passes."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        config_error(owner, option, value, "a number >= 0" if allow_zero else "a number > 0")
 
 
 def check_token_ids(owner: str, vocab_size: int, **token_ids) -> None:

@@ -151,7 +151,7 @@ def test_dataset_without_the_requested_language(tmp_path):
 @pytest.mark.parametrize(
     "recipe, message",
     [
-        ("learning_rate: -1\n", "--learning_rate=-1 is invalid; it must be > 0"),
+        ("learning_rate: -1\n", "--learning_rate=-1 is invalid; valid values: a number > 0"),
         ("max_steps: 2.5\n", "max_steps: 2.5 is not valid; it must be an integer"),
         ("max_steps: many\n", "max_steps: 'many' is not valid; it must be an integer"),
         (
@@ -191,9 +191,9 @@ def test_recipe_value_out_of_range_or_wrong_type(tmp_path, recipe, message):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--learning_rate", "0"], "--learning_rate=0.0 is invalid; it must be > 0"),
+        (["--learning_rate", "0"], "--learning_rate=0.0 is invalid; valid values: a number > 0"),
         (["--label_smoothing", "1.5"], "--label_smoothing=1.5 is invalid; it must be in [0, 1)"),
-        (["--nan_policy", "ignore"], "--nan_policy='ignore' is invalid; valid choices: stop, skip"),
+        (["--nan_policy", "ignore"], "--nan_policy='ignore' is invalid; valid choices: 'stop', 'skip'"),
         (
             ["--model_type", "rnn", "--model_config", '{"cell": "rnn"}'],
             "--model_config: RNNSeq2SeqConfig: `cell`",

@@ -198,7 +198,7 @@ def _base(tmp_path) -> list[str]:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--model_type", "cnn"], "--model_type='cnn' is invalid; valid choices: rnn, transformer"),
+        (["--model_type", "cnn"], "--model_type='cnn' is invalid; valid choices: 'rnn', 'transformer'"),
         (["--lr_scheduler", "exp"], "--lr_scheduler='exp' is invalid"),
         (["--mixed_precision", "fp8"], "--mixed_precision='fp8' is invalid"),
         (["--label_smoothing", "1.5"], "--label_smoothing=1.5 is invalid"),

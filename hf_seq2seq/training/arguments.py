@@ -12,8 +12,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..configuration_utils_seq2seq import check_choice, check_positive
 from ..families import FAMILIES, family
 
 MODEL_TYPES = tuple(FAMILIES)  # --model_type values: "rnn", "transformer", "captioning"
@@ -30,19 +30,6 @@ TOKENIZER_MODELS = ("bpe", "unigram")
 CAPTIONING_TASK = "shapes"  # the rendered captioning task of hf_seq2seq.captioning_data
 
 # ----------------------------------------------------------------------------------------------------- options
-
-
-def _check_choice(option: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"--{option}={value!r} is invalid; valid choices: {', '.join(map(str, choices))}")
-
-
-def _check_positive(option: str, value, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"--{option}={value!r} is invalid; it must be {bound}")
 
 
 @dataclass
@@ -204,7 +191,7 @@ class DataArguments:
         if self.task is not None:
             from ..tasks import TASKS
 
-            _check_choice("task", self.task, (*TASKS, CAPTIONING_TASK))
+            check_choice(None, "--task", self.task, (*TASKS, CAPTIONING_TASK))
             if self.task in TASKS:  # the direction is recorded (run_config.json) as it is trained
                 from ..tasks import task_direction
 
@@ -232,10 +219,10 @@ class DataArguments:
             raise ValueError(
                 f"--validation_fraction={self.validation_fraction!r} is invalid; it must be in (0, 1)"
             )
-        _check_positive("batch_size", self.batch_size)
+        check_positive(None, "--batch_size", self.batch_size)
         if self.image_size is not None and self.image_size < 24 and self.task == CAPTIONING_TASK:
             raise ValueError(f"--image_size={self.image_size} is invalid for --task shapes; it must be >= 24")
-        _check_positive("image_size", self.image_size)
+        check_positive(None, "--image_size", self.image_size)
 
     def _check_text_options(self) -> None:
         if self.train_file is not None and self.validation_file is None:
@@ -248,13 +235,13 @@ class DataArguments:
             and (self.source_lang is None or self.target_lang is None)
         ):
             raise ValueError("--source_lang and --target_lang are required unless --task is given")
-        _check_choice("tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
+        check_choice(None, "--tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
         for name in ("task_num_train", "task_num_validation", "vocab_size", "max_source_length"):
-            _check_positive(name, getattr(self, name))
+            check_positive(None, f"--{name}", getattr(self, name))
         for name in ("max_target_length", "max_tokens", "validation_batch_size", "streaming_buffer_size"):
-            _check_positive(name, getattr(self, name))
+            check_positive(None, f"--{name}", getattr(self, name))
         for name in ("max_train_examples", "max_validation_examples", "task_num_test"):
-            _check_positive(name, getattr(self, name), allow_zero=name == "task_num_test")
+            check_positive(None, f"--{name}", getattr(self, name), allow_zero=name == "task_num_test")
         if self.max_tokens < max(self.max_source_length, self.max_target_length):
             raise ValueError(
                 f"--max_tokens={self.max_tokens} is smaller than one maximal sentence "
@@ -316,7 +303,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        _check_choice("model_type", self.model_type, MODEL_TYPES)
+        check_choice(None, "--model_type", self.model_type, MODEL_TYPES)
         if self.model_config is not None and not isinstance(self.model_config, dict):
             try:
                 parsed = json.loads(self.model_config)
@@ -454,21 +441,21 @@ class TrainArguments:
     )
 
     def __post_init__(self):
-        _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
-        _check_choice("torch_compile_backend", self.torch_compile_backend, COMPILE_BACKENDS)
-        _check_positive("pad_to_multiple_of", self.pad_to_multiple_of)
+        check_choice(None, "--lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        check_choice(None, "--torch_compile_backend", self.torch_compile_backend, COMPILE_BACKENDS)
+        check_positive(None, "--pad_to_multiple_of", self.pad_to_multiple_of)
         if self.pad_to_multiple_of is None and self.torch_compile:
             self.pad_to_multiple_of = 16
         if self.mixed_precision is not None:  # None: Accelerate's launch config / environment decides
-            _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _check_choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
-        _check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
-        _check_positive("learning_rate", self.learning_rate)
+            check_choice(None, "--mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        check_choice(None, "--metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
+        check_choice(None, "--nan_policy", self.nan_policy, NAN_POLICIES)
+        check_positive(None, "--learning_rate", self.learning_rate)
         for name in ("max_steps", "gradient_accumulation_steps", "eval_steps", "num_beams", "max_new_tokens"):
-            _check_positive(name, getattr(self, name))
+            check_positive(None, f"--{name}", getattr(self, name))
         for name in ("logging_steps", "save_total_limit", "num_epochs", "save_steps", "stop_after_step"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("max_train_minutes", self.max_train_minutes)
+            check_positive(None, f"--{name}", getattr(self, name))
+        check_positive(None, "--max_train_minutes", self.max_train_minutes)
         for name in (
             "warmup_steps",
             "weight_decay",
@@ -476,7 +463,7 @@ class TrainArguments:
             "early_stopping_patience",
             "num_workers",
         ):
-            _check_positive(name, getattr(self, name), allow_zero=True)
+            check_positive(None, f"--{name}", getattr(self, name), allow_zero=True)
         if self.lr_scheduler == "inverse_sqrt" and self.warmup_steps == 0:
             raise ValueError("--lr_scheduler=inverse_sqrt needs --warmup_steps > 0")
         if self.resume and self.overwrite_output_dir:
