@@ -43,6 +43,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .modeling_seq2seq_utils import shift_tokens_right
 
 __all__ = [
     "RNNSeq2SeqPreTrainedModel",
@@ -57,14 +58,6 @@ __all__ = [
     "RNNSeq2SeqForConditionalGeneration",
     "shift_tokens_right",
 ]
-
-
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """(B, T) labels -> decoder inputs: ``decoder_start_token_id`` first, ``-100`` replaced by the pad id."""
-    shifted = labels.new_zeros(labels.shape)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
 def _make_rnn(
