@@ -116,13 +116,14 @@ def test_streaming_a_saved_dataset(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- training (subprocesses)
-def _train(out: Path, *extra: str) -> None:
+def _train(out: Path, *extra: str, launcher: tuple = (sys.executable,), compile_: bool = True) -> None:
     config = {
         "d_model": 32,
         "encoder_layers": 1,
         "decoder_layers": 1,
         "num_attention_heads": 2,
         "ffn_dim": 64,
+        "dropout": 0.0,  # dropout draws differ between 1 and 2 processes
     }
     args = [
         "--task", "numbers", "--task_num_train", "300", "--task_num_validation", "8", "--vocab_size", "200",
@@ -130,11 +131,13 @@ def _train(out: Path, *extra: str) -> None:
         "--warmup_steps", "2", "--max_steps", "4", "--eval_steps", "100", "--save_steps", "2",
         "--num_beams", "1", "--max_new_tokens", "8", "--log_with", "none", "--disable_progress_bar", "true",
         "--seed", "5", "--output_dir", str(out),
-        "--streaming", "--streaming_buffer_size", "64", "--torch_compile", "--torch_compile_backend", "eager",
+        "--streaming", "--streaming_buffer_size", "64", "--mixed_precision", "no",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    if compile_:
+        args += ["--torch_compile", "--torch_compile_backend", "eager"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args, *extra],
+        [*launcher, str(ROOT / "scripts" / "train.py"), *args, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -236,3 +239,26 @@ def test_streaming_refuses_image_data():
         parse_args(
             ["--task", "shapes", "--model_type", "captioning", "--streaming", "--output_dir", "/tmp/unused"]
         )
+
+
+def test_streaming_two_processes_equal_one_with_accumulation(tmp_path):
+    """The streamed step is the map-style one: 2 processes (each reading the stream, keeping its micro-batches)
+    give the per-step losses and label counts of 1 process with 2 accumulation steps."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    two = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1")
+    two += ("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port))
+    _train(tmp_path / "one", "--gradient_accumulation_steps", "2", compile_=False)
+    _train(tmp_path / "two", launcher=two, compile_=False)
+
+    def steps(out):
+        history = json.loads((out / "training_history.json").read_text())
+        return [(h["loss"], h["tokens"]) for h in history if "loss" in h]
+
+    one, two_ = steps(tmp_path / "one"), steps(tmp_path / "two")
+    assert len(one) == 4 and [t for _, t in one] == [t for _, t in two_]
+    assert [x for x, _ in two_] == pytest.approx([x for x, _ in one], rel=1e-4)
