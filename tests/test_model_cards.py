@@ -252,3 +252,21 @@ def test_public_path(value, shown, tmp_path):
 def test_scrub_paths_keeps_urls_and_relative_paths(tmp_path):
     text = "see https://github.com/mjpost/sacrebleu; data: /srv/x/multi30k/val and ./a/b, de/en\n"
     assert scrub_paths(text, cwd=tmp_path) == text.replace("/srv/x/multi30k/val", "val")
+
+
+@pytest.mark.parametrize(
+    "card", sorted((PROJECT_ROOT / "model_cards").glob("*/README.md")), ids=lambda p: p.parent.name
+)
+def test_published_reference_cards_read_as_translation_models_without_local_paths(card):
+    """The committed cards in model_cards/ are what `push` would publish: the Hub's parser must read their test
+    split's BLEU/chrF with signatures, and no path of the machine that trained them may appear."""
+    text = card.read_text(encoding="utf-8")
+    parsed = ModelCard(text)
+    assert parsed.data.pipeline_tag == "translation" and parsed.data.language
+    test = [r for r in parsed.data.eval_results if r.dataset_split == "test_2016_flickr"]
+    assert {r.metric_type for r in test} == {"sacrebleu", "chrf"}
+    assert all("version:" in str(r.metric_args.get("signature", "")) for r in test)
+    assert not any(marker in text for marker in ("/work/", "/tmp/", "/home/", "/root/", "C:\\"))
+    for image in ("learning_curve.png", "attention.png"):
+        if f"({image})" in text:
+            assert (card.parent / image).is_file(), f"{card} shows {image}, which is missing"
