@@ -43,7 +43,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .modeling_seq2seq_utils import shift_tokens_right
+from .modeling_seq2seq_utils import output_options, shift_tokens_right
 
 __all__ = [
     "RNNSeq2SeqPreTrainedModel",
@@ -918,11 +918,9 @@ class RNNDecoderLMMixin:
         ``((B, 1, T, S),)`` with ``output_attentions`` (None when the decoder has no attention). Options left as
         None take the config's value. ``encoder_outputs`` may be a tuple or dict (see :meth:`_as_encoder_output`)."""
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = output_options(
+            config, output_attentions, output_hidden_states, return_dict
         )
-        return_dict = config.return_dict if return_dict is None else return_dict
         encoder_outputs = self._as_encoder_output(encoder_outputs)
         out, new_cache = self._run_decoder(
             decoder_input_ids,
@@ -1004,10 +1002,9 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
     ) -> Seq2SeqModelOutput | tuple:
         """As :meth:`RNNSeq2SeqForConditionalGeneration.forward`, without the output layer and the loss."""
         config = self.config
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = output_options(
+            config, output_attentions, output_hidden_states, return_dict
         )
-        return_dict = config.return_dict if return_dict is None else return_dict
         use_cache = config.use_cache if use_cache is None else use_cache
         if cache is not None and not isinstance(cache, RNNDecoderCache):
             raise ValueError(
@@ -1032,7 +1029,6 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             bool(output_hidden_states),
             decoder_inputs_embeds,
         )
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
         attn = out.attentions
         output = Seq2SeqModelOutput(
             last_hidden_state=out.outputs,

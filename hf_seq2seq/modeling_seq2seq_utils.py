@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["shift_tokens_right"]
+__all__ = ["output_options", "shift_tokens_right"]
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -20,3 +20,12 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     shifted[:, 1:] = labels[:, :-1]
     shifted[:, 0] = decoder_start_token_id
     return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+def output_options(config, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
+    """The transformers contract for ``forward``: an output option passed as ``None`` takes the config's value."""
+    return (
+        config.output_attentions if output_attentions is None else output_attentions,
+        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        config.return_dict if return_dict is None else return_dict,
+    )

@@ -52,7 +52,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
-from .modeling_seq2seq_utils import shift_tokens_right
+from .modeling_seq2seq_utils import output_options, shift_tokens_right
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -60,16 +60,6 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return F.dropout(x, p=p, training=True) if training and p > 0 else x
 
 
-def _output_options(config, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
-    """The transformers contract: an option passed as None takes the config's value."""
-    return (
-        config.output_attentions if output_attentions is None else output_attentions,
-        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-        config.return_dict if return_dict is None else return_dict,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------- masks
 def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, K) 1/0 keep mask → additive (B, 1, 1, K) mask (0 keep, finfo.min drop), or None when absent."""
     if attention_mask is None:
@@ -510,7 +500,7 @@ class TransformerSeq2SeqEncoder(_Embedder):
         last_hidden_state (B, S, D); hidden_states: L + 1 tensors (B, S, D); attentions: L tensors (B, H, S, S).
         Options left as None take the config's value (``output_attentions``, ``output_hidden_states``,
         ``return_dict``)."""
-        output_attentions, output_hidden_states, return_dict = _output_options(
+        output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         hidden_states = self.embed(input_ids, inputs_embeds=inputs_embeds)
@@ -727,7 +717,7 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
 
         ``past_key_values`` is accepted as a deprecated alias of ``cache`` (with a warning), as in transformers'
         own models: an old keyword must never drop the cache silently."""
-        output_attentions, output_hidden_states, return_dict = _output_options(
+        output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         use_cache = self.config.use_cache if use_cache is None else use_cache
