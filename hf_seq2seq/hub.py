@@ -106,14 +106,7 @@ def save_model_folder(
     # attention.py) are copied beside the weights by save_pretrained (the classes register themselves for their
     # Auto classes; the model class only while it saves, so generate() is not slowed by a remote-code check).
     # The custom pipeline, as Pipeline.save_pretrained records it: config.custom_pipelines + the module file.
-    model.config.custom_pipelines = {
-        TASK: {
-            "impl": f"{Text2TextPipeline.__module__.split('.')[-1]}.{Text2TextPipeline.__name__}",
-            "pt": ["AutoModelForSeq2SeqLM"],
-            "type": "text",
-        }
-    }
-    custom_object_save(Text2TextPipeline, output_dir)
+    _record_pipeline(model, output_dir, TASK, Text2TextPipeline, "AutoModelForSeq2SeqLM", "text")
 
     _apply_generation_defaults(
         model, GENERATION_DEFAULTS if generation_defaults is None else generation_defaults
@@ -128,6 +121,16 @@ def save_model_folder(
     image_names = _write_images(model, tokenizer, output_dir, card, images)
     render_model_card(model, card, image_names).save(output_dir / "README.md")
     return output_dir
+
+
+def _record_pipeline(model, output_dir: Path, task: str, pipeline_cls, auto_class: str, kind: str) -> None:
+    """What ``Pipeline.save_pretrained`` records for a custom pipeline: ``config.custom_pipelines`` and the module
+    file beside the weights, so ``pipeline(model=folder, trust_remote_code=True)`` finds the task."""
+    module = pipeline_cls.__module__.split(".")[-1]
+    model.config.custom_pipelines = {
+        task: {"impl": f"{module}.{pipeline_cls.__name__}", "pt": [auto_class], "type": kind}
+    }
+    custom_object_save(pipeline_cls, output_dir)
 
 
 def save_captioning_folder(
@@ -155,14 +158,7 @@ def save_captioning_folder(
     card = dict(card or {})
     # auto_map and the code files: the config, model and image processor classes register themselves (see
     # save_model_folder)
-    model.config.custom_pipelines = {
-        TASK: {
-            "impl": f"{ImageCaptioningPipeline.__module__.split('.')[-1]}.{ImageCaptioningPipeline.__name__}",
-            "pt": ["AutoModelForImageTextToText"],
-            "type": "image",
-        }
-    }
-    custom_object_save(ImageCaptioningPipeline, output_dir)
+    _record_pipeline(model, output_dir, TASK, ImageCaptioningPipeline, "AutoModelForImageTextToText", "image")
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     image_processor.save_pretrained(output_dir)
