@@ -262,3 +262,27 @@ def test_streaming_two_processes_equal_one_with_accumulation(tmp_path):
     one, two_ = steps(tmp_path / "one"), steps(tmp_path / "two")
     assert len(one) == 4 and [t for _, t in one] == [t for _, t in two_]
     assert [x for x, _ in two_] == pytest.approx([x for x, _ in one], rel=1e-4)
+
+
+def test_pad_to_multiple_of_defaults_under_compile_pads_batches_and_refuses_bad_values():
+    """--pad_to_multiple_of does what its help says: 16 by default with --torch_compile, none without it, the
+    training collator pads every batch length to that multiple, and 0 or a negative value is one clear error."""
+    from hf_seq2seq.training import DataArguments, ModelArguments, TrainArguments
+    from hf_seq2seq.training.tasks import TextTask
+
+    assert TrainArguments(torch_compile=True).pad_to_multiple_of == 16
+    assert TrainArguments().pad_to_multiple_of is None
+    for bad in (0, -8):
+        with pytest.raises(ValueError, match=f"--pad_to_multiple_of={bad} is invalid"):
+            TrainArguments(pad_to_multiple_of=bad)
+
+    tokenizer = train_tokenizer(["eins zwei drei vier", "one two three four"], vocab_size=60)
+    task = TextTask.__new__(TextTask)  # only the collator is exercised: it reads nothing but train_args
+    task.data_args, task.model_args = DataArguments(task="numbers"), ModelArguments()
+    task.train_args = TrainArguments(pad_to_multiple_of=8)
+    features = [
+        {"input_ids": [5, 6, 7, 2], "labels": [8, 2]},
+        {"input_ids": [5, 2], "labels": [9, 10, 11, 2]},
+    ]
+    batch = task.collator(tokenizer, None)(features)
+    assert batch["input_ids"].shape[1] % 8 == 0 and batch["labels"].shape[1] % 8 == 0
