@@ -27,6 +27,9 @@ from .commands.common import (
 )
 from .families import CAPTIONING_MODEL_TYPE
 
+# The card section this command owns, in hub.MARKED_SECTION's form, so that rewriting the card keeps it (spelled out
+# here rather than imported: `hf-seq2seq analyze --help` stays free of the hub module's imports).
+CARD_SECTION = "analyze"
 CARD_BEGIN = "<!-- hf-seq2seq analyze: begin -->"
 CARD_END = "<!-- hf-seq2seq analyze: end -->"
 CARD_FIGURE = "analysis_length.png"
@@ -143,6 +146,7 @@ def _table_heads(alignment: dict) -> list[dict]:
 
 def update_card(result: dict, caption: str) -> Path:
     """Put the model's own length figure and bucket table into its folder's card (a marked README section)."""
+    from .hub import with_marked_section
     from .plotting_analysis import plot_length_curves
 
     folder = Path(result["path"])
@@ -160,21 +164,10 @@ def update_card(result: dict, caption: str) -> Path:
     )
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    write_atomic(readme, _with_section(text, section))  # the card is never left half-written
+    write_atomic(
+        readme, with_marked_section(text, section, CARD_SECTION)
+    )  # the card is never left half-written
     return readme
-
-
-def _with_section(text: str, section: str) -> str:
-    """``text`` with the marked analysis section replaced, or inserted after the card's Evaluation and Attention
-    sections (before "How to use"), or appended; every other line of the card is kept as it was."""
-    if CARD_BEGIN in text and CARD_END in text:
-        head, rest = text.split(CARD_BEGIN, 1)
-        return head + section + rest.split(CARD_END, 1)[1].lstrip("\n")
-    anchor = "\n## How to use"
-    if anchor in text:
-        head, rest = text.split(anchor, 1)
-        return head.rstrip("\n") + "\n\n" + section + anchor + rest
-    return text.rstrip("\n") + ("\n\n" if text else "") + section
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -585,6 +585,34 @@ def _card_dataset(card: Mapping, data: ModelCardData) -> str:
 
 
 # ------------------------------------------------------------------------------------------- updating a card
+# Sections that other commands add to a card (`hf-seq2seq analyze --update_card`: its length figure and table) sit
+# between "<!-- hf-seq2seq NAME: begin -->" and "<!-- hf-seq2seq NAME: end -->"; rewriting the card keeps them.
+MARKED_SECTION = re.compile(
+    r"<!-- hf-seq2seq (?P<name>[\w-]+): begin -->.*?<!-- hf-seq2seq (?P=name): end -->\n?", flags=re.S
+)
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    """The begin and end comments of the card section ``name``."""
+    return f"<!-- hf-seq2seq {name}: begin -->", f"<!-- hf-seq2seq {name}: end -->"
+
+
+def with_marked_section(text: str, section: str, name: str) -> str:
+    """``text`` (a card) with its marked section ``name`` replaced by ``section`` (which carries the markers), or
+    ``section`` inserted before "## How to use" (after the evaluation, attention and learning-curve sections), or
+    appended; every other line of the card is kept as it was."""
+    begin, end = section_markers(name)
+    section = section.rstrip("\n") + "\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + section + rest.split(end, 1)[1].lstrip("\n")
+    anchor = "\n## How to use"
+    if anchor in text:
+        head, rest = text.split(anchor, 1)
+        return head.rstrip("\n") + "\n\n" + section + anchor + rest
+    return text.rstrip("\n") + ("\n\n" if text else "") + section
+
+
 def write_model_card(
     model, tokenizer, folder, card: Mapping | None = None, images: Mapping | None = None
 ) -> Path:
@@ -595,7 +623,11 @@ def write_model_card(
     card = dict(card or {})
     image_names = _write_images(model, tokenizer, folder, card, images)
     readme = folder / "README.md"
-    _write_atomically(readme, str(render_model_card(model, card, image_names)))
+    text = str(render_model_card(model, card, image_names))
+    if readme.is_file():  # keep what other commands added (the analysis section), as they placed it
+        for kept in MARKED_SECTION.finditer(readme.read_text(encoding="utf-8")):
+            text = with_marked_section(text, kept.group(0), kept.group("name"))
+    _write_atomically(readme, text)
     return readme
 
 

@@ -23,9 +23,9 @@ from hf_seq2seq.analysis import (
     token_word_map,
     word_attention,
 )
-from hf_seq2seq.analyze import CARD_BEGIN, CARD_END, CARD_FIGURE
+from hf_seq2seq.analyze import CARD_BEGIN, CARD_END, CARD_FIGURE, CARD_SECTION
 from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.hub import save_model_folder, section_markers, with_marked_section, write_model_card
 from hf_seq2seq.tasks import gold_alignment, make_task
 
 
@@ -204,6 +204,25 @@ def test_analyze_end_to_end(folders, numbers_pairs, tmp_path, capsys):
     without = head + rest.split(CARD_END)[1]
     assert without.split() == original.split()  # nothing the card had is lost (blank lines aside)
     assert (folders["rnn_dot"] / CARD_FIGURE).stat().st_size > 0
+
+
+def test_rewriting_the_card_keeps_the_analysis_section(tmp_path):
+    """`regenerate_card.py` / `write_model_card` render the card anew: the analysis section must survive, once,
+    where analyze put it (before "How to use"), and a second rewrite changes nothing."""
+    assert section_markers(CARD_SECTION) == (CARD_BEGIN, CARD_END)  # analyze spells hub's markers out
+    tokenizer = tiny_tokenizer()
+    model = tiny_model("rnn", len(tokenizer), attention="dot")
+    folder = save_model_folder(model, tokenizer, tmp_path / "m")
+    readme = folder / "README.md"
+    section = f"{CARD_BEGIN}\n## Quality by source length\n\n| 1–9 | 12 | 3.0 | 9.0 |\n{CARD_END}\n"
+    readme.write_text(with_marked_section(readme.read_text(encoding="utf-8"), section, CARD_SECTION), "utf-8")
+    write_model_card(model, tokenizer, folder, {"dataset_name": "renamed data"})
+    text = readme.read_text(encoding="utf-8")
+    assert "renamed data" in text  # the card was rendered anew
+    assert text.count(CARD_BEGIN) == 1 and section.strip() in text
+    assert text.index(CARD_BEGIN) < text.index("## How to use")
+    write_model_card(model, tokenizer, folder, {"dataset_name": "renamed data"})
+    assert readme.read_text(encoding="utf-8") == text
 
 
 def test_analyze_errors_are_clear(folders, numbers_pairs, tmp_path, capsys):
