@@ -60,6 +60,7 @@ from _bench_common import (  # noqa: E402
 
 from hf_seq2seq.configuration_rnn_seq2seq import RNNSeq2SeqConfig  # noqa: E402
 from hf_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_seq2seq.training.master_weights import MasterWeightAdamW  # noqa: E402
 
 RNN_VARIANTS = {
     "bigru+bahdanau": dict(cell="gru", bidirectional_encoder=True, attention="bahdanau"),
@@ -81,8 +82,12 @@ def transformer_flops(batch: dict, d: Dims) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def make_optimizer(model, device: str, fused: bool | None = None):
+def make_optimizer(model, device: str, fused: bool | None = None, dtype: str = "fp32"):
+    """AdamW; for ``--dtype bf16-master`` (bf16 weights) the training loop's ``--bf16_weights`` optimizer, AdamW
+    over fp32 master copies."""
     fused = device.startswith("cuda") if fused is None else fused
+    if dtype == "bf16-master" and next(model.parameters()).dtype == torch.bfloat16:
+        return MasterWeightAdamW(model.parameters(), lr=1e-4, fused=fused)
     return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
 
 
@@ -111,7 +116,7 @@ def time_train(models: dict, batches: list[dict], args) -> dict:
     # compiled models get fused AdamW where torch has it (as --torch_compile does); eager ones the default
     fused = fused_adamw_available(args.device)
     opts = {
-        name: make_optimizer(m, args.device, fused=fused if "compiled" in name else None)
+        name: make_optimizer(m, args.device, fused=fused if "compiled" in name else None, dtype=args.dtype)
         for name, m in models.items()
     }
     for m in models.values():
@@ -155,7 +160,7 @@ def _model_inputs(batch: dict) -> dict:
 
 def profile_train(model, batches: list[dict], args, steps: int) -> dict:
     """Top ops by self time over ``steps`` training steps (after the timing runs, so warm)."""
-    opt = make_optimizer(model, args.device)
+    opt = make_optimizer(model, args.device, dtype=args.dtype)
     model.train()
 
     def run():
@@ -250,9 +255,11 @@ def parse_args(argv):
     p.add_argument(
         "--dtype",
         default="fp32",
-        choices=["fp32", "bf16", "bf16-pure"],
+        choices=["fp32", "bf16", "bf16-pure", "bf16-master"],
         help="bf16 = autocast (fp32 weights and AdamW state, bf16 matmuls); bf16-pure = bf16 weights, gradients "
-        "and AdamW state, no autocast (no per-step weight casts; less exact updates)",
+        "and AdamW state, no autocast (no per-step weight casts; less exact updates); bf16-master = bf16 weights "
+        "and gradients, AdamW on fp32 master copies (train.py --bf16_weights: MasterWeightAdamW); the bf16-* "
+        "choices convert the Transformers only",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a contended machine)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="transformer size")
@@ -334,7 +341,7 @@ def _bench_transformer(batches: list[dict], dims, args, report: dict) -> None:
         loss_ours, loss_marian = float(ours(**b0).loss), float(marian(**b0).loss)
     print(f"eval loss (fp32, same weights): ours {loss_ours:.6f}  marian {loss_marian:.6f}", flush=True)
     models = {"ours": ours, "marian": marian}
-    if args.dtype == "bf16-pure":
+    if args.dtype in ("bf16-pure", "bf16-master"):
         ours, marian = ours.to(torch.bfloat16), marian.to(torch.bfloat16)
         models = {"ours": ours, "marian": marian}
     if (

@@ -8,6 +8,7 @@ only inductor's code generation, minutes on this CPU, is left out.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -116,7 +117,9 @@ def test_streaming_a_saved_dataset(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- training (subprocesses)
-def _train(out: Path, *extra: str, launcher: tuple = (sys.executable,), compile_: bool = True) -> None:
+def _train(
+    out: Path, *extra: str, launcher: tuple = (sys.executable,), compile_: bool = True, streaming: bool = True
+) -> None:
     config = {
         "d_model": 32,
         "encoder_layers": 1,
@@ -131,8 +134,11 @@ def _train(out: Path, *extra: str, launcher: tuple = (sys.executable,), compile_
         "--warmup_steps", "2", "--max_steps", "4", "--eval_steps", "100", "--save_steps", "2",
         "--num_beams", "1", "--max_new_tokens", "8", "--log_with", "none", "--disable_progress_bar", "true",
         "--seed", "5", "--output_dir", str(out),
-        "--streaming", "--streaming_buffer_size", "64", "--mixed_precision", "no",
     ]  # fmt: skip
+    if streaming:
+        args += ["--streaming", "--streaming_buffer_size", "64"]
+    if "--bf16_weights" not in extra:
+        args += ["--mixed_precision", "no"]
     if compile_:
         args += ["--torch_compile", "--torch_compile_backend", "eager"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
@@ -232,6 +238,35 @@ def test_bench_train_pads_to_static_shapes():
     assert int(padded["attention_mask"].sum()) == 10  # nothing real added or lost
 
 
+def test_bench_train_bf16_master_uses_the_training_optimizer(tmp_path):
+    """--dtype bf16-master trains both bf16 twins with train.py's --bf16_weights optimizer (imported, not copied)."""
+    import bench_train
+    import torch
+
+    from hf_seq2seq.training.master_weights import MasterWeightAdamW
+
+    bf16 = torch.nn.Linear(2, 2).bfloat16()
+    assert isinstance(bench_train.make_optimizer(bf16, "cpu", dtype="bf16-master"), MasterWeightAdamW)
+    assert type(bench_train.make_optimizer(bf16, "cpu", dtype="bf16-pure")) is torch.optim.AdamW
+    out = tmp_path / "bench"
+    tiny = [
+        "--preset",
+        "tiny",
+        "--data",
+        "random",
+        "--src_len",
+        "8",
+        "--max_tokens",
+        "64",
+        "--vocab_size",
+        "300",
+    ]
+    tiny += ["--threads", str(torch.get_num_threads()), "--steps", "2", "--repeats", "1", "--warmup", "1"]
+    bench_train.main([*tiny, "--dtype", "bf16-master", "--skip", "rnn", "profile", "--out", str(out)])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["meta"]["dtype"] == "bf16-master" and report["transformer"]["ours"]["tok_s"] > 0
+
+
 def test_streaming_refuses_image_data():
     from hf_seq2seq.training.recipe import parse_args
 
@@ -241,9 +276,7 @@ def test_streaming_refuses_image_data():
         )
 
 
-def test_streaming_two_processes_equal_one_with_accumulation(tmp_path):
-    """The streamed step is the map-style one: 2 processes (each reading the stream, keeping its micro-batches)
-    give the per-step losses and label counts of 1 process with 2 accumulation steps."""
+def _two_processes() -> tuple:
     import socket
 
     with socket.socket() as sock:
@@ -251,15 +284,26 @@ def test_streaming_two_processes_equal_one_with_accumulation(tmp_path):
         port = sock.getsockname()[1]
     accelerate = str(Path(sys.executable).with_name("accelerate"))
     two = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1")
-    two += ("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port))
-    _train(tmp_path / "one", "--gradient_accumulation_steps", "2", compile_=False)
-    _train(tmp_path / "two", launcher=two, compile_=False)
+    return two + ("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port))
 
-    def steps(out):
-        history = json.loads((out / "training_history.json").read_text())
-        return [(h["loss"], h["tokens"]) for h in history if "loss" in h]
 
-    one, two_ = steps(tmp_path / "one"), steps(tmp_path / "two")
+def _steps(out: Path) -> list[tuple[float, int]]:
+    history = json.loads((out / "training_history.json").read_text())
+    return [(h["loss"], h["tokens"]) for h in history if "loss" in h]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16_weights"])
+def test_two_processes_equal_one_with_accumulation(tmp_path, precision):
+    """2 gloo processes give the per-step losses and label counts of 1 process with 2 accumulation steps: the
+    streamed step (each rank reads the stream and keeps its micro-batches) and, map-style, --bf16_weights (bf16
+    gradients all-reduced by DDP, then cast for the fp32 masters; measured: identical losses)."""
+    extra = ("--bf16_weights",) if precision == "bf16_weights" else ()
+    streaming = precision == "fp32"
+    _train(
+        tmp_path / "one", *extra, "--gradient_accumulation_steps", "2", compile_=False, streaming=streaming
+    )
+    _train(tmp_path / "two", *extra, launcher=_two_processes(), compile_=False, streaming=streaming)
+    one, two_ = _steps(tmp_path / "one"), _steps(tmp_path / "two")
     assert len(one) == 4 and [t for _, t in one] == [t for _, t in two_]
     assert [x for x, _ in two_] == pytest.approx([x for x, _ in one], rel=1e-4)
 
@@ -286,3 +330,131 @@ def test_pad_to_multiple_of_defaults_under_compile_pads_batches_and_refuses_bad_
     ]
     batch = task.collator(tokenizer, None)(features)
     assert batch["input_ids"].shape[1] % 8 == 0 and batch["labels"].shape[1] % 8 == 0
+
+
+# ------------------------------------------------------------------------ bf16 weights with an fp32 master copy
+def _drift_runs(steps: int = 40, lr: float = 1e-4):
+    """Three copies of one tiny MLP (bf16-rounded start) trained on the same batches with AdamW: fp32 weights,
+    bf16 weights stepped directly, bf16 weights with fp32 masters. Returns (start, fp32, bf16, master model,
+    optimizer of the master run)."""
+    import torch
+
+    from hf_seq2seq.training.master_weights import MasterWeightAdamW
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    base = base.to(torch.bfloat16).float()  # every run starts from the same bf16-representable weights
+    start = [p.detach().clone() for p in base.parameters()]
+    x, y = torch.randn(64, 16), torch.randn(64, 4)
+    models = {"fp32": base, "bf16": copy.deepcopy(base).bfloat16(), "master": copy.deepcopy(base).bfloat16()}
+    opts = {
+        "fp32": torch.optim.AdamW(models["fp32"].parameters(), lr=lr, weight_decay=0.0),
+        "bf16": torch.optim.AdamW(models["bf16"].parameters(), lr=lr, weight_decay=0.0),
+        "master": MasterWeightAdamW(models["master"].parameters(), lr=lr, weight_decay=0.0),
+    }
+    for i in range(steps):
+        rows = slice(16 * (i % 4), 16 * (i % 4 + 1))
+        for name, model in models.items():
+            dtype = next(model.parameters()).dtype
+            loss = torch.nn.functional.mse_loss(model(x[rows].to(dtype)).float(), y[rows])
+            loss.backward()
+            opts[name].step()
+            opts[name].zero_grad()
+    return start, models, opts["master"]
+
+
+def test_master_weights_keep_the_updates_bf16_weights_round_away():
+    """At a learning rate whose updates are mostly below bf16's resolution, bf16 weights stepped directly lose them
+    and stay far from the fp32 run; the fp32 masters follow it (and the model computes with their rounding)."""
+    import torch
+
+    start, models, opt = _drift_runs()
+
+    def distance(a, b):
+        return float(sum(((x.detach().float() - y.detach().float()) ** 2).sum() for x, y in zip(a, b)) ** 0.5)
+
+    fp32 = list(models["fp32"].parameters())
+    moved = distance(fp32, start)
+    # measured: bf16 0.95 of the fp32 run's movement away from it, masters 0.002, their bf16 rounding 0.1
+    assert moved > 0
+    assert distance(models["bf16"].parameters(), fp32) > 0.8 * moved  # most updates rounded away
+    assert distance(opt.master_params, fp32) < 0.02 * moved
+    assert distance(models["master"].parameters(), fp32) < 0.25 * moved
+    for p, m in zip(models["master"].parameters(), opt.master_params):
+        assert p.dtype == torch.bfloat16 and m.dtype == torch.float32
+        assert torch.equal(p, m.to(torch.bfloat16))
+
+
+def test_master_weights_state_dict_restores_masters_and_refuses_a_plain_adamw_state():
+    import torch
+
+    from hf_seq2seq.training.master_weights import MasterWeightAdamW
+
+    _, models, opt = _drift_runs(steps=5)
+    fresh_model = copy.deepcopy(models["master"])
+    for p in fresh_model.parameters():
+        p.data.zero_()
+    fresh = MasterWeightAdamW(fresh_model.parameters(), lr=1e-4)
+    fresh.load_state_dict(opt.state_dict())
+    for a, b in zip(fresh.master_params, opt.master_params):
+        assert torch.equal(a, b)
+    for a, b in zip(fresh_model.parameters(), models["master"].parameters()):
+        assert torch.equal(a, b)  # the model is rounded from the loaded masters
+    plain = torch.optim.AdamW(models["fp32"].parameters(), lr=1e-4)
+    with pytest.raises(ValueError, match="not saved by this model with --bf16_weights"):
+        fresh.load_state_dict(plain.state_dict())
+
+
+def test_bf16_weights_refuses_autocast_and_fsdp_options(monkeypatch):
+    from hf_seq2seq.training import TrainArguments
+    from hf_seq2seq.training.setup import _check_precision
+
+    for value in ("fp16", "bf16"):
+        with pytest.raises(ValueError, match=f"--bf16_weights with --mixed_precision={value}: "):
+            TrainArguments(bf16_weights=True, mixed_precision=value)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="--bf16_weights with mixed precision fp16 \\(from the Accelerate"):
+        _check_precision(TrainArguments(bf16_weights=True))
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # a bf16 launch config: autocast off, no error
+    args = TrainArguments(bf16_weights=True)
+    assert "autocast is not used" in _check_precision(args) and args.mixed_precision == "no"
+
+
+def _safetensors_dtypes(folder: Path) -> set:
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+
+
+def test_bf16_weights_compiled_run_resumes_exactly_and_saves_fp32_masters(tmp_path):
+    """--bf16_weights with --torch_compile, accumulation 2 and clipping: a resumed run gives the uninterrupted
+    run's losses exactly (masters and AdamW state in the checkpoint); checkpoints, final model and an average hold
+    float32 masters (finer than bf16) under the model's own keys."""
+    from safetensors.torch import load_file
+
+    from hf_seq2seq.averaging import write_averaged_model
+
+    opts = ("--bf16_weights", "--gradient_accumulation_steps", "2", "--max_grad_norm", "0.5")
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    _train(full, *opts, streaming=False)
+    _train(resumed, *opts, "--stop_after_step", "2", streaming=False)
+    _train(resumed, *opts, "--resume", streaming=False)
+    assert len(_losses(full)) == 4 and _losses(resumed) == _losses(full)
+    history = json.loads((full / "training_history.json").read_text())
+    assert all("grad_norm" in h for h in history if "loss" in h)
+
+    folders = [full / "checkpoints" / "step-2", full / "checkpoints" / "step-4", full / "final_model"]
+    for folder in folders:
+        assert _safetensors_dtypes(folder) == {"F32"}, folder
+        assert not [k for k in _keys(folder) if "_orig_mod" in k], folder
+    final = load_file(str(full / "final_model" / "model.safetensors"))
+    assert any(not torch_equal_bf16(w) for w in final.values())  # masters, not bf16 weights cast up
+    averaged = write_averaged_model(folders[:2], tmp_path / "averaged", template=full / "final_model")
+    assert _safetensors_dtypes(averaged) == {"F32"}
+    run_config = json.loads((full / "run_config.json").read_text())
+    assert run_config["bf16_weights"] is True and run_config["mixed_precision"] == "no"
+
+
+def torch_equal_bf16(w) -> bool:
+    import torch
+
+    return not w.is_floating_point() or torch.equal(w, w.to(torch.bfloat16).float())

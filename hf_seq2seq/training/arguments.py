@@ -379,6 +379,14 @@ class TrainArguments:
             "and the model card record the precision that ran."
         },
     )
+    bf16_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "bf16 model weights and activations (no autocast) with an fp32 master copy of every weight that "
+            "AdamW updates (gradients cast to fp32, clipped, stepped, rounded back); checkpoints and saved models "
+            "hold the fp32 masters. Replaces --mixed_precision (leave it unset or 'no'); not under FSDP."
+        },
+    )
     eval_steps: int = field(
         default=1000, metadata={"help": "Validate (loss, BLEU, chrF) every N steps and at the end."}
     )
@@ -448,6 +456,11 @@ class TrainArguments:
             self.pad_to_multiple_of = 16
         if self.mixed_precision is not None:  # None: Accelerate's launch config / environment decides
             check_choice(None, "--mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if self.bf16_weights and self.mixed_precision in ("fp16", "bf16"):
+            raise ValueError(
+                f"--bf16_weights with --mixed_precision={self.mixed_precision}: the weights are already bf16 and "
+                "computed without autocast; leave --mixed_precision unset or give 'no'"
+            )
         check_choice(None, "--metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
         check_choice(None, "--nan_policy", self.nan_policy, NAN_POLICIES)
         check_positive(None, "--learning_rate", self.learning_rate)

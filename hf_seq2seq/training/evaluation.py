@@ -136,7 +136,7 @@ def model_card(run, metrics: dict, final: bool = False) -> dict:
         "steps": state.step,
         "epochs": state.epoch,
         "train_time": time.perf_counter() - run.run_start,
-        "hardware": hardware_description(run.accelerator.device, run.world, train_args.mixed_precision),
+        "hardware": hardware_description(run.accelerator.device, run.world, _precision(train_args)),
         **{k: metrics[k] for k in CARD_METRIC_KEYS if k in metrics},
     }
     if final:
@@ -147,6 +147,12 @@ def model_card(run, metrics: dict, final: bool = False) -> dict:
         ]
         facts["example"] = run.task.card_facts().get("example")
     return facts
+
+
+def _precision(train_args) -> str:
+    if getattr(train_args, "bf16_weights", False):
+        return "bf16 weights with fp32 master weights"
+    return train_args.mixed_precision
 
 
 def _improved(run, value) -> bool:
@@ -166,7 +172,7 @@ def validate(run) -> dict:
     state.history.append(entry)
     value = result["loss"] if metric == "loss" else result.get(metric)
     if _improved(run, value):
-        model = plain_model(accelerator, run.model)  # every rank: an all-gather under FSDP2
+        model = run.model_to_save()  # every rank: an all-gather under FSDP2
         if run.is_main:
             state.best_metric = value
             run.task.save(model, run.tokenizer, run.output_dir / "best_model", model_card(run, result))

@@ -31,7 +31,7 @@ import torch
 
 from . import hooks
 from .arguments import MAX_CONSECUTIVE_SKIPS, DataArguments, ModelArguments, TrainArguments
-from .checkpointing import plain_model, save_checkpoint
+from .checkpointing import save_checkpoint
 from .evaluation import model_card, validate, write_history
 from .losses import scheduled_sampling_inputs
 from .recipe import parse_args
@@ -185,7 +185,9 @@ def forward_backward(run: Run, loop: LoopState, batch_iter, G: int):
     if math.isfinite(loss_value) and (args.max_grad_norm > 0 or run.check_grads):
         # the global norm (DDP has all-reduced the gradients): the same value on every rank
         max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
-        grad_norm = accelerator.clip_grad_norm_(run.model.parameters(), max_norm)
+        # --bf16_weights: clip the fp32 gradients of the master weights, which AdamW then steps
+        params = run.master.grads_to_master() if run.master is not None else run.model.parameters()
+        grad_norm = accelerator.clip_grad_norm_(params, max_norm)
     return loss_value, grad_norm
 
 
@@ -315,7 +317,7 @@ def finish(run: Run, loop: LoopState) -> dict:
             _save(run)
     final = dict(last_eval)
     result["final_metrics"] = final
-    result["model"] = model = plain_model(accelerator, run.model)  # every rank: an all-gather under FSDP2
+    result["model"] = model = run.model_to_save()  # every rank: an all-gather under FSDP2
     if run.is_main:
         card = model_card(run, final, final=True)
         run.task.save(model, run.tokenizer, run.output_dir / "final_model", card)

@@ -15,7 +15,8 @@ import torch
 
 from ..families import family_of
 from .arguments import DataArguments, ModelArguments, TrainArguments, args_to_dict
-from .checkpointing import TrainState, prepare_output_dir, resume_latest, shard_tied_embeddings
+from .checkpointing import TrainState, plain_model, prepare_output_dir, resume_latest, shard_tied_embeddings
+from .master_weights import MasterWeightAdamW
 from .tasks import TrainingTask, make_task, set_generation_defaults
 
 logger = logging.getLogger("hf_seq2seq.training")
@@ -54,6 +55,18 @@ class Run:
         return self.train_args.gradient_accumulation_steps
 
     @property
+    def master(self) -> MasterWeightAdamW | None:
+        """--bf16_weights: the optimizer holding the fp32 master weights (else ``None``)."""
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)  # under Accelerate's wrapper
+        return inner if isinstance(inner, MasterWeightAdamW) else None
+
+    def model_to_save(self):
+        """The model a folder gets: without wrappers (every rank must call: an all-gather under FSDP2); with
+        --bf16_weights an fp32 copy holding the master weights."""
+        model = plain_model(self.accelerator, self.model)
+        return self.master.fp32_model(model) if self.master is not None else model
+
+    @property
     def check_grads(self) -> bool:
         # fp16 overflows are handled by the grad scaler (the step is skipped and the scale lowered): not an error
         return self.train_args.mixed_precision != "fp16"
@@ -90,7 +103,8 @@ def _dynamo_plugin(train_args: TrainArguments):
 
 
 def build_optimizer(model, train_args: TrainArguments):
-    """AdamW; no weight decay on biases and norm weights (1-D parameters or names containing "norm")."""
+    """AdamW; no weight decay on biases and norm weights (1-D parameters or names containing "norm"). With
+    --bf16_weights, :class:`~.master_weights.MasterWeightAdamW` (the same AdamW over fp32 master copies)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -100,7 +114,8 @@ def build_optimizer(model, train_args: TrainArguments):
         {"params": decay, "weight_decay": train_args.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
+    optimizer_class = MasterWeightAdamW if train_args.bf16_weights else torch.optim.AdamW
+    return optimizer_class(
         groups,
         lr=train_args.learning_rate,
         betas=(train_args.adam_beta1, train_args.adam_beta2),
@@ -151,12 +166,28 @@ def _check_precision(train_args: TrainArguments) -> str:
         requested = os.environ["ACCELERATE_MIXED_PRECISION"]
     else:
         source, requested = "the default", "no"
+    if train_args.bf16_weights:
+        return _bf16_weights_precision(train_args, source, requested)
     if requested == "fp16" and PartialState().device.type == "cpu":
         raise ValueError(
             f"mixed precision fp16 (from {source}) needs a GPU; this run is on the CPU, where it would silently "
             "train in fp32: use --mixed_precision bf16 (CPU autocast) or no"
         )
     return source
+
+
+def _bf16_weights_precision(train_args: TrainArguments, source: str, requested: str) -> str:
+    """--bf16_weights is the precision: Accelerate runs without autocast. A launch config's bf16 is what the user
+    wants anyway (it is dropped, with a log line); its fp16 is a contradiction."""
+    if requested == "fp16":
+        raise ValueError(
+            f"--bf16_weights with mixed precision fp16 (from {source}): the weights are bf16; give "
+            "--mixed_precision no or a launch config without fp16"
+        )
+    train_args.mixed_precision = "no"
+    if requested == "bf16":
+        return f"--bf16_weights (bf16 weights, fp32 masters; {source}'s bf16 autocast is not used)"
+    return "--bf16_weights (bf16 weights, fp32 masters, no autocast)"
 
 
 class _SharedTensorFilter(logging.Filter):
@@ -223,6 +254,9 @@ def _model_and_optimizer(run: Run) -> None:
     set_seed(run.train_args.seed)
     model = run.task.build_model(run.tokenizer)
     set_generation_defaults(model, run.train_args)
+    if run.train_args.bf16_weights:
+        _check_bf16_weights_launch(run.accelerator)
+        model = model.to(torch.bfloat16)  # the fp32 masters start from these values (build_optimizer)
     if getattr(run.accelerator, "is_fsdp2", False):
         shard_tied_embeddings(model, run.accelerator)
     family = family_of(model)
@@ -233,6 +267,20 @@ def _model_and_optimizer(run: Run) -> None:
     optimizer = build_optimizer(model, run.train_args)
     scheduler = build_scheduler(optimizer, run.train_args)
     run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, optimizer, scheduler)
+    if (
+        run.master is not None
+    ):  # checkpoints' model.safetensors hold the masters (checkpoint averaging reads it)
+        run.accelerator.register_save_state_pre_hook(run.master.save_state_pre_hook)
+
+
+def _check_bf16_weights_launch(accelerator) -> None:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "--bf16_weights is not for FSDP: Accelerate's FSDP2 already keeps fp32 sharded weights and computes in "
+            "bf16 with --mixed_precision bf16 (its MixedPrecisionPolicy); use that instead"
+        )
 
 
 def _record_options(run: Run) -> None:
