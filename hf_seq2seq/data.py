@@ -678,8 +678,13 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
         self._cache = (self.epoch, batches)
         return batches
 
+    def index_arrays(self) -> list[np.ndarray]:
+        """This rank's batches of the current epoch as int32 index arrays (what iterating yields as lists): the
+        compact form for a loop that holds a whole epoch of millions of examples."""
+        return self._all_batches()[self.rank :: self.num_replicas]
+
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._all_batches()[self.rank :: self.num_replicas]:
+        for batch in self.index_arrays():
             yield batch.tolist()  # a list per batch as it is taken; the epoch is kept as compact arrays
 
     def __len__(self) -> int:

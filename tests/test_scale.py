@@ -62,6 +62,27 @@ def test_example_lengths_follow_the_filter(multi30k_dir, tokenizer):
     assert label_lengths.tolist() == [len(x) for x in tok["labels"]]
 
 
+def test_epoch_batches_are_the_samplers_batches_as_int32_arrays():
+    """The loop's epoch (tasks.epoch_batches) holds the sampler's batches as int32 arrays, the same batches that
+    iterating the sampler gives (what it returned as lists of lists before), and the DataLoader gets them as
+    lists one at a time."""
+    import numpy as np
+
+    from hf_seq2seq.training.loop import IndexLists
+    from hf_seq2seq.training.tasks import epoch_batches
+
+    lengths = np.random.RandomState(0).randint(1, 60, size=5000)
+    arrays = epoch_batches(lengths, 300, seed=3, epoch=2)
+    sampler = TokenBatchSampler(lengths, 300, seed=3)
+    sampler.set_epoch(2)
+    assert [a.tolist() for a in arrays] == list(sampler)
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.int32 for a in arrays)
+    assert sorted(np.concatenate(arrays).tolist()) == list(range(5000))
+    assert list(IndexLists(arrays[:3])) == [a.tolist() for a in arrays[:3]] and len(
+        IndexLists(arrays)
+    ) == len(arrays)
+
+
 def test_streamed_epoch_has_every_example_once_within_budget(multi30k_dir, tokenizer):
     """--streaming's batches (bucketed within a buffer) cover the same examples as the map-style sampler's epoch,
     each exactly once, and no batch exceeds the token budget."""

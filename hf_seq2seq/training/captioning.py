@@ -32,6 +32,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpointing import plain_model
@@ -221,10 +222,12 @@ class CaptioningTask:
         ]
         self.tokenizer = tokenizer
 
-    def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]:
-        """``--batch_size`` shuffled examples per batch, the same on every rank (seeded by ``seed + epoch``)."""
+    def epoch_batches(self, seed: int, epoch: int) -> list[np.ndarray]:
+        """``--batch_size`` shuffled examples per batch, the same on every rank (seeded by ``seed + epoch``), as
+        int index arrays (views of one shuffled order)."""
         order = list(range(len(self.train_dataset)))
         random.Random(seed + epoch).shuffle(order)
+        order = np.asarray(order, dtype=np.int64)
         bs = self.data_args.batch_size
         return [order[i : i + bs] for i in range(0, len(order), bs)]
 

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from . import hooks
@@ -106,19 +107,17 @@ def epoch_groups(run: Run):
         return stream_groups(run)
     world, accum, rank = run.world, run.accum, run.accelerator.process_index
     per_step = world * accum
-    batches = run.task.epoch_batches(run.train_args.seed, run.state.epoch)
+    batches = run.task.epoch_batches(run.train_args.seed, run.state.epoch)  # int index arrays
     num_groups = len(batches) // per_step
     if num_groups == 0:
         raise _too_few_batches(run, len(batches))
     mine = [batches[g * per_step + m * world + rank] for g in range(num_groups) for m in range(accum)]
-    lengths = run.task.label_lengths
-    group_tokens = [
-        int(sum(lengths[i] for b in batches[g * per_step : (g + 1) * per_step] for i in b))
-        for g in range(num_groups)
-    ]
+    lengths = np.asarray(run.task.label_lengths)
+    batch_tokens = np.array([lengths[b].sum() for b in batches[: num_groups * per_step]], dtype=np.int64)
+    group_tokens = batch_tokens.reshape(num_groups, per_step).sum(axis=1).tolist()
     loader = torch.utils.data.DataLoader(
         run.task.train_dataset,
-        batch_sampler=mine,
+        batch_sampler=IndexLists(mine),
         collate_fn=run.collator,
         num_workers=run.train_args.num_workers,
     )
@@ -126,6 +125,20 @@ def epoch_groups(run: Run):
     if start:
         loader = run.accelerator.skip_first_batches(loader, start * accum)
     return ((g, group_tokens[g]) for g in range(start, num_groups)), iter(loader)
+
+
+class IndexLists:
+    """The DataLoader's ``batch_sampler`` over compact index arrays: each batch becomes a list only when it is
+    taken, so an epoch of millions of examples stays 4 bytes per example."""
+
+    def __init__(self, arrays: list):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __iter__(self):
+        return (a.tolist() for a in self.arrays)
 
 
 def stream_groups(run: Run):
