@@ -41,7 +41,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .attention import attend, build_score
+from .attention import attend, build_score, cpu_inference, fast_linear, fast_tanh, linear_module
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .modeling_seq2seq_utils import output_options, shift_tokens_right
 
@@ -531,6 +531,9 @@ class _RNNDecoderBase(nn.Module):
 
     def _rnn(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """inputs (B, T, in) -> outputs of the top layer (B, T, H) and the new (hidden, cell)."""
+        if inputs.shape[1] == 1 and not self.training and cpu_inference(inputs):
+            out, state = self._cell_step(inputs[:, 0], state)
+            return out.unsqueeze(1), state
         hx = (state.hidden, state.cell) if state.cell is not None else state.hidden
         if state.cell is not None and _onednn_repack_dominates(inputs):
             outputs, new = _without_onednn(self.rnn, inputs, hx)
@@ -538,6 +541,34 @@ class _RNNDecoderBase(nn.Module):
             outputs, new = self.rnn(inputs, hx)
         hidden, cell = new if isinstance(new, tuple) else (new, None)
         return outputs, DecoderState(hidden, cell, state.feed)
+
+    def _cell_step(self, x: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """One step of ``self.rnn`` for CPU inference (every ``generate()`` step): x (B, in) -> the top layer's
+        output (B, H) and the new state. The same weights and cell equations as ATen's ``gru_cell`` /
+        ``lstm_cell`` (``nn.GRU`` / ``nn.LSTM`` with one time step, eval mode), written out so that the matmuls
+        go through :func:`fast_linear` and the tanh through :func:`fast_tanh` (2.2x and 5x faster there); the
+        LSTM also skips oneDNN's per-call weight re-packing of ``nn.LSTM`` on CPU."""
+        rnn = self.rnn
+        hidden, cells = [], []
+        for layer in range(rnn.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            h = state.hidden[layer]
+            if state.cell is not None:  # gates i, f, g, o
+                gates = fast_linear(x, w_ih, b_ih).add_(fast_linear(h, w_hh, b_hh))
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f).mul_(state.cell[layer]).add_(torch.sigmoid(i).mul_(fast_tanh(g)))
+                x = torch.sigmoid(o).mul_(fast_tanh(c))
+                cells.append(c)
+            else:  # gates r, z, n: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h
+                i_r, i_z, i_n = fast_linear(x, w_ih, b_ih).chunk(3, dim=1)
+                h_r, h_z, h_n = fast_linear(h, w_hh, b_hh).chunk(3, dim=1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                n = fast_tanh(h_n.mul_(r).add_(i_n))
+                x = (h - n).mul_(z).add_(n)
+            hidden.append(x)
+        return x, DecoderState(torch.stack(hidden), torch.stack(cells) if cells else None, state.feed)
 
     def step(self, input_emb, state: DecoderState, memory: Memory, mask):
         raise NotImplementedError
@@ -645,7 +676,7 @@ class ChoDecoder(_RNNDecoderBase):
     def step(self, input_emb, state, memory, mask):
         context = memory.context  # (B, H)
         out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
-        output = torch.tanh(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
+        output = linear_module(self.readout, torch.cat([out[:, 0], context, input_emb], dim=-1), "tanh")
         return output, state, None
 
     def _teacher_forced(self, embedded, state, memory, mask, fast, per_layer):
@@ -679,7 +710,7 @@ class BahdanauDecoder(_RNNDecoderBase):
         scores = self.score(state.hidden[-1], memory.values, memory.keys)  # query s_{t-1}: (B, S)
         context, attn = attend(scores, memory.values, mask)  # (B, H), (B, S)
         out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
-        output = torch.tanh(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
+        output = linear_module(self.readout, torch.cat([out[:, 0], context, input_emb], dim=-1), "tanh")
         return output, state, attn
 
 
@@ -711,7 +742,7 @@ class LuongDecoder(_RNNDecoderBase):
 
     def _attend(self, h, memory, mask):
         context, attn = attend(self.score(h, memory.values, memory.keys), memory.values, mask)
-        return torch.tanh(self.combine(torch.cat([context, h], dim=-1))), attn
+        return linear_module(self.combine, torch.cat([context, h], dim=-1), "tanh"), attn
 
     def step(self, input_emb, state, memory, mask):
         x = torch.cat([input_emb, state.feed], dim=-1) if state.feed is not None else input_emb
@@ -933,8 +964,8 @@ class RNNDecoderLMMixin:
         )
         hidden = self.dropout(out.outputs)
         if self.output_projection is not None:
-            hidden = self.output_projection(hidden)
-        logits = self.lm_head(hidden)  # (B, T, V)
+            hidden = linear_module(self.output_projection, hidden)
+        logits = linear_module(self.lm_head, hidden)  # (B, T, V)
 
         loss = None if labels is None else self._loss(logits, labels, out.attentions)
         attn = out.attentions

@@ -114,3 +114,31 @@ def test_invalid_score_configuration():
     with pytest.raises(ValueError, match=r"\(B, Hq\) or \(B, T, Hq\)"):
         score = build_score("dot", H, H, H)
         score(torch.randn(H), torch.randn(B, S, H), torch.randn(B, S, H))
+
+
+def test_cpu_inference_kernels_compute_the_same_function(inputs):
+    """fast_linear / fast_tanh / the additive score's sigmoid form (taken under no_grad on CPU) equal the plain
+    ops they replace (taken when autograd records), up to rounding; and they record no graph."""
+    from hf_seq2seq.attention import cpu_inference, fast_linear, fast_tanh
+
+    queries, keys, _ = inputs
+    x, w, b = torch.randn(5, 3, 6), torch.randn(4, 6), torch.randn(4)
+    with torch.no_grad():
+        assert cpu_inference(x) and not cpu_inference(x.double())
+        torch.testing.assert_close(fast_linear(x, w, b), nn_linear(x, w, b))
+        torch.testing.assert_close(fast_linear(x, w, None, "tanh"), torch.tanh(nn_linear(x, w)))
+        big = torch.randn(1000) * 10
+        torch.testing.assert_close(fast_tanh(big), torch.tanh(big), atol=1e-6, rtol=0)
+    assert not cpu_inference(x)  # autograd on: the plain ops
+    for name in ("bahdanau", "concat"):
+        torch.manual_seed(0)
+        score = build_score(name, H, H, 7)
+        pre = score.precompute_keys(keys)
+        recorded = score(queries, keys, pre)
+        with torch.no_grad():
+            torch.testing.assert_close(score(queries, keys, pre), recorded, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(score(queries[:, 1], keys, pre), recorded[:, 1], atol=1e-5, rtol=1e-5)
+
+
+def nn_linear(x, w, b=None):
+    return torch.nn.functional.linear(x, w, b)

@@ -169,6 +169,30 @@ def test_fast_path_equals_step_loop(kw):
         torch.testing.assert_close(fast[2], slow[2], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kw", GRID, ids=_id)
+def test_inference_step_equals_recorded_step(kw):
+    """Without autograd on CPU (every generate() step) the decoder step runs its own cell and oneDNN matmuls
+    (_cell_step, attention.fast_linear); with autograd it runs nn.GRU / nn.LSTM and nn.Linear. Same function."""
+    model = make_model(**{"decoder_layers": 2, **kw})  # two layers at least: the stacked cell
+    ids, mask = make_batch()
+    enc = model.get_encoder()(ids, mask)
+    recorded_cache = fast_cache = None
+    for token in (BOS, 5, 7, 9):
+        step = dict(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=torch.full((3, 1), token))
+        recorded = model(**step, cache=recorded_cache, output_attentions=True)
+        with torch.no_grad():
+            fast = model(**step, cache=fast_cache, output_attentions=True)
+        recorded_cache, fast_cache = recorded.cache, fast.cache
+        torch.testing.assert_close(fast.logits, recorded.logits, atol=1e-5, rtol=1e-5)
+        for a, b in zip(fast_cache.to_state(), recorded_cache.to_state()):
+            if a is not None:
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        if recorded.cross_attentions is not None:
+            torch.testing.assert_close(
+                fast.cross_attentions[0], recorded.cross_attentions[0], atol=1e-5, rtol=1e-5
+            )
+
+
 def test_bahdanau_has_no_fast_path_and_scores_previous_state():
     model = make_model(attention="bahdanau")
     assert isinstance(model.decoder, BahdanauDecoder)
