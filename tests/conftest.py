@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
-import pytest
-import torch
+# datasets' Arrow caches (corpora the tests read, tokenized splits) go to a folder of this test session, deleted at
+# its end, never into the user's ~/.cache. datasets reads the variable when it is imported: set it before anything
+# imports it (subprocesses the tests start inherit it).
+if "datasets" in sys.modules:
+    raise RuntimeError("tests/conftest.py must set HF_DATASETS_CACHE before datasets is imported")
+DATASETS_CACHE = tempfile.mkdtemp(prefix="hf_seq2seq_tests_datasets_")
+os.environ["HF_DATASETS_CACHE"] = DATASETS_CACHE
+atexit.register(shutil.rmtree, DATASETS_CACHE, ignore_errors=True)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # pytest-xdist runs 2 workers on 2 cores: one thread each avoids oversubscription.
 torch.set_num_threads(1)

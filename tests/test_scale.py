@@ -120,6 +120,47 @@ def test_reader_reuses_its_cache_until_the_file_changes(tmp_path):
     assert [p["en"] for p in changed["translation"]] == ["three", "four"]
 
 
+def test_tests_read_corpora_into_a_session_cache_not_the_users(tmp_path):
+    """tests/conftest.py points HF_DATASETS_CACHE at a temporary folder before datasets is imported: a corpus read
+    with the default cache lands there, not in ~/.cache."""
+    import datasets
+    from conftest import DATASETS_CACHE
+
+    cache = Path(DATASETS_CACHE)
+    assert Path(datasets.config.HF_DATASETS_CACHE) == cache
+    assert Path.home() / ".cache" not in cache.parents
+    for lang, word in (("de", "eins"), ("en", "one")):
+        (tmp_path / f"c.{lang}").write_text(word + "\n")
+    ds = read_parallel_prefix(tmp_path / "c", "de", "en")
+    assert ds.cache_files and all(cache in Path(f["filename"]).parents for f in ds.cache_files)
+
+
+def test_tokenizer_is_trained_on_a_seeded_sample_of_a_large_split():
+    """--tokenizer_train_samples: a split up to that size is used whole (today's behaviour for corpora up to 1M
+    pairs, the default); a larger one gives that many distinct pairs of the split, in corpus order, the same for
+    the same --seed; a stream gives its first min(N, --streaming_buffer_size) pairs; 0 is refused."""
+    from datasets import Dataset
+
+    from hf_seq2seq.training import DataArguments
+    from hf_seq2seq.training.tasks import _tokenizer_pairs
+
+    pairs = [{"de": f"satz {i}", "en": f"sentence {i}"} for i in range(50)]
+    train = Dataset.from_dict({"translation": pairs})
+    assert DataArguments(task="numbers").tokenizer_train_samples == 1_000_000
+    assert _tokenizer_pairs(train, DataArguments(task="numbers", tokenizer_train_samples=50)) == pairs
+    args = DataArguments(task="numbers", tokenizer_train_samples=20)
+    sample = _tokenizer_pairs(train, args, seed=1)
+    numbers = [int(p["en"].split()[1]) for p in sample]
+    assert len(set(numbers)) == 20 and numbers == sorted(numbers) and sample == [pairs[i] for i in numbers]
+    assert _tokenizer_pairs(train, args, seed=1) == sample and _tokenizer_pairs(train, args, seed=2) != sample
+    stream = train.to_iterable_dataset()
+    assert _tokenizer_pairs(stream, args) == pairs[:20]
+    args = DataArguments(task="numbers", tokenizer_train_samples=20, streaming_buffer_size=8)
+    assert _tokenizer_pairs(stream, args) == pairs[:8]
+    with pytest.raises(ValueError, match="--tokenizer_train_samples=0 is invalid"):
+        DataArguments(task="numbers", tokenizer_train_samples=0)
+
+
 def test_streaming_a_saved_dataset(tmp_path):
     """--streaming with --dataset_name: the train split streamed (flat columns converted lazily), validation
     read whole, max_examples applied to both."""
@@ -139,7 +180,12 @@ def test_streaming_a_saved_dataset(tmp_path):
 
 # ------------------------------------------------------------------------------------- training (subprocesses)
 def _train(
-    out: Path, *extra: str, launcher: tuple = (sys.executable,), compile_: bool = True, streaming: bool = True
+    out: Path,
+    *extra: str,
+    launcher: tuple = (sys.executable,),
+    compile_: bool = True,
+    streaming: bool = True,
+    cwd: Path | None = None,
 ) -> None:
     config = {
         "d_model": 32,
@@ -166,6 +212,7 @@ def _train(
     proc = subprocess.run(
         [*launcher, str(ROOT / "scripts" / "train.py"), *args, *extra],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
@@ -456,7 +503,8 @@ def test_bf16_weights_compiled_run_resumes_exactly_and_saves_fp32_masters(tmp_pa
 
     opts = ("--bf16_weights", "--gradient_accumulation_steps", "2", "--max_grad_norm", "0.5")
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    _train(full, *opts, streaming=False)
+    (tmp_path / "recipe.yaml").write_text("bf16_weights: true\n")  # the option from a recipe: the same run
+    _train(full, "--config", "recipe.yaml", *opts[1:], streaming=False, cwd=tmp_path)
     _train(resumed, *opts, "--stop_after_step", "2", streaming=False)
     _train(resumed, *opts, "--resume", streaming=False)
     assert len(_losses(full)) == 4 and _losses(resumed) == _losses(full)
@@ -473,6 +521,7 @@ def test_bf16_weights_compiled_run_resumes_exactly_and_saves_fp32_masters(tmp_pa
     assert _safetensors_dtypes(averaged) == {"F32"}
     run_config = json.loads((full / "run_config.json").read_text())
     assert run_config["bf16_weights"] is True and run_config["mixed_precision"] == "no"
+    assert run_config["config"] == "recipe.yaml"  # the recipe path as given
 
 
 def torch_equal_bf16(w) -> bool:

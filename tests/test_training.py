@@ -266,6 +266,22 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
+def test_module_entry_point_names_itself():
+    """``python -m hf_seq2seq.training`` says so in its usage line and its errors (not "train.py")."""
+    prog = "python -m hf_seq2seq.training"
+    run = [sys.executable, "-m", "hf_seq2seq.training"]
+    proc = subprocess.run([*run, "--help"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"usage: {prog} ")
+    proc = subprocess.run(
+        [*run, "--task", "numbers", "--max_steps", "0"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and f"{prog}: error: --max_steps=0 is invalid" in proc.stderr
+
+
 def test_scheduled_sampling_replaces_gold_inputs_by_predictions_at_the_given_rate():
     """--scheduled_sampling: ratio 0 keeps teacher forcing, ratio 1 feeds every prediction, padding is never touched."""
     from hf_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration

@@ -4,4 +4,4 @@ import sys
 
 from .loop import train_main
 
-sys.exit(train_main())
+sys.exit(train_main(prog="python -m hf_seq2seq.training"))

@@ -132,6 +132,14 @@ class DataArguments:
     vocab_size: int = field(
         default=8000, metadata={"help": "Joint vocabulary size of the trained tokenizer."}
     )
+    tokenizer_train_samples: int = field(
+        default=1_000_000,
+        metadata={
+            "help": "Train the tokenizer (unless one is given) on at most this many training pairs: the whole "
+            "split when it is smaller, else a sample drawn with --seed; with --streaming the first "
+            "min(this, --streaming_buffer_size) pairs."
+        },
+    )
     tokenizer_model: str = field(
         default="bpe", metadata={"help": "Trained tokenizer model: 'bpe' or 'unigram'."}
     )
@@ -236,9 +244,9 @@ class DataArguments:
         ):
             raise ValueError("--source_lang and --target_lang are required unless --task is given")
         check_choice(None, "--tokenizer_model", self.tokenizer_model, TOKENIZER_MODELS)
-        for name in ("task_num_train", "task_num_validation", "vocab_size", "max_source_length"):
-            check_positive(None, f"--{name}", getattr(self, name))
-        for name in ("max_target_length", "max_tokens", "validation_batch_size", "streaming_buffer_size"):
+        positive = ("task_num_train", "task_num_validation", "vocab_size", "tokenizer_train_samples")
+        positive += ("max_source_length", "max_target_length", "max_tokens", "validation_batch_size")
+        for name in (*positive, "streaming_buffer_size"):
             check_positive(None, f"--{name}", getattr(self, name))
         for name in ("max_train_examples", "max_validation_examples", "task_num_test"):
             check_positive(None, f"--{name}", getattr(self, name), allow_zero=name == "task_num_test")

@@ -285,6 +285,8 @@ def _check_bf16_weights_launch(accelerator) -> None:
 
 def _record_options(run: Run) -> None:
     options = args_to_dict(run.data_args, run.model_args, run.train_args)
+    if getattr(run.train_args, "recipe", None) is not None:  # set by recipe.parse_args: --config, as given
+        options = {"config": run.train_args.recipe, **options}
     if run.is_main:
         (run.output_dir / "run_config.json").write_text(json.dumps(options, indent=2, default=str))
     if run.log_with is not None:

@@ -8,6 +8,7 @@ validation scores and how to save a model folder (:class:`TrainingTask` lists th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,8 @@ from ..families import family
 from .arguments import DataArguments, ModelArguments, TrainArguments, check_task_options
 from .evaluation import evaluate_model
 from .losses import token_loss_sum
+
+logger = logging.getLogger("hf_seq2seq.training")
 
 
 class TrainingTask(Protocol):
@@ -95,11 +98,17 @@ def _first(ds, n: int):
     return ds.take(n) if isinstance(ds, IterableDataset) else ds.select(range(min(n, len(ds))))
 
 
-def _tokenizer_pairs(train, data_args: DataArguments) -> list[dict]:
-    """The pairs a tokenizer is trained on: the whole split, or with --streaming its first buffer."""
+def _tokenizer_pairs(train, data_args: DataArguments, seed: int = 0) -> list[dict]:
+    """The pairs a tokenizer is trained on: the whole split up to ``--tokenizer_train_samples`` pairs, else that
+    many drawn with ``seed`` (in corpus order); with --streaming the first ``min(--tokenizer_train_samples,
+    --streaming_buffer_size)`` pairs."""
+    limit = data_args.tokenizer_train_samples
     if isinstance(train, IterableDataset):
-        return [ex["translation"] for ex in train.take(data_args.streaming_buffer_size)]
-    return train["translation"]
+        return [ex["translation"] for ex in train.take(min(limit, data_args.streaming_buffer_size))]
+    if len(train) <= limit:
+        return train["translation"]
+    picked = np.sort(np.random.default_rng(seed).choice(len(train), size=limit, replace=False))
+    return train.select(picked)["translation"]
 
 
 def tokenize_train(dataset, tokenizer, src: str, tgt: str, data_args: DataArguments):
@@ -150,7 +159,9 @@ def epoch_batches(lengths, max_tokens: int, seed: int, epoch: int) -> list[np.nd
 # ----------------------------------------------------------------------------------------------------- model
 
 
-def build_tokenizer(raw, src: str, tgt: str, data_args: DataArguments, model_args: ModelArguments):
+def build_tokenizer(
+    raw, src: str, tgt: str, data_args: DataArguments, model_args: ModelArguments, seed: int = 0
+):
     from transformers import AutoTokenizer
 
     if model_args.model_name_or_path is not None:
@@ -159,7 +170,8 @@ def build_tokenizer(raw, src: str, tgt: str, data_args: DataArguments, model_arg
         return AutoTokenizer.from_pretrained(data_args.tokenizer_name_or_path)
     from ..tokenization import train_tokenizer
 
-    train = _tokenizer_pairs(raw["train"], data_args)
+    train = _tokenizer_pairs(raw["train"], data_args, seed)
+    logger.info("training the tokenizer on %d pairs (--tokenizer_train_samples)", len(train))
     texts = [ex[src] for ex in train] + [ex[tgt] for ex in train]
     return train_tokenizer(texts, vocab_size=data_args.vocab_size, model=data_args.tokenizer_model)
 
@@ -245,7 +257,9 @@ class TextTask:
         self.raw, self.src, self.tgt = load_raw_datasets(self.data_args, seed)
 
     def build_tokenizer(self):
-        return build_tokenizer(self.raw, self.src, self.tgt, self.data_args, self.model_args)
+        return build_tokenizer(
+            self.raw, self.src, self.tgt, self.data_args, self.model_args, self.train_args.seed
+        )
 
     def prepare(self, tokenizer) -> None:
         train_tok = tokenize_train(self.raw["train"], tokenizer, self.src, self.tgt, self.data_args)
