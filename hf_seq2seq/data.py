@@ -538,19 +538,31 @@ def _tokenized_fingerprint(ds: Dataset, tokenizer, target_tokenizer, settings: t
 
 
 def example_lengths(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(length, label_length)`` of every row of a tokenized split, as int arrays.
+    """``(length, label_length)`` of every row of a tokenized split, as int32 arrays.
 
     Read from the Arrow columns (``length`` and the offsets of the ``labels`` lists), so millions of examples
-    cost two integer arrays, not millions of Python lists; a ``select``/``filter`` indices mapping is applied.
+    cost two int32 arrays (8 bytes an example), not millions of Python lists; a ``select``/``filter`` indices
+    mapping is applied. Each column is copied chunk by chunk into its array: no whole-column temporaries.
     """
     table = ds.data  # the memory-mapped table of all rows, before any indices mapping
-    lengths = table.column("length").to_numpy()
-    label_lengths = pc.list_value_length(table.column("labels")).to_numpy()
+    lengths = _int32_column(table.column("length"))
+    label_lengths = _int32_column(table.column("labels"), pc.list_value_length)
     indices = getattr(ds, "_indices", None)  # datasets' selection of rows (after filter/select/shuffle)
     if indices is not None:
-        rows = indices.column(0).to_numpy()
+        rows = _int32_column(indices.column(0)) if len(lengths) < 2**31 else indices.column(0).to_numpy()
         lengths, label_lengths = lengths[rows], label_lengths[rows]
-    return lengths.astype(np.int64), label_lengths.astype(np.int64)
+    return lengths, label_lengths
+
+
+def _int32_column(column, compute=None) -> np.ndarray:
+    """A chunked Arrow column (optionally through the pyarrow.compute function ``compute``) as one int32 array."""
+    out = np.empty(len(column), dtype=np.int32)
+    start = 0
+    for chunk in column.chunks:
+        values = (compute(chunk) if compute is not None else chunk).to_numpy(zero_copy_only=False)
+        out[start : start + len(values)] = values
+        start += len(values)
+    return out
 
 
 class _EpochForwarder:
@@ -615,10 +627,11 @@ class TokenBatchSampler(torch.utils.data.Sampler[list[int]]):
         drop_last: bool = False,
         bucket_size_multiplier: int = 100,
     ):
-        # one int64 array: millions of examples cost 8 bytes each, not a Python int and a list slot
-        self.lengths = np.asarray(
-            lengths if isinstance(lengths, np.ndarray) else list(lengths), dtype=np.int64
-        )
+        # one integer array (int32 from example_lengths, used as it is): millions of examples cost 4 bytes each,
+        # not a Python int and a list slot
+        self.lengths = np.asarray(lengths if isinstance(lengths, np.ndarray) else list(lengths))
+        if self.lengths.dtype not in (np.int32, np.int64):
+            self.lengths = self.lengths.astype(np.int64)
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens={max_tokens!r} is not valid; use an integer >= 1")
         if not isinstance(num_replicas, int) or num_replicas < 1:

@@ -60,6 +60,9 @@ def test_example_lengths_follow_the_filter(multi30k_dir, tokenizer):
     lengths, label_lengths = example_lengths(tok)
     assert lengths.tolist() == list(tok["length"])
     assert label_lengths.tolist() == [len(x) for x in tok["labels"]]
+    # 4 bytes an example, and the sampler keeps the array it is given (no int64 copy of millions of lengths)
+    assert lengths.dtype == label_lengths.dtype == "int32"
+    assert TokenBatchSampler(lengths, 300).lengths is lengths
 
 
 def test_epoch_batches_are_the_samplers_batches_as_int32_arrays():
