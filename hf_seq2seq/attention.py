@@ -48,37 +48,47 @@ __all__ = [
 #   ATen vectorised kernel) takes 0.35 ms; tanh(x) = 2 sigmoid(2x) - 1 is 5x faster (max abs. difference 2e-7).
 # oneDNN's linear computes no autograd, and exported / compiled graphs should keep the plain ops: hence the guard.
 _onednn_linear: bool | None = None  # torch.ops.mkldnn._linear_pointwise exists (looked up once)
+# oneDNN's call costs ~10 us more than MKL's, and its fused tanh takes a slow kernel below 8 rows: one row goes to
+# oneDNN only for weights this large, and the tanh is fused from 8 rows up.
+_ONEDNN_ONE_ROW_MIN_WEIGHT = 1 << 20
+_FUSE_MIN_ROWS = 8
+# The sigmoid form of tanh is 3 ops instead of 1: it pays from a few thousand elements.
+_SIGMOID_TANH_MIN_NUMEL = 4096
 
 
 def cpu_inference(x: torch.Tensor) -> bool:
     """``x`` is an fp32 CPU tensor of an eager computation that records no gradient (``torch.no_grad`` /
-    ``inference_mode``, as in ``generate()``), not traced, exported or compiled: the kernels below apply."""
+    ``inference_mode``, as in ``generate()``), neither traced (``torch.onnx.export``'s TorchScript path) nor
+    compiled or exported by dynamo: the kernels below apply."""
     return (
-        x.device.type == "cpu"
+        not torch.is_grad_enabled()
         and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and not torch.jit.is_tracing()
-        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_compiling()
     )
 
 
-def _use_onednn(x: torch.Tensor) -> bool:
+def _onednn_available() -> bool:
     global _onednn_linear
     if _onednn_linear is None:
         _onednn_linear = torch.backends.mkldnn.is_available() and hasattr(
             torch.ops.mkldnn, "_linear_pointwise"
         )
-    return _onednn_linear and cpu_inference(x)
+    return _onednn_linear
 
 
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str = "none"
 ) -> torch.Tensor:
-    """``activation(x W^T + b)`` (``activation`` "none" or "tanh"): ``nn.functional.linear``, through oneDNN with
-    the activation fused in for CPU inference (see above); the same function, last-bit rounding may differ."""
-    if _use_onednn(x):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation, [None], "")
+    """``activation(x W^T + b)`` (``activation`` "none" or "tanh"): ``nn.functional.linear``, through oneDNN for
+    CPU inference (see above); the same function, last-bit rounding may differ."""
+    if cpu_inference(x) and _onednn_available():
+        rows = x.numel() // x.shape[-1]
+        if rows > 1 or weight.numel() >= _ONEDNN_ONE_ROW_MIN_WEIGHT:
+            fused = activation if rows >= _FUSE_MIN_ROWS else "none"
+            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, fused, [None], "")
+            return fast_tanh(y) if activation == "tanh" and fused == "none" else y
     y = nn.functional.linear(x, weight, bias)
     return fast_tanh(y) if activation == "tanh" else y
 
@@ -94,7 +104,7 @@ def linear_module(module: nn.Module, x: torch.Tensor, activation: str = "none") 
 
 def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     """``torch.tanh(x)``; for CPU inference ``2 sigmoid(2x) - 1`` (MKL's VML tanh is 5x slower, see above)."""
-    if cpu_inference(x):
+    if x.numel() >= _SIGMOID_TANH_MIN_NUMEL and cpu_inference(x):
         return torch.sigmoid(x * 2).mul_(2).sub_(1)
     return torch.tanh(x)
 

@@ -113,6 +113,18 @@ def add_rnn_args(parser) -> None:
     group.add_argument("--src_lang", default="de")
     group.add_argument("--embedding_size", type=int, default=256, help="random presets' E (and --vocab_size)")
     group.add_argument("--hidden_size", type=int, default=512, help="random presets' H")
+    group.add_argument(
+        "--fixed_length",
+        default="no_eos",
+        choices=["no_eos", "min_new_tokens"],
+        help="how random presets decode exactly --new_tokens tokens: eos_token_id=None (no stop, no extra work) "
+        "or min_new_tokens = max_new_tokens (generate() then masks </s> in the (rows, V) scores every step)",
+    )
+    group.add_argument(
+        "--malloc_tuned",
+        action="store_true",
+        help="glibc mallopt before measuring: large tensors are neither mmap'ed nor trimmed per step (both sides)",
+    )
     group.add_argument("--overhead", action="store_true", help="per-step cost of generate() itself")
     group.add_argument("--profile", action="store_true", help="top operators of one generate() call")
 
@@ -240,7 +252,7 @@ def _per_step(model, steps: int, repeats: int, forward_only: bool = False) -> fl
                     **{key: cache},
                 )
     else:
-        extra = dict(num_beams=1, max_new_tokens=steps, min_new_tokens=steps)
+        extra = dict(num_beams=1, max_new_tokens=steps, eos_token_id=None)
 
         def run():
             model.generate(**inputs, do_sample=False, **extra)
@@ -297,9 +309,33 @@ def _profile(model, inputs: dict, extra: dict, top: int = 10) -> list[dict]:
     ]
 
 
+def _fixed_length(args) -> dict:
+    if args.fixed_length == "no_eos":
+        return {"max_new_tokens": args.new_tokens, "eos_token_id": None}
+    return {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+
+
+# glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc() -> str:
+    """Keep freed memory in glibc's heap: a decoding step allocates and frees tensors of megabytes (the (rows, V)
+    logits, the additive score's (rows, S, A) sum); by default glibc mmaps each one or trims the heap after it,
+    so every step faults its pages in again (about 5,000 minor faults per bi-GRU beam-5 batch-32 step here)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    if not ok:
+        raise SystemExit("--malloc_tuned: glibc's mallopt refused M_MMAP_THRESHOLD / M_TRIM_THRESHOLD")
+    return "mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=1 GiB)"
+
+
 def rnn_main(args, argv: list[str] | None) -> int:
     import tempfile
 
+    malloc = tune_malloc() if args.malloc_tuned else "glibc defaults"
     start_device = device_name("cpu")
     before_code = import_modeling_from(args.before, "_bench_before_hf_seq2seq")
     after_code = import_modeling_from(ROOT, "_bench_after_hf_seq2seq")
@@ -318,7 +354,7 @@ def rnn_main(args, argv: list[str] | None) -> int:
                 for beams in args.beams:
                     extra = {"num_beams": beams}
                     if is_random:  # random weights rarely emit </s>: a fixed length instead
-                        extra.update(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+                        extra.update(_fixed_length(args))
                     row = {"mode": "greedy" if beams == 1 else f"beam {beams}", "batch": batch}
                     row.update(_rnn_cell(before, after, batches, extra, args))
                     entry["cells"].append(row)
@@ -347,6 +383,8 @@ def rnn_main(args, argv: list[str] | None) -> int:
         "load_average_end": round(load_end, 2),
         "threads": torch.get_num_threads(),
         "before": str(args.before),
+        "malloc": malloc,
+        "fixed_length": args.fixed_length,
         "command": command.strip(),
     }
     out = Path(args.out or ROOT / "docs" / "benchmarks" / "bench_generate_rnn")
@@ -355,6 +393,12 @@ def rnn_main(args, argv: list[str] | None) -> int:
     out.with_suffix(".md").write_text(_rnn_markdown(report, args, load_end))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0
+
+
+_FIXED_LENGTH = {
+    "no_eos": "`eos_token_id=None`: no stop, nothing masked",
+    "min_new_tokens": "`min_new_tokens = max_new_tokens`: generate() masks </s> in the scores every step",
+}
 
 
 def _rnn_markdown(report: dict, args, load_end: float) -> str:
@@ -367,8 +411,9 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
         "weights, batch by batch in alternating order. Trained folders decode the first "
         f"{args.sentences} Multi30k test_2016_flickr sentences with their generation config (beam count from the "
         f"cell); random presets decode {args.sentences} random sources of {args.src_len // 2}-{args.src_len} "
-        f"tokens, exactly {args.new_tokens} new tokens each. Median of {args.repeats} passes. Speedup = before "
-        "time / after time, in wall time and in process CPU time (all threads; less sensitive to other jobs).",
+        f"tokens, exactly {args.new_tokens} new tokens each ({_FIXED_LENGTH[meta['fixed_length']]}). Median of "
+        f"{args.repeats} passes. Speedup = before time / after time, in wall time and in process CPU time (all "
+        f"threads; less sensitive to other jobs). Memory allocator: {meta['malloc']}.",
         "",
         "| model | mode | batch | before sent/s | after sent/s | after tok/s | speedup (wall) | speedup (CPU) "
         "| same tokens |",
