@@ -189,7 +189,8 @@ def _train(
     compile_: bool = True,
     streaming: bool = True,
     cwd: Path | None = None,
-) -> None:
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     config = {
         "d_model": 32,
         "encoder_layers": 1,
@@ -220,7 +221,9 @@ def _train(
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def _keys(folder: Path) -> list[str]:
@@ -252,6 +255,14 @@ def test_streaming_compiled_run_resumes_exactly_and_saves_plain_keys(tmp_path):
 
     averaged = write_averaged_model(folders[:2], tmp_path / "averaged", template=full / "final_model")
     assert not [k for k in _keys(averaged) if "_orig_mod" in k]
+
+    # an fp32 run's checkpoint has no master weights: --resume --bf16_weights says so, naming the checkpoint
+    proc = _train(full, "--resume", "--bf16_weights", check=False)
+    assert proc.returncode == 1
+    assert (
+        f"--resume from {full / 'checkpoints' / 'step-4'}: the optimizer state has no fp32 master"
+        in proc.stderr
+    )
 
 
 # ------------------------------------------------------------------------------------------- benchmark scripts
@@ -472,8 +483,12 @@ def test_master_weights_state_dict_restores_masters_and_refuses_a_plain_adamw_st
     for a, b in zip(fresh_model.parameters(), models["master"].parameters()):
         assert torch.equal(a, b)  # the model is rounded from the loaded masters
     plain = torch.optim.AdamW(models["fp32"].parameters(), lr=1e-4)
-    with pytest.raises(ValueError, match="not saved by this model with --bf16_weights"):
+    with pytest.raises(ValueError, match="no fp32 master weights: it was saved without --bf16_weights"):
         fresh.load_state_dict(plain.state_dict())
+    state = opt.state_dict()
+    state["fp32_master_weights"] = state["fp32_master_weights"][:-1]
+    with pytest.raises(ValueError, match="has 3 fp32 master weights for 4 parameters"):
+        fresh.load_state_dict(state)
 
 
 def test_bf16_weights_refuses_autocast_and_fsdp_options(monkeypatch):

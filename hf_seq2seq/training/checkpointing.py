@@ -125,7 +125,10 @@ def resume_latest(accelerator, state: TrainState, output_dir: Path) -> None:
     ckpts = list_checkpoints(output_dir)
     if ckpts:
         step, path = ckpts[-1]
-        accelerator.load_state(str(path))
+        try:
+            accelerator.load_state(str(path))
+        except ValueError as err:  # e.g. --bf16_weights given or not as when the checkpoint was written
+            raise ValueError(f"--resume from {path}: {err}") from None
         logger.info("resumed from %s (step %d, epoch %d)", path, state.step, state.epoch)
     else:
         logger.warning("--resume: no complete checkpoint in %s; starting from scratch", output_dir)

@@ -100,11 +100,15 @@ class MasterWeightAdamW(torch.optim.AdamW):
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         masters = state_dict.pop(MASTER_KEY, None)
-        if masters is None or len(masters) != len(self.master_params):
-            found = "none" if masters is None else f"{len(masters)}"
+        if masters is None:
             raise ValueError(
-                f"the optimizer state holds {found} fp32 master weights for {len(self.master_params)} parameters: "
-                "it was not saved by this model with --bf16_weights"
+                "the optimizer state has no fp32 master weights: it was saved without --bf16_weights; resume it "
+                "without --bf16_weights"
+            )
+        if len(masters) != len(self.master_params):
+            raise ValueError(
+                f"the optimizer state has {len(masters)} fp32 master weights for {len(self.master_params)} "
+                "parameters: it was saved for another model"
             )
         super().load_state_dict(state_dict)
         for m, saved, p in zip(self.master_params, masters, self.model_params):
