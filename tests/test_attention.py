@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -142,3 +144,26 @@ def test_cpu_inference_kernels_compute_the_same_function(inputs):
 
 def nn_linear(x, w, b=None):
     return torch.nn.functional.linear(x, w, b)
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_fast_linear_relaid_weights_follow_updates(rows):
+    """Weights above the re-layout size are laid out once for the kernel (W^T for one row, oneDNN's packing for
+    more) and kept: an in-place update, a new ``.data`` and another weight of the same shape must all be seen."""
+    from hf_seq2seq.attention import _RELAY_MIN_WEIGHT, fast_linear
+
+    layer = torch.nn.Linear(400, _RELAY_MIN_WEIGHT // 400 + 8)
+    x = torch.randn(rows, 400)
+    close = partial(
+        torch.testing.assert_close, atol=1e-4, rtol=1e-4
+    )  # rounding; a stale layout is off by O(1)
+    with torch.no_grad():
+        for _ in range(2):  # the second call reads the kept layout
+            close(fast_linear(x, layer.weight, layer.bias), layer(x))
+        close(fast_linear(x[None], layer.weight, None, "tanh"), torch.tanh(x @ layer.weight.T)[None])
+        layer.weight.mul_(-2.0)  # in place: the version counter moves
+        close(fast_linear(x, layer.weight, layer.bias), layer(x))
+        layer.weight.data = torch.randn_like(layer.weight)  # new storage
+        close(fast_linear(x, layer.weight, layer.bias), layer(x))
+        other = torch.randn_like(layer.weight)
+        close(fast_linear(x, other), x @ other.T)
