@@ -82,7 +82,7 @@ def markdown_tables(results: Sequence[dict], caption: str) -> str:
     lines.append("|---|---:|" + "---:|" * len(results))
     for k, b in enumerate(results[0]["buckets"]):
         cells = [f"{_fmt(r['buckets'][k]['bleu'])} / {_fmt(r['buckets'][k]['chrf'])}" for r in results]
-        lines.append(f"| {b['lo']}–{b['hi']} | {b['num_sentences']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_span(b)} | {b['num_sentences']} | " + " | ".join(cells) + " |")
     cells = [f"**{_fmt(r['bleu'])} / {_fmt(r['chrf'])}**" for r in results]
     lines.append(f"| all | {results[0]['num_eval_sentences']} | " + " | ".join(cells) + " |")
     lines += ["", f"BLEU / chrF per bucket. {caption}"]
@@ -144,6 +144,12 @@ def _table_heads(alignment: dict) -> list[dict]:
     return [alignment["best"]] + [h for h in alignment["heads"] if h["head"] == "mean"]
 
 
+def _span(bucket: dict) -> str:
+    """A bucket's source lengths as a table cell: "8" or "11–12"."""
+    lo, hi = bucket["lo"], bucket["hi"]
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
 def update_card(result: dict, caption: str) -> Path:
     """Put the model's own length figure and bucket table into its folder's card (a marked README section)."""
     from .hub import with_marked_section
@@ -154,7 +160,7 @@ def update_card(result: dict, caption: str) -> Path:
         raise ValueError(f"--update_card needs a local model folder; {folder} is not one")
     plot_length_curves({result["label"]: result["buckets"]}, folder / CARD_FIGURE, caption=caption)
     rows = "\n".join(
-        f"| {b['lo']}–{b['hi']} | {b['num_sentences']} | {_fmt(b['bleu'])} | {_fmt(b['chrf'])} |"
+        f"| {_span(b)} | {b['num_sentences']} | {_fmt(b['bleu'])} | {_fmt(b['chrf'])} |"
         for b in result["buckets"]
     )
     section = (
