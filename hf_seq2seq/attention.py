@@ -166,7 +166,7 @@ class AdditiveScore(nn.Module):
 
     def precompute_keys(self, keys: torch.Tensor) -> torch.Tensor:
         """(B, S, Hk) -> U_a h_j (B, S, A)."""
-        return self.key_proj(keys)
+        return linear_module(self.key_proj, keys)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, precomputed: torch.Tensor) -> torch.Tensor:
         q, squeeze = _as_steps(query)
@@ -224,7 +224,7 @@ class GeneralScore(_DotProductScore):
         self.key_proj = nn.Linear(key_size, query_size, bias=False)  # W_a
 
     def precompute_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        return self.key_proj(keys)
+        return linear_module(self.key_proj, keys)
 
 
 ATTENTION_SCORES: dict[str, type[nn.Module]] = {
