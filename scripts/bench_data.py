@@ -20,8 +20,9 @@ For each corpus size (default 1M and 5M pairs) this script
 
 Times are wall seconds per step; memory is the peak resident set size of the main process sampled every 20 ms —
 ``rss`` includes the pages of the memory-mapped Arrow cache it touched, ``anon`` excludes them (what the corpus
-costs beyond the cache) — and ``rss+workers`` adds the ``datasets.map`` worker processes. Targets (issue 18):
-peak RSS at 5M <= 1.5x at 1M, the warm run's first batch <= 30 s at 5M.
+costs beyond the cache) — and ``rss+workers`` / ``anon+workers`` add the ``datasets.map`` worker processes (forked:
+pages they share copy-on-write with the main process count in each). Targets (issue 18): memory that does not grow
+with the corpus beyond the Arrow cache, peak ``anon`` at 5M <= 1.5x at 1M; the warm run's first batch <= 30 s at 5M.
 
     python scripts/bench_data.py                                   # 1M and 5M, ~6 GB in /tmp/bench_data
     python scripts/bench_data.py --sizes 20000 --ddp_size 20000 --out /tmp/x   # a quick check
