@@ -491,7 +491,30 @@ def test_master_weights_state_dict_restores_masters_and_refuses_a_plain_adamw_st
         fresh.load_state_dict(state)
 
 
-def test_bf16_weights_refuses_autocast_and_fsdp_options(monkeypatch):
+def test_master_weights_step_uses_the_clipped_fp32_gradients():
+    """Clipping acts on the masters' fp32 gradients and ``step`` uses them as clipped (it does not cast the bf16
+    gradients again): clipped to a norm of 1e-12, AdamW's first step (about lr * g / (|g| + eps)) moves nothing."""
+    import torch
+
+    from hf_seq2seq.training.master_weights import MasterWeightAdamW
+
+    moved = {}
+    for clip in (None, 1e-12):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 4).bfloat16()
+        start = [p.detach().clone() for p in model.parameters()]
+        opt = MasterWeightAdamW(model.parameters(), lr=1e-2)
+        model(torch.randn(16, 8, dtype=torch.bfloat16)).float().pow(2).sum().backward()
+        masters = opt.grads_to_master()
+        assert all(m.grad.dtype == torch.float32 for m in masters)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(masters, clip)
+        opt.step()
+        moved[clip] = any(not torch.equal(p, p0) for p, p0 in zip(model.parameters(), start))
+    assert moved == {None: True, 1e-12: False}
+
+
+def test_bf16_weights_refuses_autocast_precisions(monkeypatch):
     from hf_seq2seq.training import TrainArguments
     from hf_seq2seq.training.setup import _check_precision
 
