@@ -220,6 +220,18 @@ def test_fsdp2_matches_one_process_and_resumes(multi30k_dir, tmp_path, reference
 
 
 @pytest.mark.slow
+def test_fsdp2_refuses_bf16_weights(multi30k_dir, tmp_path):
+    """--bf16_weights under FSDP2 stops before the first step, pointing at FSDP's own fp32-sharded bf16 policy."""
+    overrides = ["--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port())]
+    cmd = [*_accelerate("fsdp.yaml", *overrides), str(FSDP_LAUNCHER)]
+    cmd += _args(multi30k_dir, tmp_path / "out", "--bf16_weights")
+    proc = subprocess.run(cmd, cwd=ROOT, env=_cpu_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "error: --bf16_weights is not for FSDP: Accelerate's FSDP2 already keeps fp32" in proc.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
 def test_fsdp_asked_on_cpu_without_the_test_launcher_stops_with_a_clear_error(tmp_path):
     """Accelerate falls back to DDP when FSDP is asked on CPU; train.py refuses instead of training something else."""
     cmd = _accelerate("fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
