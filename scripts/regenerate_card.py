@@ -86,7 +86,7 @@ def card_from_run(run_dir: Path, folder: Path, args) -> dict:
         "num_eval_sentences": chosen.get("eval_num_sentences"),
         "num_beams": options.get("num_beams"),
         **{k: chosen.get(f"eval_{k}") for k in ("bleu", "chrf", "bleu_signature", "chrf_signature")},
-        "training_args": public_training_args(options),
+        "training_args": public_training_args({k: v for k, v in options.items() if k != "config"}),
         "steps": chosen["step"],
         "epochs": chosen.get("epoch"),
         "train_time": _seconds(args.train_time) or _old_train_time(folder / "README.md"),
@@ -97,9 +97,10 @@ def card_from_run(run_dir: Path, folder: Path, args) -> dict:
         ],
         "example": _first_validation_source(options),
     }
-    if args.config:
-        card["recipe"] = public_path(args.config)
-        card["recipe_text"] = Path(args.config).read_text(encoding="utf-8")
+    recipe = args.config or options.get("config")  # run_config.json records --config since issue 18
+    if recipe and Path(recipe).is_file():
+        card["recipe"] = public_path(recipe)
+        card["recipe_text"] = Path(recipe).read_text(encoding="utf-8")
     return card
 
 
@@ -107,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run_dir", required=True, help="the run's --output_dir (run_config.json, history)")
     parser.add_argument("--model", required=True, help="the model folder whose card is rewritten")
-    parser.add_argument("--config", default=None, help="the recipe the run was started with (--config)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="the recipe the run was started with (default: the one run_config.json records, when it exists here)",
+    )
     parser.add_argument(
         "--hardware", default=None, help='e.g. "1 x NVIDIA H100 80GB HBM3, bf16 mixed precision"'
     )

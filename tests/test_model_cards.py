@@ -204,6 +204,25 @@ def test_regenerated_card_of_an_older_run(text_run, tmp_path):
     ]
 
 
+def test_regenerated_card_takes_the_recipe_run_config_recorded(text_run, tmp_path):
+    """Without --config, regenerate_card.py shows the recipe run_config.json names; "config" is not a training option."""
+    import shutil
+
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    try:
+        import regenerate_card
+    finally:
+        sys.path.pop(0)
+    root, run = text_run
+    assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["config"].endswith("tiny.yaml")
+    folder = shutil.copytree(run / "best_model", tmp_path / "copy")
+    assert regenerate_card.main(["--run_dir", str(run), "--model", str(folder)]) == 0
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert "```yaml\n# a tiny Transformer recipe" in text
+    assert "| `config` |" not in text  # the options table (the recipe shows above it)
+    _assert_no_machine_path(folder, root, MULTI30K.parent)
+
+
 def test_captioning_card_from_an_image_folder(tmp_path):
     images = tmp_path / "flickr_like"
     images.mkdir()
