@@ -34,6 +34,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -124,6 +125,12 @@ def add_rnn_args(parser) -> None:
         "--malloc_tuned",
         action="store_true",
         help="glibc mallopt before measuring: large tensors are neither mmap'ed nor trimmed per step (both sides)",
+    )
+    group.add_argument(
+        "--joeynmt",
+        action="store_true",
+        help="also time an untrained JoeyNMT 2.3 bi-GRU + Bahdanau of the random preset's dims against the "
+        "bigru_bahdanau preset (before and after), on the same random sources at --new_tokens tokens (needs joeynmt)",
     )
     group.add_argument("--overhead", action="store_true", help="per-step cost of generate() itself")
     group.add_argument("--profile", action="store_true", help="top operators of one generate() call")
@@ -332,6 +339,108 @@ def tune_malloc() -> str:
     return "mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=1 GiB)"
 
 
+def _joeynmt_model(args):
+    """An untrained JoeyNMT bi-GRU + Bahdanau with the preset's dims (embedding E, encoder H/2 per direction,
+    decoder H, bridge, input feeding as JoeyNMT's recurrent decoder has it), JoeyNMT's own initialisation; its
+    special ids are 0-3 in its own order, which only matters for the (unused) special-token handling."""
+    import logging
+    import types
+
+    try:
+        from joeynmt.model import build_model
+        from joeynmt.vocabulary import Vocabulary
+    except ImportError as error:
+        raise SystemExit(f"--joeynmt: JoeyNMT is not importable ({error}); pip install joeynmt") from error
+    logging.getLogger("joeynmt").setLevel(logging.WARNING)
+    special = types.SimpleNamespace(
+        **dict(unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>", sep_token=None),
+        **dict(unk_id=0, pad_id=1, bos_id=2, eos_id=3, sep_id=None, lang_tags=[]),
+    )
+    vocab = Vocabulary([f"t{i}" for i in range(args.vocab_size - 4)], special)
+    rnn = dict(
+        type="recurrent",
+        rnn_type="gru",
+        num_layers=1,
+        dropout=0.0,
+        embeddings={"embedding_dim": args.embedding_size},
+    )
+    cfg = {
+        "encoder": dict(rnn, hidden_size=args.hidden_size // 2, bidirectional=True),
+        "decoder": dict(
+            rnn, hidden_size=args.hidden_size, attention="bahdanau", hidden_dropout=0.0, init_hidden="bridge"
+        ),
+    }
+    torch.manual_seed(0)
+    return build_model(cfg, vocab, vocab).eval()
+
+
+@torch.no_grad()
+def _joeynmt_decode(model, inputs: dict, beams: int, length: int) -> torch.Tensor:
+    """JoeyNMT's own search (``beam_search`` / ``recurrent_greedy``) with ``min_output_length`` = ``length``: exactly
+    ``length`` tokens, as ``eos_token_id=None`` gives ours. Its encoder packs sorted batches (its iterator sorts)."""
+    from joeynmt.search import beam_search, recurrent_greedy
+
+    mask = inputs["attention_mask"].bool()
+    src, src_mask = inputs["input_ids"].masked_fill(~mask, 1), mask.unsqueeze(1)
+    encoded, hidden, _, _ = model(
+        return_type="encode", src=src, trg_input=None, src_mask=src_mask, src_length=mask.sum(1)
+    )
+    common = dict(min_output_length=length)
+    if beams == 1:
+        return recurrent_greedy(src_mask, length, model, encoded, hidden, **common)[0]
+    return beam_search(model, beams, encoded, hidden, src_mask, length, alpha=1.0, n_best=1, **common)[0]
+
+
+def _joeynmt_side_by_side(before, after, args) -> tuple[list[dict], int]:
+    """Process CPU seconds for the same sorted random batches (ids >= 4, valid in both vocabularies) decoded by
+    JoeyNMT, the 'before' code and this tree at exactly --new_tokens tokens, in rotating order, median of
+    --repeats passes. The models do not share weights (JoeyNMT's layout differs), so tokens are not compared."""
+    joey = _joeynmt_model(args)
+    g = torch.Generator().manual_seed(1)
+    rows = []
+    for batch in args.batches:
+        batches = []
+        for _ in range(max(1, args.sentences // batch)):
+            lengths = torch.randint(args.src_len // 2, args.src_len + 1, (batch,), generator=g).sort(
+                descending=True
+            )
+            mask = (torch.arange(args.src_len)[None] < lengths.values[:, None]).long()
+            ids = torch.randint(4, args.vocab_size, (batch, args.src_len), generator=g).masked_fill(
+                mask == 0, 0
+            )
+            batches.append({"input_ids": ids, "attention_mask": mask})
+        for beams in args.beams:
+            extra = {"num_beams": beams, "max_new_tokens": args.new_tokens, "eos_token_id": None}
+            sides = {
+                "joeynmt": partial(_joeynmt_decode, joey, beams=beams, length=args.new_tokens),
+                "before": partial(_timed, before, extra=extra),
+                "after": partial(_timed, after, extra=extra),
+            }
+            for run in sides.values():
+                run(batches[0])  # warm-up
+            times: dict[str, list[float]] = {name: [] for name in sides}
+            order = list(sides)
+            for rep in range(args.repeats):
+                for name in order[rep % 3 :] + order[: rep % 3]:
+                    start = time.process_time()
+                    for inputs in batches:
+                        sides[name](inputs)
+                    times[name].append(time.process_time() - start)
+            cpu = {name: statistics.median(t) for name, t in times.items()}
+            sentences = sum(len(b["input_ids"]) for b in batches)
+            row = {
+                "mode": "greedy" if beams == 1 else f"beam {beams}",
+                "batch": batch,
+                "sentences": sentences,
+            }
+            row.update({f"{name}_cpu_s": value for name, value in cpu.items()})
+            row["after_over_joeynmt"] = cpu["joeynmt"] / cpu["after"]
+            row["before_over_joeynmt"] = cpu["joeynmt"] / cpu["before"]
+            rows.append(row)
+            print(f"joeynmt side by side {row['mode']} batch {batch}: {row}", flush=True)
+    return rows, sum(p.numel() for p in joey.parameters())
+
+
 def rnn_main(args, argv: list[str] | None) -> int:
     import tempfile
 
@@ -373,6 +482,8 @@ def rnn_main(args, argv: list[str] | None) -> int:
                 entry["overhead"] = _overhead(name, before, after, before_code, after_code, args)
                 print(f"{name:>15} per-step CPU ms (greedy batch 1): {entry['overhead']}", flush=True)
             report["models"][name] = entry
+            if args.joeynmt and name == "bigru_bahdanau" and spec == "random":
+                report["joeynmt"], report["joeynmt_parameters"] = _joeynmt_side_by_side(before, after, args)
     load_end = os.getloadavg()[0]
     command = "python scripts/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report["meta"] = {
@@ -455,6 +566,24 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
                 lines.append(
                     f"| `{op['op']}` | {op['calls']} | {op['self_ms']:.1f} | {100 * op['share']:.0f}% |"
                 )
+    if "joeynmt" in report:
+        lines += [
+            "",
+            "JoeyNMT 2.3 side by side (`--joeynmt`): an untrained JoeyNMT bi-GRU + Bahdanau with the bigru_bahdanau "
+            "preset's dims, JoeyNMT's own search with `min_output_length` = max = the new tokens, against the "
+            "'before' and this tree's `generate()` with `eos_token_id=None`, on the same sorted random batches; process "
+            "CPU time, median of the passes. JoeyNMT's decoder has input feeding and an untied H → V output layer, "
+            f"so it has more parameters ({report['joeynmt_parameters']:,} against "
+            f"{report['models']['bigru_bahdanau']['parameters']:,}); speed ratio = JoeyNMT time / our time.",
+            "",
+            "| mode | batch | sentences | JoeyNMT s | before s | after s | after × JoeyNMT | before × JoeyNMT |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["joeynmt"]:
+            lines.append(
+                f"| {r['mode']} | {r['batch']} | {r['sentences']} | {r['joeynmt_cpu_s']:.2f} | {r['before_cpu_s']:.2f} "
+                f"| {r['after_cpu_s']:.2f} | {r['after_over_joeynmt']:.2f} | {r['before_over_joeynmt']:.2f} |"
+            )
     lines += [
         "",
         f"{meta['threads']} torch threads; 1-minute load average {load_end:.1f} at the end (start: in the device "
