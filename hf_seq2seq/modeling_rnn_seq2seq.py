@@ -107,7 +107,8 @@ def _single_layer_view(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
 # On CPU, nn.LSTM runs through oneDNN, which re-packs the weights on every call. For one step of a small batch (every
 # generate() step at batch 1, greedy or beam) the re-packing costs several times the step itself: a 2-layer
 # 512-unit LSTM step took 5.0 ms through oneDNN and 1.2 ms through ATen's own kernels at batch 1 (process CPU time,
-# 1 thread); they break even at about 48 rows, and oneDNN is faster above. nn.GRU never uses oneDNN.
+# 1 thread); they break even at about 48 rows, and oneDNN is faster above. nn.GRU never uses oneDNN. Inference steps
+# (no autograd) take _RNNDecoderBase._cell_step instead; this covers one-step calls that record gradients.
 _ONEDNN_LSTM_MIN_ROWS = 48
 
 
