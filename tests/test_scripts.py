@@ -85,6 +85,46 @@ def test_bench_generate_rnn_before_after_same_tokens(tmp_path):
     assert out.with_suffix(".json").is_file() and out.with_suffix(".md").is_file()
 
 
+RNN_TINY = [
+    "--family",
+    "rnn",
+    "--models",
+    "bigru_bahdanau=random",
+    "--embedding_size",
+    "16",
+    "--hidden_size",
+    "32",
+]
+RNN_TINY += ["--vocab_size", "300", "--sentences", "2", "--batches", "2", "--beams", "2", "--new_tokens", "3"]
+RNN_TINY += ["--repeats", "1", "--warmup", "0", "--threads", "1"]
+
+
+def test_bench_generate_rnn_fixed_length_by_min_new_tokens_and_tuned_malloc(tmp_path):
+    """--fixed_length min_new_tokens and --malloc_tuned run (in a child process: mallopt changes the allocator of the
+    whole process)."""
+    import subprocess
+
+    out = tmp_path / "rnn"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_generate.py"), *RNN_TINY, "--out", str(out)]
+    done = subprocess.run(
+        [*cmd, "--fixed_length", "min_new_tokens", "--malloc_tuned"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert "min_new_tokens" in json.dumps(result) and "--malloc_tuned" in out.with_suffix(".md").read_text()
+
+
+def test_bench_generate_joeynmt_missing_is_one_clear_line(tmp_path):
+    try:
+        import joeynmt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("JoeyNMT is installed here: the side-by-side would run instead of refusing")
+    with pytest.raises(SystemExit, match="--joeynmt: JoeyNMT is not importable .*pip install joeynmt"):
+        bench_generate.main([*RNN_TINY, "--joeynmt", "--out", str(tmp_path / "j")])
+
+
 def _fake_run(runs: Path, name: str, src: str, tgt: str, test_bleu: float, selection: dict | None) -> None:
     run = runs / name
     (run / "final_model").mkdir(parents=True)
