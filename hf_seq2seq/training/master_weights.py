@@ -71,9 +71,8 @@ class MasterWeightAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if (
-            closure is not None
-        ):  # a closure recomputes gradients of the bf16 model, after the cast: never right
+        # a closure would recompute the bf16 model's gradients after their cast to the masters: never right
+        if closure is not None:
             raise ValueError("MasterWeightAdamW.step does not take a closure")
         self.grads_to_master()
         super().step()
