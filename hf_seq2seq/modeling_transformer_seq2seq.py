@@ -2,7 +2,7 @@
 
 Structure follows transformers' Marian/BART files, top to bottom: position tables → attention → encoder / decoder
 layers → encoder / decoder stacks → model → LM head. Shipped to the Hub as custom code: imports only torch,
-transformers and the sibling configuration file.
+transformers and the sibling configuration and ``modeling_seq2seq_utils`` files.
 
 Dimension legend (used in every docstring and comment below)
     B   batch size (times num_beams inside beam search)
@@ -28,7 +28,10 @@ Deviations from the paper, stated once:
 
 Decoding speed (same equations, same tokens): the cross-attention K/V are computed once per source sentence; at one
 query per row the ``sdpa`` model calls ``F.scaled_dot_product_attention`` directly (on CPU with large B·H, the eager
-matmul form, faster there than torch's CPU flash kernel).
+matmul form, faster there than torch's CPU flash kernel). In fp32 CPU inference (``generate()``) the projections,
+the FFN and the LM head go through ``linear_module`` (oneDNN's matmul and pre-laid-out weights instead of MKL's sgemm,
+which takes a slow path on AMD CPUs: generate() 1.4x faster at beam 5 batch 32, see docs/benchmarks.md); with
+autograd, tracing or compilation they stay plain ``nn.Linear`` calls.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
-from .modeling_seq2seq_utils import output_options, shift_tokens_right
+from .modeling_seq2seq_utils import linear_module, output_options, shift_tokens_right
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -243,17 +246,18 @@ class TransformerSeq2SeqAttention(nn.Module):
         """
         batch, length, _ = hidden_states.shape
         if self.is_cross_attention:
-            (query,) = self._split_heads(self.q_proj(hidden_states), 1)
+            (query,) = self._split_heads(linear_module(self.q_proj, hidden_states), 1)
             if cache is not None and cache.is_updated.get(self.layer_idx):
                 layer = cache.cross_attention_cache.layers[self.layer_idx]
                 key, value = layer.keys, layer.values  # type: ignore[union-attr]  # an attention layer
             else:
-                key, value = self._split_heads(self.kv_proj(key_value_states), 2)
+                # key_value_states: the encoder states (B, S, D), always given to a cross-attention
+                key, value = self._split_heads(linear_module(self.kv_proj, key_value_states), 2)  # type: ignore[arg-type]
                 if cache is not None:
                     key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)
+            query, key, value = self._split_heads(linear_module(self.qkv_proj, hidden_states), 3)
             if cache is not None:
                 key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
 
@@ -279,7 +283,7 @@ class TransformerSeq2SeqAttention(nn.Module):
                         dropout_p=self.dropout if self.training else 0.0,
                         scale=self.scaling,
                     )  # (B, H, 1, Dh)
-                    return self.out_proj(output.transpose(1, 2).reshape(batch, 1, -1)), None
+                    return linear_module(self.out_proj, output.transpose(1, 2).reshape(batch, 1, -1)), None
         output, weights = attention_interface(
             self,
             query,
@@ -289,7 +293,7 @@ class TransformerSeq2SeqAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
         )
-        output = self.out_proj(output.reshape(batch, length, -1))
+        output = linear_module(self.out_proj, output.reshape(batch, length, -1))
         return output, weights
 
 
@@ -305,8 +309,8 @@ class TransformerSeq2SeqFeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
-        return self.fc2(x)
+        x = _dropout(self.activation(linear_module(self.fc1, x)), self.activation_dropout, self.training)
+        return linear_module(self.fc2, x)
 
 
 class _ResidualBlock(GradientCheckpointingLayer):
@@ -884,7 +888,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        logits = linear_module(self.lm_head, outputs.last_hidden_state)  # (B, T, D) -> (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(

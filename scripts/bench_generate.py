@@ -23,6 +23,13 @@ code (arithmetic ~0), and ``--profile`` the top operators of one ``generate()`` 
 
     python scripts/bench_generate.py --family rnn --before ../snap --models bigru_bahdanau=random \
         lstm_luong=random --out docs/benchmarks/bench_generate_rnn
+
+``--family transformer --before DIR`` runs the same before/after comparison for the Transformer family (instead of
+the Marian twin): a trained folder, or the ``transformer=random`` preset of the Marian twin's dims (``--d_model``,
+``--layers``, ``--heads``, ``--ffn_dim``, ``--vocab_size``).
+
+    python scripts/bench_generate.py --family transformer --before ../snap --models transformer=random \
+        --out docs/benchmarks/bench_generate_transformer_before_after
 """
 
 from __future__ import annotations
@@ -98,15 +105,35 @@ RNN_PRESETS = {
 }
 
 
+# the before/after classes and random presets per family (the Transformer preset takes the Marian twin's dims)
+FAMILY_CLASSES = {
+    "rnn": ("rnn_seq2seq", "RNNSeq2SeqForConditionalGeneration", "RNNSeq2SeqConfig"),
+    "transformer": (
+        "transformer_seq2seq",
+        "TransformerSeq2SeqForConditionalGeneration",
+        "TransformerSeq2SeqConfig",
+    ),
+}
+DEFAULT_MODELS = {
+    "rnn": ["bigru_bahdanau=random", "lstm_luong=random"],
+    "transformer": ["transformer=random"],
+}
+
+
 def add_rnn_args(parser) -> None:
-    group = parser.add_argument_group("--family rnn")
-    group.add_argument("--before", default=str(ROOT), help="checkout whose hf_seq2seq is the 'before' code")
+    group = parser.add_argument_group("before/after: --family rnn, or --family transformer with --before")
+    group.add_argument(
+        "--before",
+        default=None,
+        help="checkout whose hf_seq2seq is the 'before' code (--family rnn: default this tree; --family "
+        "transformer: before/after instead of the Marian twin)",
+    )
     group.add_argument(
         "--models",
         nargs="+",
-        default=["bigru_bahdanau=random", "lstm_luong=random"],
+        default=None,
         help="NAME=FOLDER (a trained model folder, decoded on Multi30k) or NAME=random (NAME a preset: "
-        f"{', '.join(RNN_PRESETS)})",
+        f"{', '.join(RNN_PRESETS)}; transformer); default {DEFAULT_MODELS}",
     )
     group.add_argument(
         "--sentences", type=int, default=200, help="first N test_2016_flickr sentences / N random"
@@ -141,22 +168,35 @@ def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Pa
     a list of token-id lists. A trained folder is loaded by both versions' classes; a random preset is built by
     this tree's code and saved first (the folder format is the same in both versions)."""
     (mod_b, _), (mod_a, conf_a) = before_code, after_code
+    _, model_class, config_class = FAMILY_CLASSES[args.family]
     if spec == "random":
-        if name not in RNN_PRESETS:
-            raise SystemExit(
-                f"--models {name}=random: unknown preset {name!r}; choices: {sorted(RNN_PRESETS)}"
-            )
+        presets = sorted(RNN_PRESETS) if args.family == "rnn" else ["transformer"]
+        if name not in presets:
+            raise SystemExit(f"--models {name}=random: unknown preset {name!r}; choices: {presets}")
         torch.manual_seed(0)
-        dims = dict(
-            embedding_size=args.embedding_size, hidden_size=args.hidden_size, vocab_size=args.vocab_size
-        )
-        model = mod_a.RNNSeq2SeqForConditionalGeneration(conf_a.RNNSeq2SeqConfig(**RNN_PRESETS[name], **dims))
+        if args.family == "rnn":
+            dims = dict(
+                embedding_size=args.embedding_size, hidden_size=args.hidden_size, vocab_size=args.vocab_size
+            )
+            config = conf_a.RNNSeq2SeqConfig(**RNN_PRESETS[name], **dims)
+        else:
+            config = conf_a.TransformerSeq2SeqConfig(
+                vocab_size=args.vocab_size,
+                d_model=args.d_model,
+                encoder_layers=args.layers,
+                decoder_layers=args.layers,
+                num_attention_heads=args.heads,
+                ffn_dim=args.ffn_dim,
+                max_position_embeddings=args.max_positions,
+                init_std=0.2,  # as the Marian twin: well-separated decisions, so "same tokens" is meaningful
+            )
+        model = getattr(mod_a, model_class)(config)
         folder = workdir / name
         model.save_pretrained(folder)
         g = torch.Generator().manual_seed(0)
         lengths = torch.randint(args.src_len // 2, args.src_len + 1, (args.sentences,), generator=g)
         sources = [
-            torch.randint(3, dims["vocab_size"], (int(n) - 1,), generator=g).tolist() + [2] for n in lengths
+            torch.randint(3, config.vocab_size, (int(n) - 1,), generator=g).tolist() + [2] for n in lengths
         ]
     else:
         folder = Path(spec)
@@ -167,8 +207,8 @@ def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Pa
         tokenizer = AutoTokenizer.from_pretrained(folder)
         lines = read_lines(MULTI30K / f"test_2016_flickr.{args.src_lang}.gz", args.sentences)
         sources = tokenizer(lines)["input_ids"]
-    before = mod_b.RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
-    after = mod_a.RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
+    before = getattr(mod_b, model_class).from_pretrained(folder).eval()
+    after = getattr(mod_a, model_class).from_pretrained(folder).eval()
     return before, after, sources, spec == "random"
 
 
@@ -441,13 +481,18 @@ def _joeynmt_side_by_side(before, after, args) -> tuple[list[dict], int]:
     return rows, sum(p.numel() for p in joey.parameters())
 
 
-def rnn_main(args, argv: list[str] | None) -> int:
+def before_after_main(args, argv: list[str] | None) -> int:
     import tempfile
 
+    if args.family != "rnn" and args.overhead:
+        raise SystemExit("--overhead: measured for --family rnn only (its tiny twin is an RNN preset)")
+    args.before = args.before or str(ROOT)
+    args.models = args.models or DEFAULT_MODELS[args.family]
     malloc = tune_malloc() if args.malloc_tuned else "glibc defaults"
     start_device = device_name("cpu")
-    before_code = import_modeling_from(args.before, "_bench_before_hf_seq2seq")
-    after_code = import_modeling_from(ROOT, "_bench_after_hf_seq2seq")
+    family = FAMILY_CLASSES[args.family][0]
+    before_code = import_modeling_from(args.before, "_bench_before_hf_seq2seq", family)
+    after_code = import_modeling_from(ROOT, "_bench_after_hf_seq2seq", family)
     report = {"models": {}}
     with tempfile.TemporaryDirectory() as workdir:
         for item in args.models:
@@ -498,7 +543,8 @@ def rnn_main(args, argv: list[str] | None) -> int:
         "fixed_length": args.fixed_length,
         "command": command.strip(),
     }
-    out = Path(args.out or ROOT / "docs" / "benchmarks" / "bench_generate_rnn")
+    default_out = "bench_generate_rnn" if args.family == "rnn" else "bench_generate_transformer_before_after"
+    out = Path(args.out or ROOT / "docs" / "benchmarks" / default_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text(_rnn_markdown(report, args, load_end))
@@ -515,7 +561,7 @@ _FIXED_LENGTH = {
 def _rnn_markdown(report: dict, args, load_end: float) -> str:
     meta = report["meta"]
     lines = [
-        "# generate() of the RNN family: before / after",
+        f"# generate() of the {'RNN' if args.family == 'rnn' else 'Transformer'} family: before / after",
         "",
         f"Produced by `{meta['command']}` (torch {meta['torch']}, transformers {meta['transformers']}, "
         f"{meta['device']}). 'Before' is the code of `{meta['before']}`, 'after' this tree's; both run the same "
@@ -603,15 +649,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         default=None,
-        help="output path without suffix (default docs/benchmarks/bench_generate, or bench_generate_rnn)",
+        help="output path without suffix (default docs/benchmarks/bench_generate, or bench_generate_rnn / "
+        "bench_generate_transformer_before_after)",
     )
     parser.add_argument("--family", default="transformer", choices=["transformer", "rnn"])
     add_rnn_args(parser)
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
-    if args.family == "rnn":
-        return rnn_main(args, argv)
+    if args.family == "rnn" or args.before is not None:
+        return before_after_main(args, argv)
     args.out = args.out or str(ROOT / "docs" / "benchmarks" / "bench_generate")
 
     start_device = device_name(args.device)  # on CPU: cores, threads and the load average at start
