@@ -125,6 +125,25 @@ def test_bench_generate_joeynmt_missing_is_one_clear_line(tmp_path):
         bench_generate.main([*RNN_TINY, "--joeynmt", "--out", str(tmp_path / "j")])
 
 
+def test_bench_generate_transformer_before_after_same_tokens(tmp_path):
+    """--family transformer --before: the 'before' checkout (here this tree itself) and this tree, same tokens."""
+    out = tmp_path / "transformer"
+    argv = [
+        "--family",
+        "transformer",
+        "--before",
+        str(ROOT),
+        "--models",
+        "transformer=random",
+        "--vocab_size",
+        "300",
+    ]
+    argv += ["--sentences", "2", "--batches", "2", "--beams", "2", "--new_tokens", "3", "--repeats", "1"]
+    bench_generate.main([*argv, "--warmup", "0", "--threads", "1", "--out", str(out)])
+    cells = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["models"]["transformer"]["cells"]
+    assert [c["same_tokens"] for c in cells] == ["2/2"] and cells[0]["speedup_cpu"] > 0
+
+
 def _fake_run(runs: Path, name: str, src: str, tgt: str, test_bleu: float, selection: dict | None) -> None:
     run = runs / name
     (run / "final_model").mkdir(parents=True)
