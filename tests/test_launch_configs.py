@@ -214,9 +214,26 @@ def test_fsdp2_matches_one_process_and_resumes(multi30k_dir, tmp_path, reference
         assert list((checkpoint / "pytorch_model_fsdp_0").glob("*.distcp"))
     else:  # one full file gathered on rank 0
         assert (checkpoint / "pytorch_model_fsdp.bin").is_file()
+    _assert_fsdp_checkpoints_hold_full_weights(out, reference_run)
     copy = _resume_copy(out, tmp_path)
     _launch([fsdp(copy, "--resume")], _cpu_env())
     _assert_resumed_equals(copy, out)
+
+
+def _assert_fsdp_checkpoints_hold_full_weights(out: Path, reference: Path) -> None:
+    """Every FSDP checkpoint also holds model.safetensors: the 1-process run's checkpoint at the same step, the same
+    keys (tied weights once), and `average-checkpoints` reads them."""
+    from hf_seq2seq.averaging import average_checkpoints
+
+    steps = [RESUME_STEP, MAX_STEPS]
+    for step in steps:
+        ours = load_file(str(out / "checkpoints" / f"step-{step}" / "model.safetensors"))
+        theirs = load_file(str(reference / "checkpoints" / f"step-{step}" / "model.safetensors"))
+        assert sorted(ours) == sorted(theirs)
+        for name in theirs:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-3, atol=1e-4)
+    averaged = average_checkpoints([out / "checkpoints" / f"step-{step}" for step in steps])
+    assert averaged and all(torch.isfinite(t).all() for t in averaged.values())
 
 
 @pytest.mark.slow

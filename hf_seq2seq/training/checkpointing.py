@@ -84,9 +84,12 @@ def prepare_output_dir(output_dir: Path, train_args: TrainArguments, is_main: bo
         output_dir.mkdir(parents=True, exist_ok=True)
 
 
-def save_checkpoint(accelerator, state: TrainState, output_dir: Path, save_total_limit: int) -> Path:
+def save_checkpoint(
+    accelerator, state: TrainState, output_dir: Path, save_total_limit: int, model=None
+) -> Path:
     """Write ``checkpoints/step-N`` atomically (temporary folder, marker, rename); keep the last
-    ``save_total_limit`` checkpoints plus the best one. Every process must call it."""
+    ``save_total_limit`` checkpoints plus the best one. Every process must call it. Under FSDP2 ``model`` (the
+    prepared model) also gets its full weights written as ``model.safetensors`` (see `_save_full_weights`)."""
     is_main = accelerator.is_main_process
     root = output_dir / "checkpoints"
     name = f"step-{state.step}"
@@ -97,6 +100,8 @@ def save_checkpoint(accelerator, state: TrainState, output_dir: Path, save_total
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    if model is not None and getattr(accelerator, "is_fsdp2", False):
+        _save_full_weights(accelerator, model, tmp)
     if is_main:
         hooks.maybe_cut_checkpoint_write(tmp, state.step, output_dir)
     accelerator.wait_for_everyone()
@@ -139,6 +144,25 @@ def resume_latest(accelerator, state: TrainState, output_dir: Path) -> None:
 # lockstep on every rank. ``save_state``/``load_state`` above handle that themselves (a sharded torch.distributed
 # checkpoint folder, or one full file, per the config's ``fsdp_state_dict_type``); what needs the whole model on one
 # rank — beam search over a rank's own validation batches, ``save_pretrained`` — gets a plain copy instead.
+
+
+def _save_full_weights(accelerator, model, folder: Path) -> None:
+    """``folder/model.safetensors`` with the full weights under the model's own names, as every non-FSDP checkpoint
+    has it: FSDP's own files (shards, or a pickled full state dict) are for resuming, and `average-checkpoints` and
+    users read ``model.safetensors``. One all-gather (every rank must call); rank 0 holds the copy, on the CPU."""
+    from accelerate.utils import save
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    raw = accelerator.unwrap_model(model, keep_torch_compile=False)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(raw, options=options)
+    if accelerator.is_main_process:
+        # the gathered tied weights are separate copies: keep each shared parameter once, under the first name
+        # named_parameters gives it, as save_state stores a plain model's
+        params = dict(raw.named_parameters(remove_duplicate=False))
+        kept = {name for name, _ in raw.named_parameters()}
+        full = {k: v for k, v in full.items() if k not in params or k in kept}
+        save(full, folder / "model.safetensors", safe_serialization=True)
 
 
 def _unsharded_class(model) -> type:

@@ -274,7 +274,9 @@ def update(run: Run, loop: LoopState, g: int, G: int, loss_value: float, grad_no
 
 
 def _save(run: Run):
-    return save_checkpoint(run.accelerator, run.state, run.output_dir, run.train_args.save_total_limit)
+    return save_checkpoint(
+        run.accelerator, run.state, run.output_dir, run.train_args.save_total_limit, model=run.model
+    )
 
 
 def after_step(run: Run, loop: LoopState) -> None:
