@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -179,15 +180,19 @@ def test_update_card_of_a_card_without_the_marked_table(text_run, multi30k_dir, 
     assert "| metric | score |" not in card.text and "## How to use" in card.text
 
 
-def test_regenerated_card_of_an_older_run(text_run, tmp_path):
-    """scripts/regenerate_card.py renders a folder's card again from run_config.json and the history."""
-    import shutil
-
+def _regenerate_card_script():
+    """scripts/regenerate_card.py as a module (scripts/ is not a package)."""
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     try:
         import regenerate_card
     finally:
         sys.path.pop(0)
+    return regenerate_card
+
+
+def test_regenerated_card_of_an_older_run(text_run, tmp_path):
+    """scripts/regenerate_card.py renders a folder's card again from run_config.json and the history."""
+    regenerate_card = _regenerate_card_script()
     root, run = text_run
     folder = shutil.copytree(run / "best_model", tmp_path / "copy")
     (folder / "README.md").write_text(
@@ -206,13 +211,7 @@ def test_regenerated_card_of_an_older_run(text_run, tmp_path):
 
 def test_regenerated_card_takes_the_recipe_run_config_recorded(text_run, tmp_path):
     """Without --config, regenerate_card.py shows the recipe run_config.json names; "config" is not a training option."""
-    import shutil
-
-    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
-    try:
-        import regenerate_card
-    finally:
-        sys.path.pop(0)
+    regenerate_card = _regenerate_card_script()
     root, run = text_run
     assert json.loads((run / "run_config.json").read_text(encoding="utf-8"))["config"].endswith("tiny.yaml")
     folder = shutil.copytree(run / "best_model", tmp_path / "copy")
