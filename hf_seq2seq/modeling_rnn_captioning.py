@@ -38,8 +38,8 @@ from .modeling_rnn_seq2seq import (
     RNNDecoderLMMixin,
     RNNSeq2SeqEncoderOutput,
     RNNSeq2SeqPreTrainedModel,
-    _save_with_code,
 )
+from .modeling_seq2seq_utils import save_with_code
 
 __all__ = [
     "ImageCaptioningPreTrainedModel",
@@ -115,7 +115,7 @@ class ImageCaptioningPreTrainedModel(PreTrainedModel):
     hub_auto_class: str | None = "AutoModelForImageTextToText"  # written into `auto_map` on save
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        return _save_with_code(
+        return save_with_code(
             self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
         )
 

@@ -43,7 +43,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import attend, build_score, cpu_inference, fast_linear, fast_tanh, linear_module
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .modeling_seq2seq_utils import output_options, shift_tokens_right
+from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right
 
 __all__ = [
     "RNNSeq2SeqPreTrainedModel",
@@ -271,23 +271,6 @@ class RNNDecoderCache(Cache):
         return f"RNNDecoderCache(layers={len(self.layers)}, seen_tokens={self.seen_tokens})"
 
 
-def _save_with_code(model: PreTrainedModel, auto_class: str | None, save: Callable[[], Any]) -> Any:
-    """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
-    that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies this file and its flat
-    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
-
-    The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
-    ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
-    cls = type(model)
-    if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
-        return save()
-    cls.register_for_auto_class(auto_class)
-    try:
-        return save()
-    finally:
-        cls._auto_class = None
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Pretrained base: initialisation
 # ----------------------------------------------------------------------------------------------------------------
@@ -300,11 +283,11 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     # the recurrences (encoder and decoder) run through CheckpointedCall, a GradientCheckpointingLayer
     supports_gradient_checkpointing = True
-    # the Auto class `save_pretrained` writes into `auto_map` (see _save_with_code)
+    # the Auto class `save_pretrained` writes into `auto_map` (see save_with_code)
     hub_auto_class: str | None = None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        return _save_with_code(
+        return save_with_code(
             self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
         )
 

@@ -1,7 +1,8 @@
 """What both model families (RNN and Transformer encoder-decoders) share, kept in one place.
 
 Shipped to the Hub beside the modeling files that import it (``save_pretrained`` copies a model file's relative
-imports with it), so it imports only torch. Besides the label shift and the output options, it holds the CPU
+imports with it), so it imports only torch. Besides the label shift, the output options and
+the save that ships the code (``save_with_code``), it holds the CPU
 inference kernels both families' ``generate()`` steps use (``fast_linear`` / ``linear_module`` / ``fast_tanh``): here
 rather than in ``attention.py``, which only RNN folders ship.
 
@@ -9,6 +10,9 @@ Dimensions: B batch, T target length.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,6 +26,23 @@ __all__ = [
     "output_options",
     "shift_tokens_right",
 ]
+
+
+def save_with_code(model: Any, auto_class: str | None, save: Callable[[], Any]) -> Any:
+    """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
+    that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies the model's file and its flat
+    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
+
+    The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
+    ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
+    cls = type(model)
+    if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
+        return save()
+    cls.register_for_auto_class(auto_class)
+    try:
+        return save()
+    finally:
+        cls._auto_class = None
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:

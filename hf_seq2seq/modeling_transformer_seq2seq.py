@@ -55,7 +55,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
-from .modeling_seq2seq_utils import linear_module, output_options, shift_tokens_right
+from .modeling_seq2seq_utils import linear_module, output_options, save_with_code, shift_tokens_right
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -620,23 +620,6 @@ class TransformerSeq2SeqDecoder(_Embedder):
         }
 
 
-def _save_with_code(model: PreTrainedModel, auto_class: str | None, save: Callable[[], Any]) -> Any:
-    """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
-    that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies this file and its flat
-    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
-
-    The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
-    ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
-    cls = type(model)
-    if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
-        return save()
-    cls.register_for_auto_class(auto_class)
-    try:
-        return save()
-    finally:
-        cls._auto_class = None
-
-
 # ----------------------------------------------------------------------------------------------------- model
 class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     config_class = TransformerSeq2SeqConfig
@@ -649,11 +632,11 @@ class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
     # the decoder step traces without graph breaks with a static cache (tested with fullgraph=True)
     _can_compile_fullgraph = True
     _no_split_modules = ["TransformerSeq2SeqEncoderLayer", "TransformerSeq2SeqDecoderLayer"]
-    # the Auto class `save_pretrained` writes into `auto_map` (_save_with_code)
+    # the Auto class `save_pretrained` writes into `auto_map` (save_with_code)
     hub_auto_class: str | None = None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        return _save_with_code(
+        return save_with_code(
             self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
         )
 
