@@ -39,6 +39,7 @@ from test_training import (
     _free_port,
     _history,
     _weights,
+    assert_resumed_run_equals,
 )
 
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -132,14 +133,7 @@ def _resume_copy(out: Path, tmp_path: Path) -> Path:
 def _assert_resumed_equals(copy: Path, out: Path) -> None:
     """Same ranks, same checkpoint: the resumed steps and model equal the uninterrupted run's."""
     assert (copy / "checkpoints" / f"step-{MAX_STEPS}" / "random_states_1.pkl").is_file()  # 2 ranks resumed
-    full, _ = _history(out)
-    resumed, _ = _history(copy)
-    assert [h["step"] for h in resumed] == list(range(1, MAX_STEPS + 1))
-    for a, b in zip(full, resumed):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-7), f"step {a['step']}"
-    a, b = _weights(out), _weights(copy)
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
+    assert_resumed_run_equals(copy, out)
 
 
 # --------------------------------------------------------------------------------------------------- tests

@@ -112,6 +112,19 @@ def _train_two_processes(args: list[str]) -> subprocess.CompletedProcess:
         del os.environ["ACCELERATE_USE_CPU"]
 
 
+def assert_resumed_run_equals(resumed: Path, full: Path) -> None:
+    """A run resumed from a checkpoint logged every step and ends equal to the uninterrupted run, up to float
+    rounding: the same per-step losses and the same saved weights."""
+    full_steps, _ = _history(full)
+    resumed_steps, _ = _history(resumed)
+    assert [h["step"] for h in resumed_steps] == list(range(1, MAX_STEPS + 1))
+    for a, b in zip(full_steps, resumed_steps):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-7), f"step {a['step']}"
+    a, b = _weights(full), _weights(resumed)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
+
+
 def _history(output_dir: Path) -> tuple[list[dict], list[dict]]:
     history = json.loads((output_dir / "training_history.json").read_text())
     return [h for h in history if "loss" in h], [h for h in history if "eval_loss" in h]
@@ -177,15 +190,8 @@ def test_resume_equals_uninterrupted_and_skips_incomplete_checkpoint(
         _train_one_process(args)
     _train_one_process([*args, "--resume"])
 
-    full_steps, _ = _history(single_process_run)
-    resumed_steps, _ = _history(out)
-    assert [h["step"] for h in resumed_steps] == list(range(1, MAX_STEPS + 1))
     # Same process layout, same batches, RNG and optimizer state restored: equal up to float rounding.
-    for a, b in zip(full_steps, resumed_steps):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-7), f"step {a['step']}"
-    a, b = _weights(single_process_run), _weights(out)
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
+    assert_resumed_run_equals(out, single_process_run)
 
 
 # ----------------------------------------------------------------------------------------------- options
