@@ -68,32 +68,22 @@ def caption_scores(hypotheses: list[str], references: list[list[str]]) -> dict:
     """Multi-reference corpus scores of one caption per image: sacreBLEU BLEU-4 and chrF (references of one image
     grouped; images with fewer references get ``None`` in the extra streams, which sacreBLEU skips), exact match
     (% of captions equal to one of their references, whitespace-normalised) and CIDEr when available."""
-    from sacrebleu.metrics import BLEU, CHRF
+    from ..metrics import corpus_scores
 
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} captions for {len(references)} images")
     if any(not refs for refs in references):
         raise ValueError("every image needs at least one reference caption")
-    width = max(len(refs) for refs in references)
-    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
-    bleu, chrf = BLEU(), CHRF()
-    bleu_score = bleu.corpus_score(list(hypotheses), streams)
-    chrf_score = chrf.corpus_score(list(hypotheses), streams)
 
     def norm(s: str) -> str:
         return " ".join(s.split())
 
     exact = sum(norm(h) in {norm(r) for r in refs} for h, refs in zip(hypotheses, references))
     result = {
-        "bleu": bleu_score.score,
-        "chrf": chrf_score.score,
+        **corpus_scores(hypotheses, [list(refs) for refs in references], with_lengths=True),
         "exact_match": 100.0 * exact / max(1, len(hypotheses)),
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
         "num_images": len(hypotheses),
         "num_references": sum(len(refs) for refs in references),
-        "ref_len": bleu_score.ref_len,
-        "sys_len": bleu_score.sys_len,
     }
     cider = cider_score(list(hypotheses), [list(r) for r in references])
     if cider is not None:

@@ -86,19 +86,9 @@ def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str]
     hyps = [None] * len(references)
     for i, text in gathered:
         hyps[i] = text
-    from ..metrics import load_metric
+    from ..metrics import corpus_scores
 
-    bleu = load_metric("sacrebleu").compute(predictions=hyps, references=[[r] for r in references])
-    chrf = load_metric("chrf").compute(predictions=hyps, references=[[r] for r in references])
-    result.update(
-        bleu=bleu["score"],
-        chrf=chrf["score"],
-        bleu_signature=bleu["signature"],
-        chrf_signature=chrf["signature"],
-        num_sentences=len(hyps),
-        ref_len=bleu["ref_len"],
-        sys_len=bleu["sys_len"],
-    )
+    result.update(corpus_scores(hyps, references, with_lengths=True), num_sentences=len(hyps))
     return result, hyps
 
 
