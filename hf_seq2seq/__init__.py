@@ -13,15 +13,18 @@ from transformers import (
     AutoModelForSeq2SeqLM,
 )
 
-from .configuration_rnn_captioning import ImageCaptioningConfig
-from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .configuration_transformer_seq2seq import TransformerSeq2SeqConfig
-from .image_processing_rnn_captioning import ImageCaptioningImageProcessor
-from .modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
-from .modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
-from .modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration, TransformerSeq2SeqModel
-from .pipeline_image_captioning import register_pipeline as register_captioning_pipeline
-from .pipeline_text2text import Text2TextPipeline, register_pipeline
+from .models.configuration_rnn_captioning import ImageCaptioningConfig
+from .models.configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from .models.configuration_transformer_seq2seq import TransformerSeq2SeqConfig
+from .models.image_processing_rnn_captioning import ImageCaptioningImageProcessor
+from .models.modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
+from .models.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from .models.modeling_transformer_seq2seq import (
+    TransformerSeq2SeqForConditionalGeneration,
+    TransformerSeq2SeqModel,
+)
+from .models.pipeline_image_captioning import register_pipeline as register_captioning_pipeline
+from .models.pipeline_text2text import Text2TextPipeline, register_pipeline
 from .tokenization import train_tokenizer
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.dynamic_module_utils import custom_object_save
 
 from .families import FAMILIES
-from .pipeline_text2text import TASK, Text2TextPipeline
+from .models.pipeline_text2text import TASK, Text2TextPipeline
 
 NOT_RECORDED = "not recorded"
 CARD_TEMPLATES = Path(__file__).resolve().parent / "model_cards"
@@ -151,7 +151,7 @@ def save_captioning_folder(
             path): it is stored as ``example.png``, captioned, and the attention over it drawn as ``attention.png``.
         images: ``{"kind": path}`` image files to copy in and embed (they win over the drawn ones).
     """
-    from .pipeline_image_captioning import TASK, ImageCaptioningPipeline
+    from .models.pipeline_image_captioning import TASK, ImageCaptioningPipeline
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

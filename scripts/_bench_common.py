@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hf_seq2seq.configuration_transformer_seq2seq import TransformerSeq2SeqConfig  # noqa: E402
-from hf_seq2seq.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_seq2seq.models.configuration_transformer_seq2seq import TransformerSeq2SeqConfig  # noqa: E402
+from hf_seq2seq.models.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
 
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 SPECIAL_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
@@ -173,7 +173,7 @@ def multi30k_batches(
     from transformers import DataCollatorForSeq2Seq
 
     from hf_seq2seq.data import TokenBatchSampler
-    from hf_seq2seq.modeling_transformer_seq2seq import shift_tokens_right
+    from hf_seq2seq.models.modeling_transformer_seq2seq import shift_tokens_right
     from hf_seq2seq.tokenization import train_tokenizer
 
     src_lines = read_lines(MULTI30K / f"train.{src}.gz", n_lines)
@@ -195,7 +195,7 @@ def multi30k_batches(
 
 def random_batch(batch: int, src_len: int, tgt_len: int, vocab_size: int, seed: int = 0) -> dict:
     """A generated batch without padding: every sentence exactly ``src_len`` / ``tgt_len`` tokens ending in </s>."""
-    from hf_seq2seq.modeling_transformer_seq2seq import shift_tokens_right
+    from hf_seq2seq.models.modeling_transformer_seq2seq import shift_tokens_right
 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab_size, (batch, src_len), generator=g)
@@ -220,7 +220,7 @@ def target_tokens(batch: dict) -> int:
 
 # ------------------------------------------------------------------------------- code from another checkout
 def import_modeling_from(checkout: Path | str, alias: str, family: str = "rnn_seq2seq"):
-    """``(modeling, configuration)`` modules of ``checkout``'s ``hf_seq2seq`` imported under the package name
+    """``(modeling, configuration)`` modules of ``checkout``'s ``hf_seq2seq/models`` imported under the package name
     ``alias``, beside this tree's: a before/after benchmark runs both versions in one process, on the same
     weights and under the same load. The modeling files import only their flat siblings (they ship as Hub remote
     code), so an empty package object with the checkout's folder as its path is enough; the package's
@@ -228,9 +228,11 @@ def import_modeling_from(checkout: Path | str, alias: str, family: str = "rnn_se
     import importlib
     import types
 
-    folder = Path(checkout) / "hf_seq2seq"
+    folder = Path(checkout) / "hf_seq2seq" / "models"  # before issue 24 the files sat in hf_seq2seq/ itself
+    if not folder.is_dir():
+        folder = folder.parent
     if not (folder / f"modeling_{family}.py").is_file():
-        raise FileNotFoundError(f"--before {checkout}: no hf_seq2seq/modeling_{family}.py there")
+        raise FileNotFoundError(f"--before {checkout}: no hf_seq2seq/models/modeling_{family}.py there")
     package = types.ModuleType(alias)
     package.__path__ = [str(folder)]
     sys.modules[alias] = package

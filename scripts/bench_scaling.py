@@ -51,7 +51,7 @@ from _bench_common import (  # noqa: E402
     train_step,
 )
 
-from hf_seq2seq.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_seq2seq.models.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 

@@ -58,8 +58,8 @@ from _bench_common import (  # noqa: E402
     train_step,
 )
 
-from hf_seq2seq.configuration_rnn_seq2seq import RNNSeq2SeqConfig  # noqa: E402
-from hf_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_seq2seq.models.configuration_rnn_seq2seq import RNNSeq2SeqConfig  # noqa: E402
+from hf_seq2seq.models.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration  # noqa: E402
 from hf_seq2seq.training.master_weights import MasterWeightAdamW  # noqa: E402
 
 RNN_VARIANTS = {

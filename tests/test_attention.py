@@ -7,7 +7,7 @@ from functools import partial
 import pytest
 import torch
 
-from hf_seq2seq.attention import ATTENTION_SCORES, AdditiveScore, ConcatScore, attend, build_score
+from hf_seq2seq.models.attention import ATTENTION_SCORES, AdditiveScore, ConcatScore, attend, build_score
 
 B, T, S, H = 3, 4, 5, 6
 
@@ -121,7 +121,7 @@ def test_invalid_score_configuration():
 def test_cpu_inference_kernels_compute_the_same_function(inputs):
     """fast_linear / fast_tanh / the additive score's sigmoid form (taken under no_grad on CPU) equal the plain
     ops they replace (taken when autograd records), up to rounding; and they record no graph."""
-    from hf_seq2seq.attention import cpu_inference, fast_linear, fast_tanh
+    from hf_seq2seq.models.attention import cpu_inference, fast_linear, fast_tanh
 
     queries, keys, _ = inputs
     x, w, b = torch.randn(5, 3, 6), torch.randn(4, 6), torch.randn(4)  # 15 rows: oneDNN, tanh fused
@@ -150,7 +150,7 @@ def nn_linear(x, w, b=None):
 def test_fast_linear_relaid_weights_follow_updates(rows):
     """Weights above the re-layout size are laid out once for the kernel (W^T for one row, oneDNN's packing for
     more) and kept: an in-place update, a new ``.data`` and another weight of the same shape must all be seen."""
-    from hf_seq2seq.attention import _RELAY_MIN_WEIGHT, fast_linear
+    from hf_seq2seq.models.attention import _RELAY_MIN_WEIGHT, fast_linear
 
     layer = torch.nn.Linear(400, _RELAY_MIN_WEIGHT // 400 + 8)
     x = torch.randn(rows, 400)

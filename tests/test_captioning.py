@@ -31,15 +31,15 @@ from hf_seq2seq.captioning_data import (
     render_scene,
     shapes_dataset,
 )
-from hf_seq2seq.configuration_rnn_captioning import ImageCaptioningConfig
 from hf_seq2seq.hub import NOT_RECORDED, save_captioning_folder
-from hf_seq2seq.image_processing_rnn_captioning import ImageCaptioningImageProcessor
-from hf_seq2seq.modeling_rnn_captioning import (
+from hf_seq2seq.models.configuration_rnn_captioning import ImageCaptioningConfig
+from hf_seq2seq.models.image_processing_rnn_captioning import ImageCaptioningImageProcessor
+from hf_seq2seq.models.modeling_rnn_captioning import (
     ImageCaptioningForConditionalGeneration,
     doubly_stochastic_penalty,
 )
-from hf_seq2seq.modeling_rnn_seq2seq import RNNDecoderCache
-from hf_seq2seq.pipeline_image_captioning import TASK, register_pipeline
+from hf_seq2seq.models.modeling_rnn_seq2seq import RNNDecoderCache
+from hf_seq2seq.models.pipeline_image_captioning import TASK, register_pipeline
 from hf_seq2seq.plotting import plot_attention_over_image
 from hf_seq2seq.tokenization import train_tokenizer
 

@@ -22,8 +22,8 @@ from _hf_common import (
 )
 from test_hf_common_rnn import _RNNCommonTests
 
-from hf_seq2seq.configuration_rnn_captioning import ImageCaptioningConfig
-from hf_seq2seq.modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
+from hf_seq2seq.models.configuration_rnn_captioning import ImageCaptioningConfig
+from hf_seq2seq.models.modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
 
 pytestmark = pytest.mark.filterwarnings("default::FutureWarning")
 

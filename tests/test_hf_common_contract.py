@@ -21,7 +21,7 @@ from hf_seq2seq import (
     TransformerSeq2SeqForConditionalGeneration,
     train_tokenizer,
 )
-from hf_seq2seq.modeling_rnn_seq2seq import RNNDecoderCache, RNNSeq2SeqModel
+from hf_seq2seq.models.modeling_rnn_seq2seq import RNNDecoderCache, RNNSeq2SeqModel
 
 RNN_VARIANTS = {
     "gru-bahdanau": dict(cell="gru", attention="bahdanau"),

@@ -18,8 +18,8 @@ import torch
 from _hf_common import ConfigTester, GenerationTesterMixin, ModelTesterMixin, ids_tensor, register_model_names
 from transformers.cache_utils import LinearAttentionLayer
 
-from hf_seq2seq.configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from hf_seq2seq.modeling_rnn_seq2seq import (
+from hf_seq2seq.models.configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from hf_seq2seq.models.modeling_rnn_seq2seq import (
     RNNDecoderCache,
     RNNSeq2SeqForConditionalGeneration,
     RNNSeq2SeqModel,

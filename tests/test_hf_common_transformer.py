@@ -13,8 +13,8 @@ import pytest
 import torch
 from _hf_common import ConfigTester, GenerationTesterMixin, ModelTesterMixin, ids_tensor, register_model_names
 
-from hf_seq2seq.configuration_transformer_seq2seq import TransformerSeq2SeqConfig
-from hf_seq2seq.modeling_transformer_seq2seq import (
+from hf_seq2seq.models.configuration_transformer_seq2seq import TransformerSeq2SeqConfig
+from hf_seq2seq.models.modeling_transformer_seq2seq import (
     TransformerSeq2SeqForConditionalGeneration,
     TransformerSeq2SeqModel,
 )

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
 from hf_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
-from hf_seq2seq.modeling_rnn_seq2seq import BahdanauDecoder, ChoDecoder, LuongDecoder, RNNDecoderCache
+from hf_seq2seq.models.modeling_rnn_seq2seq import BahdanauDecoder, ChoDecoder, LuongDecoder, RNNDecoderCache
 
 VOCAB, PAD, BOS, EOS = 20, 0, 1, 2
 

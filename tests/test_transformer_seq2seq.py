@@ -261,7 +261,7 @@ def test_cpu_inference_kernels_equal_plain_ops(batch):
     modeling_seq2seq_utils.linear_module (oneDNN's matmul, or a gemv over pre-laid-out weights for one row); with
     autograd they are plain nn.Linear calls. Same function: full and cached-step logits agree, and generate() picks
     the tokens that a greedy loop over the plain ops picks. Batch 1 takes the one-row path, batch 3 the other."""
-    from hf_seq2seq.modeling_seq2seq_utils import _RELAY_MIN_WEIGHT, cpu_inference
+    from hf_seq2seq.models.modeling_seq2seq_utils import _RELAY_MIN_WEIGHT, cpu_inference
 
     # D 64 and F / V large enough that the FFN and the (tied) LM head weights are laid out once for their kernel;
     # init_std 0.1, not 0.5: fp32 rounding grows with the logits (max 16 at 0.5), and 1e-5 is the check here

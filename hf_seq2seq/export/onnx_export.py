@@ -67,7 +67,7 @@ class TransformerDecoderStepExport(nn.Module):
         self.model = model
 
     def forward(self, decoder_input_ids, attention_mask, *caches):
-        from hf_seq2seq.modeling_transformer_seq2seq import _padding_mask, eager_attention_forward
+        from hf_seq2seq.models.modeling_transformer_seq2seq import _padding_mask, eager_attention_forward
 
         decoder = self.model.get_decoder()
         n = len(decoder.layers)
@@ -163,7 +163,7 @@ class RNNDecoderStepExport(nn.Module):
         self.model = model
 
     def forward(self, decoder_input_ids, attention_mask, values, source, *state):
-        from hf_seq2seq.modeling_rnn_seq2seq import DecoderState, Memory
+        from hf_seq2seq.models.modeling_rnn_seq2seq import DecoderState, Memory
 
         config, decoder = self.model.config, self.model.get_decoder()
         memory = Memory(values, None, source) if config.attention == "none" else Memory(values, source)

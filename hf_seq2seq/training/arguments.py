@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configuration_utils_seq2seq import check_choice, check_positive
 from ..families import FAMILIES, family
+from ..models.configuration_utils_seq2seq import check_choice, check_positive
 
 MODEL_TYPES = tuple(FAMILIES)  # --model_type values: "rnn", "transformer", "captioning"
 TEXT_MODEL_TYPES = tuple(name for name, f in FAMILIES.items() if f.input == "text")

@@ -227,9 +227,9 @@ class CaptioningTask:
 
         import hf_seq2seq  # noqa: F401  (registers the Auto classes)
 
-        from ..configuration_rnn_captioning import ImageCaptioningConfig
-        from ..image_processing_rnn_captioning import ImageCaptioningImageProcessor
-        from ..modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
+        from ..models.configuration_rnn_captioning import ImageCaptioningConfig
+        from ..models.image_processing_rnn_captioning import ImageCaptioningImageProcessor
+        from ..models.modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
 
         overrides = self.model_args.config_overrides()
         if self.model_args.label_smoothing is not None:
