@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .checkpointing import plain_model
-from .losses import token_loss_sum
+from .evaluation import ValidationBatch, validation_loop
 
 SHAPES_TASK = "shapes"
 # train and validation scenes come from different seeds: no validation scene is a training scene
@@ -286,62 +286,41 @@ class CaptioningTask:
         return loss.float() * (labels != -100).sum()
 
     # -- validation
-    @torch.no_grad()
     def evaluate(self, accelerator, model, tokenizer, train_args) -> dict:
-        """Validation loss over every (image, reference) pair + captions of every image exactly once, scored with
+        """Validation loss over every (image, reference) pair + captions of every image exactly once
+        (:func:`~hf_seq2seq.training.evaluation.validation_loop`, images in first-seen order), scored with
         :func:`caption_scores` on the main process (other ranks return only the loss)."""
         raw = plain_model(accelerator, model)  # under FSDP2 a full copy: ranks caption different batches
-        was_training = raw.training
-        raw.eval()
-        val = self.raw["validation"]
+        val, device = self.raw["validation"], accelerator.device
         bs = self.data_args.validation_batch_size
         n = len(self.val_rows)
-        batches = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
-        mine = batches[accelerator.process_index :: accelerator.num_processes]
-        device = accelerator.device
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        tokens = torch.zeros((), dtype=torch.float64, device=device)
-        pairs: list[tuple[int, str]] = []
-        ls = float(getattr(raw.config, "label_smoothing", 0.0) or 0.0)
-        for idx in mine:
+
+        def make_batch(idx: list[int]) -> ValidationBatch:
             images = [_open(val[self.val_rows[i]]) for i in idx]
             pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+            # one row per (image, reference): the loss is taken against every reference caption
             rows = [(k, ids) for k, i in enumerate(idx) for ids in self.val_labels[i]]
-            width = max(len(ids) for _, ids in rows)
-            labels = torch.full((len(rows), width), -100, dtype=torch.long)
+            labels = torch.full((len(rows), max(len(ids) for _, ids in rows)), -100, dtype=torch.long)
             for r, (_, ids) in enumerate(rows):
                 labels[r, : len(ids)] = torch.as_tensor(ids)
             labels = labels.to(device)
             repeat = torch.as_tensor([k for k, _ in rows], device=device)
-            with accelerator.autocast():
-                logits = raw(pixel_values=pixel_values[repeat], labels=labels).logits
-            loss_sum += token_loss_sum(logits, labels, ls).double()
-            tokens += (labels != -100).sum()
-            with accelerator.autocast():
-                generated = raw.generate(
-                    pixel_values=pixel_values,
-                    num_beams=train_args.num_beams,
-                    max_new_tokens=train_args.max_new_tokens,
-                )
-            texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            pairs.extend(zip(idx, (t.strip() for t in texts)))
-        loss_sum = accelerator.reduce(loss_sum, reduction="sum")
-        tokens = accelerator.reduce(tokens, reduction="sum")
-        gathered = accelerator.gather_for_metrics(pairs, use_gather_object=True)
-        if was_training:
-            raw.train()
-        result = {"loss": float(loss_sum / tokens.clamp(min=1))}
-        if not accelerator.is_main_process:
-            return result
-        indices = sorted(i for i, _ in gathered)
-        if indices != list(range(n)):
-            raise RuntimeError(
-                f"validation gather lost or duplicated images: {len(indices)} results for {n} images "
-                f"({len(set(indices))} distinct)"
+            return ValidationBatch(
+                forward={"pixel_values": pixel_values[repeat], "labels": labels},
+                labels=labels,
+                generate={"pixel_values": pixel_values},
             )
-        hyps = [""] * n
-        for i, text in gathered:
-            hyps[i] = text
+
+        def decode(generated: torch.Tensor) -> list[str]:
+            return [t.strip() for t in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+
+        batches = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
+        loss, hyps = validation_loop(
+            accelerator, raw, batches, n, make_batch, decode, train_args, what="images"
+        )
+        result = {"loss": loss}
+        if hyps is None:
+            return result
         self.last_hypotheses = hyps
         result.update(caption_scores(hyps, self.references))
         result["num_sentences"] = n

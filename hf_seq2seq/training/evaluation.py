@@ -1,12 +1,16 @@
-"""Validation: loss and beam-search BLEU/chrF over every validation sentence exactly once (text), the decision
-"is this the best model so far" taken on the main process and broadcast, and the facts of the model card."""
+"""Validation: one sharded loop for every task (:func:`validation_loop`: loss and generated texts of every item
+exactly once; the task supplies the batches, the model inputs, the decoding and the scores), the text task's
+BLEU/chrF on top of it, the decision "is this the best model so far" taken on the main process and broadcast, and
+the facts of the model card."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -28,66 +32,106 @@ CARD_METRIC_KEYS = (
 )
 
 
-@torch.no_grad()
-def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str], train_args, data_args):
-    """Validation loss + beam-search BLEU/chrF over the whole validation set, every sentence exactly once.
+class ValidationBatch(NamedTuple):
+    """One validation batch as a task builds it (tensors on the accelerator's device): ``forward`` are the
+    keyword arguments of the teacher-forced forward pass whose logits give the loss against ``labels``
+    (B', T; -100 = padding; B' may exceed the batch when an image has several references), ``generate`` those
+    of ``generate()`` (the search options are added by the loop)."""
 
-    Sentences are sorted by length and cut into batches; batch ``i`` goes to rank ``i % world``. Each rank returns
-    ``(index, hypothesis)`` pairs, ``accelerator.gather_for_metrics(..., use_gather_object=True)`` collects them,
-    and the main process checks that the indices are exactly ``0..N-1`` before scoring: no sampler padding, so no
-    duplicate to drop and none can slip through.
+    forward: dict
+    labels: torch.Tensor
+    generate: dict
+
+
+@torch.no_grad()
+def validation_loop(
+    accelerator,
+    raw,
+    batches: list[list[int]],
+    num_items: int,
+    make_batch: Callable[[list[int]], ValidationBatch],
+    decode: Callable[[torch.Tensor], list[str]],
+    train_args,
+    what: str = "sentences",
+) -> tuple[float, list[str] | None]:
+    """The sharded validation loop of every task: loss over every label token, one generated text per item,
+    every item exactly once.
+
+    ``raw`` is :func:`~hf_seq2seq.training.checkpointing.plain_model` of the trained model (under FSDP2 a full
+    copy: ranks generate for different batches). ``batches`` cut the items ``0..num_items-1`` into batches (the task picks the order); batch ``i`` goes to rank
+    ``i % world``. For each of its batches a rank builds the inputs (``make_batch``), adds the batch's summed
+    label-token cross-entropy (the model's ``label_smoothing``), generates with ``--num_beams`` /
+    ``--max_new_tokens`` and decodes (``decode``). The loss is summed over ranks; the ``(index, text)`` pairs
+    are collected by ``accelerator.gather_for_metrics(..., use_gather_object=True)`` and the main process checks
+    that the indices are exactly ``0..num_items-1``: no sampler padding, so no duplicate to drop and none can slip
+    through. Returns ``(loss, texts in item order)`` on the main process and ``(loss, None)`` on the others.
     """
-    raw = plain_model(accelerator, model)  # under FSDP2 a full copy: ranks generate for different batches
     was_training = raw.training
     raw.eval()
-    from transformers import DataCollatorForSeq2Seq
-
-    collator = DataCollatorForSeq2Seq(tokenizer, model=raw, label_pad_token_id=-100)
-    lengths = [len(x) for x in val_tok["input_ids"]]
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    bs = data_args.validation_batch_size
-    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-    mine = batches[accelerator.process_index :: accelerator.num_processes]
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     pairs: list[tuple[int, str]] = []
     ls = float(getattr(raw.config, "label_smoothing", 0.0) or 0.0)
-    for idx in mine:
-        feats = [{"input_ids": val_tok[i]["input_ids"], "labels": val_tok[i]["labels"]} for i in idx]
-        batch = {k: v.to(accelerator.device) for k, v in collator(feats).items()}
-        labels = batch.pop("labels")
+    search = {"num_beams": train_args.num_beams, "max_new_tokens": train_args.max_new_tokens}
+    for idx in batches[accelerator.process_index :: accelerator.num_processes]:
+        batch = make_batch(idx)
         with accelerator.autocast():
-            logits = raw(**batch).logits
-        loss_sum += token_loss_sum(logits, labels, ls).double()
-        tokens += (labels != -100).sum()
+            logits = raw(**batch.forward).logits
+        loss_sum += token_loss_sum(logits, batch.labels, ls).double()
+        tokens += (batch.labels != -100).sum()
         with accelerator.autocast():
-            generated = raw.generate(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                num_beams=train_args.num_beams,
-                max_new_tokens=train_args.max_new_tokens,
-            )
-        texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-        pairs.extend(zip(idx, texts))
+            generated = raw.generate(**batch.generate, **search)
+        pairs.extend(zip(idx, decode(generated)))
     loss_sum = accelerator.reduce(loss_sum, reduction="sum")
     tokens = accelerator.reduce(tokens, reduction="sum")
     gathered = accelerator.gather_for_metrics(pairs, use_gather_object=True)
     if was_training:
         raw.train()
-    result = {"loss": float(loss_sum / tokens.clamp(min=1))}
+    loss = float(loss_sum / tokens.clamp(min=1))
     if not accelerator.is_main_process:
-        return result, None
+        return loss, None
     indices = sorted(i for i, _ in gathered)
-    if indices != list(range(len(references))):
+    if indices != list(range(num_items)):
         raise RuntimeError(
-            f"validation gather lost or duplicated sentences: {len(indices)} results for {len(references)} "
-            f"sentences ({len(set(indices))} distinct)"
+            f"validation gather lost or duplicated {what}: {len(indices)} results for {num_items} {what} "
+            f"({len(set(indices))} distinct)"
         )
-    hyps = [None] * len(references)
+    texts = [""] * num_items
     for i, text in gathered:
-        hyps[i] = text
+        texts[i] = text
+    return loss, texts
+
+
+def evaluate_model(accelerator, model, tokenizer, val_tok, references: list[str], train_args, data_args):
+    """Validation loss + beam-search BLEU/chrF (:func:`hf_seq2seq.metrics.corpus_scores`) over the whole text
+    validation set, every sentence exactly once (:func:`validation_loop`; sentences sorted by source length,
+    longest first, ``--validation_batch_size`` per batch). Returns ``(result, hypotheses)``; other ranks than the
+    main one get ``({"loss": ...}, None)``."""
+    from transformers import DataCollatorForSeq2Seq
+
     from ..metrics import corpus_scores
 
+    raw = plain_model(accelerator, model)  # under FSDP2 a full copy: ranks generate for different batches
+    collator = DataCollatorForSeq2Seq(tokenizer, model=raw, label_pad_token_id=-100)
+    lengths = [len(x) for x in val_tok["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bs = data_args.validation_batch_size
+
+    def make_batch(idx: list[int]) -> ValidationBatch:
+        feats = [{"input_ids": val_tok[i]["input_ids"], "labels": val_tok[i]["labels"]} for i in idx]
+        batch = {k: v.to(accelerator.device) for k, v in collator(feats).items()}
+        labels = batch.pop("labels")
+        prompt = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        return ValidationBatch(forward=batch, labels=labels, generate=prompt)
+
+    def decode(generated: torch.Tensor) -> list[str]:
+        return tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+    loss, hyps = validation_loop(accelerator, raw, batches, len(references), make_batch, decode, train_args)
+    result = {"loss": loss}
+    if hyps is None:
+        return result, None
     result.update(corpus_scores(hyps, references, with_lengths=True), num_sentences=len(hyps))
     return result, hyps
 
