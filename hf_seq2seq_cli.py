@@ -15,7 +15,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": (
-        "hf_seq2seq.demo",
+        "hf_seq2seq.commands.demo",
         "demo_main",
         "train both families on the embedded task, evaluate, save, plot",
     ),
@@ -41,10 +41,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "caption image files with a saved captioning model",
     ),
     "push": ("hf_seq2seq.commands.push", "push_main", "upload a saved model folder to the Hub"),
-    "analyze": ("hf_seq2seq.analyze", "analyze_main", "BLEU by source length, attention alignment"),
-    "export": ("hf_seq2seq.export.command", "export_main", "export a saved model to CTranslate2 or ONNX"),
+    "analyze": ("hf_seq2seq.commands.analyze", "analyze_main", "BLEU by source length, attention alignment"),
+    "export": ("hf_seq2seq.commands.export", "export_main", "export a saved model to CTranslate2 or ONNX"),
     "average-checkpoints": (
-        "hf_seq2seq.averaging",
+        "hf_seq2seq.commands.average_checkpoints",
         "average_checkpoints_main",
         "average the weights of a run's last N checkpoints into a model folder",
     ),
@@ -69,7 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-seq2seq: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[name]
-    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except ImportError as error:
+        # torch/transformers outside the supported range (hf_seq2seq.dependencies): one line, not a traceback
+        if type(error).__name__ != "IncompatibleDependencyError":
+            raise
+        print(f"hf-seq2seq {name}: {error}", file=sys.stderr)
+        return 1
     try:
         return int(func(rest) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (outputs are written atomically)

@@ -14,14 +14,43 @@ transformers tests every model inside the library with ``ModelTesterMixin``, ``G
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
+import pytest
+import transformers
 from conftest import PROJECT_ROOT
 
 SHARED_TESTS = PROJECT_ROOT.parent / "shared" / "transformers_tests"
 if not (SHARED_TESTS / "tests" / "test_modeling_common.py").exists():
     raise RuntimeError(f"transformers' common tests not found at {SHARED_TESTS} (see its README)")
+
+
+def supported_transformers_versions(readme: Path = SHARED_TESTS / "README.md") -> list[str]:
+    """The transformers versions the shared copy runs against: the bold versions of its README's
+    ``**Versions.**`` paragraph ("These files run against transformers **5.24.0 and 5.25.0**")."""
+    text = readme.read_text(encoding="utf-8")
+    paragraph = text[text.index("**Versions.**") :].split("\n\n", 1)[0]
+    bold = re.findall(r"\*\*([^*]+)\*\*", paragraph.replace("**Versions.**", "", 1))
+    return [v for span in bold for v in re.findall(r"\b\d+\.\d+\.\d+\b", span)]
+
+
+def check_transformers_version(installed: str, supported: list[str]) -> str | None:
+    """The one-line reason the shared tests cannot run under ``installed``, or None when they can."""
+    if installed in supported:
+        return None
+    return (
+        f"transformers {installed} is installed, but ../shared/transformers_tests runs against transformers "
+        f"{' and '.join(supported)} only (its README): install one of them (`make test` installs the lock's)"
+    )
+
+
+# A version the shared copy does not list fails collection here, in one line, instead of as an ImportError from deep
+# inside the copied files (5.24's copy imported a helper that 5.25 removed).
+_reason = check_transformers_version(transformers.__version__, supported_transformers_versions())
+if _reason is not None:
+    pytest.fail(_reason, pytrace=False)
 if str(SHARED_TESTS) not in sys.path:
     sys.path.insert(0, str(SHARED_TESTS))
 
