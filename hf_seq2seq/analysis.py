@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,11 @@ __all__ = [
     "attention_entropy",
     "forced_cross_attentions",
     "alignment_report",
+    "model_label",
+    "gold_alignments",
+    "analyze_model",
+    "markdown_tables",
+    "update_card",
 ]
 
 
@@ -103,7 +109,7 @@ def bucket_scores(
     buckets: Sequence[tuple[int, int]],
 ) -> list[dict]:
     """Corpus BLEU and chrF (sacreBLEU defaults) of the sentences in each bucket."""
-    from sacrebleu.metrics import BLEU, CHRF
+    from .metrics import corpus_scores
 
     if not len(hypotheses) == len(references) == len(lengths):
         raise ValueError(
@@ -113,14 +119,15 @@ def bucket_scores(
     rows = []
     for (lo, hi), idx in zip(buckets, bucket_of(lengths, buckets), strict=True):
         hyps, refs = [hypotheses[i] for i in idx], [references[i] for i in idx]
+        scores = corpus_scores(hyps, refs) if idx else {"bleu": float("nan"), "chrf": float("nan")}
         rows.append(
             {
                 "lo": lo,
                 "hi": hi,
                 "num_sentences": len(idx),
                 "mean_length": float(np.mean([lengths[i] for i in idx])) if idx else float("nan"),
-                "bleu": BLEU().corpus_score(hyps, [refs]).score if idx else float("nan"),
-                "chrf": CHRF().corpus_score(hyps, [refs]).score if idx else float("nan"),
+                "bleu": scores["bleu"],
+                "chrf": scores["chrf"],
             }
         )
     return rows
@@ -294,3 +301,188 @@ def alignment_report(model, tokenizer, sources, references, gold, batch_size: in
         "best": best,
         "word_attention": matrices[(best["layer"], best["head"])],
     }
+
+
+# ---------------------------------------------------------------------------------------------- the analyze report
+# The card section `hf-seq2seq analyze --update_card` owns, in hub.MARKED_SECTION's form, so that rewriting the
+# card keeps it.
+CARD_SECTION = "analyze"
+CARD_BEGIN = "<!-- hf-seq2seq analyze: begin -->"
+CARD_END = "<!-- hf-seq2seq analyze: end -->"
+CARD_FIGURE = "analysis_length.png"
+
+
+def model_label(path: str) -> str:
+    """A short name for a model folder: ``runs/gru/best_model`` → ``gru``."""
+    p = Path(path)
+    return p.parent.name if p.name in ("best_model", "final_model") and p.parent.name else p.name
+
+
+def gold_alignments(task: str, sources: Sequence[str], references: Sequence[str]) -> list:
+    """The gold word alignment of every (source, reference) pair of the embedded ``task``; a pair that is not
+    one of the task's is an error naming its line."""
+    from .tasks import gold_alignment, task_languages
+
+    src, tgt = task_languages(task)
+    gold = []
+    for n, (s, r) in enumerate(zip(sources, references, strict=True), start=1):
+        try:
+            gold.append(gold_alignment(task, {src: s, tgt: r}))
+        except ValueError as err:
+            raise ValueError(f"--alignment {task}: line {n} is not a pair of the task: {err}") from None
+    return gold
+
+
+def analyze_model(
+    path: str,
+    label: str,
+    sources: Sequence[str],
+    references: Sequence[str],
+    lengths: Sequence[int],
+    buckets: Sequence[tuple[int, int]],
+    gold: Sequence | None = None,
+    *,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int = 32,
+) -> dict:
+    """Decode, score overall and per bucket, and (with ``gold``) score the alignment of one saved model.
+
+    The result holds the scores and signatures (:func:`hf_seq2seq.metrics.corpus_scores`), ``buckets``, and with
+    ``gold`` the ``alignment``; ``_hypotheses`` and ``_word_attention`` are for the report's figures."""
+    import sys
+
+    from .families import CAPTIONING_MODEL_TYPE
+    from .inference import folder_model_type, load_engine
+    from .metrics import corpus_scores
+
+    if folder_model_type(path) == CAPTIONING_MODEL_TYPE:
+        raise ValueError(
+            f"{path} is an image-captioning model; analyze measures translation models (BLEU by source length, "
+            "word alignment)"
+        )
+    engine = load_engine(path, device=device, trust_remote_code=trust_remote_code)
+    print(f"{label}: translating {len(sources)} sentences", file=sys.stderr)
+    translations = engine.translate(
+        sources, num_beams=num_beams, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=True
+    )
+    hyps = [t.text for t in translations]
+    result = {"label": label, "path": str(path), "model_type": engine.model.config.model_type}
+    result |= corpus_scores(hyps, references) | {"num_eval_sentences": len(references)}
+    result["num_beams"] = num_beams or engine.default_beams
+    result["buckets"] = bucket_scores(hyps, references, lengths, buckets)
+    if gold is not None:
+        report = alignment_report(
+            engine.model, engine.tokenizer, sources, references, gold, batch_size=batch_size
+        )
+        result["alignment"] = None if report is None else {k: report[k] for k in ("heads", "best")}
+        result["_word_attention"] = None if report is None else report["word_attention"]
+    result["_hypotheses"] = hyps
+    return result
+
+
+def _fmt(x, digits=1) -> str:
+    return "–" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def markdown_tables(results: Sequence[dict], caption: str) -> str:
+    """The bucket table (BLEU / chrF per model) and, where measured, the alignment table, as Markdown."""
+    lines = ["| source words | sentences | " + " | ".join(r["label"] for r in results) + " |"]
+    lines.append("|---|---:|" + "---:|" * len(results))
+    for k, b in enumerate(results[0]["buckets"]):
+        cells = [f"{_fmt(r['buckets'][k]['bleu'])} / {_fmt(r['buckets'][k]['chrf'])}" for r in results]
+        lines.append(f"| {_span(b)} | {b['num_sentences']} | " + " | ".join(cells) + " |")
+    cells = [f"**{_fmt(r['bleu'])} / {_fmt(r['chrf'])}**" for r in results]
+    lines.append(f"| all | {results[0]['num_eval_sentences']} | " + " | ".join(cells) + " |")
+    lines += ["", f"BLEU / chrF per bucket. {caption}"]
+    aligned = [r for r in results if "alignment" in r]
+    if aligned:
+        lines += [
+            "",
+            "| model | AER ↓ | argmax accuracy ↑ | entropy (nats) | entropy / log S | head |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in aligned:
+            if r["alignment"] is None:
+                lines.append(f"| {r['label']} | – | – | – | – | no attention |")
+                continue
+            for h in _table_heads(r["alignment"]):
+                where = _where(r["alignment"], h)
+                lines.append(
+                    f"| {r['label']} | {_fmt(h['aer'], 3)} | {_fmt(h['accuracy'], 3)} | {_fmt(h['entropy'], 2)} "
+                    f"| {_fmt(h['entropy_normalised'], 2)} | {where} |"
+                )
+        for r in aligned:
+            if r["alignment"] is not None and len(r["alignment"]["heads"]) > 1:
+                lines += ["", *_head_grid(r)]
+    return "\n".join(lines) + "\n"
+
+
+def _head_grid(result: dict) -> list[str]:
+    """AER / argmax accuracy of every (layer, head) of one multi-head model, layers as rows."""
+    heads = [h for h in result["alignment"]["heads"] if h["head"] != "mean"]
+    num_heads = 1 + max(h["head"] for h in heads)
+    lines = [
+        f"{result['label']}, AER / argmax accuracy of each head:",
+        "",
+        "| layer | " + " | ".join(f"head {k}" for k in range(num_heads)) + " |",
+        "|---|" + "---:|" * num_heads,
+    ]
+    for layer in sorted({h["layer"] for h in heads}):
+        row = sorted((h for h in heads if h["layer"] == layer), key=lambda h: h["head"])
+        lines.append(
+            f"| {layer} | "
+            + " | ".join(f"{_fmt(h['aer'], 2)} / {_fmt(h['accuracy'], 2)}" for h in row)
+            + " |"
+        )
+    return lines
+
+
+def _where(alignment: dict, head: dict) -> str:
+    if len(alignment["heads"]) == 1:
+        return ""
+    if head["head"] == "mean":
+        return f"layer {head['layer']}, mean of heads"
+    return f"best head: layer {head['layer']}, head {head['head']}"
+
+
+def _table_heads(alignment: dict) -> list[dict]:
+    """The rows shown for one model: its only head, or the best head and every layer's head average."""
+    if len(alignment["heads"]) == 1:
+        return alignment["heads"]
+    return [alignment["best"]] + [h for h in alignment["heads"] if h["head"] == "mean"]
+
+
+def _span(bucket: dict) -> str:
+    """A bucket's source lengths as a table cell: "8" or "11–12"."""
+    lo, hi = bucket["lo"], bucket["hi"]
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def update_card(result: dict, caption: str) -> Path:
+    """Put the model's own length figure and bucket table into its folder's card (a marked README section)."""
+    from .files import write_atomic
+    from .hub import with_marked_section
+    from .plotting import plot_length_curves
+
+    folder = Path(result["path"])
+    if not folder.is_dir():
+        raise ValueError(f"--update_card needs a local model folder; {folder} is not one")
+    plot_length_curves({result["label"]: result["buckets"]}, folder / CARD_FIGURE, caption=caption)
+    rows = "\n".join(
+        f"| {_span(b)} | {b['num_sentences']} | {_fmt(b['bleu'])} | {_fmt(b['chrf'])} |"
+        for b in result["buckets"]
+    )
+    section = (
+        f"{CARD_BEGIN}\n## Quality by source length\n\n![BLEU and chrF by source length]({CARD_FIGURE})\n\n"
+        f"| source words | sentences | BLEU | chrF |\n|---|---:|---:|---:|\n{rows}\n\n"
+        f"Measured with `hf-seq2seq analyze` ({caption.replace('|', chr(92) + '|')}).\n{CARD_END}\n"
+    )
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    write_atomic(
+        readme, with_marked_section(text, section, CARD_SECTION)
+    )  # the card is never left half-written
+    return readme

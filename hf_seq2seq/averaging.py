@@ -22,19 +22,17 @@ Deviations and details:
   groups of the model (:func:`tied_weight_groups`), a file that stores a different name of a group, or several,
   is read under one name, so a tied matrix is averaged once and stays tied in the written model.
 
-``hf-seq2seq average-checkpoints`` (:func:`average_checkpoints_main`) writes a complete model folder: the files of a
+``hf-seq2seq average-checkpoints`` (:mod:`hf_seq2seq.commands.average_checkpoints`) writes a complete model folder: the files of a
 template model folder (config, code, tokenizer, generation config, card) with the averaged weights, written into a
 temporary folder, loaded back and checked, then renamed into place.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +48,7 @@ __all__ = [
     "last_checkpoints",
     "tied_weight_groups",
     "write_averaged_model",
-    "average_checkpoints_main",
+    "default_template",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -433,8 +431,10 @@ def _verify(folder: Path, averaged: dict[str, torch.Tensor], template: Path) -> 
             )
 
 
-# ---------------------------------------------------------------------------------------------------- command
-def _default_template(run_dirs: Sequence[Path], paths: Sequence[Path]) -> Path:
+# ---------------------------------------------------------------------------------------------------- template
+def default_template(run_dirs: Sequence[Path], paths: Sequence[Path]) -> Path:
+    """The model folder that gives the averaged model its config, tokenizer and code: a run's ``final_model``,
+    else its ``best_model``, else the first saved model folder among ``paths``."""
     for run_dir in run_dirs:
         for name in ("final_model", "best_model"):
             if _is_model_folder(run_dir / name):
@@ -447,54 +447,3 @@ def _default_template(run_dirs: Sequence[Path], paths: Sequence[Path]) -> Path:
         f"no template model folder{where}: pass --template DIR, a saved model folder of the same model that "
         "gives the config, tokenizer and code"
     )
-
-
-def average_checkpoints_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-seq2seq average-checkpoints",
-        description="Average the weights of the last N checkpoints of a run (or of the given checkpoint / model "
-        "folders) and write a loadable model folder: the template's config, tokenizer, code and card with the "
-        "averaged model.safetensors. Inputs are never modified.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run_dir", help="a training --output_dir: average its last --last checkpoints")
-    source.add_argument(
-        "--checkpoints",
-        nargs="+",
-        metavar="DIR",
-        help="checkpoint folders (RUN/checkpoints/step-N) and/or saved model folders to average",
-    )
-    parser.add_argument("--last", type=int, default=None, help="with --run_dir: how many checkpoints (>= 2)")
-    parser.add_argument("--output", required=True, help="folder to write the averaged model to")
-    parser.add_argument(
-        "--template",
-        default=None,
-        help="model folder giving config, tokenizer, code and card (default: the run's final_model, else "
-        "best_model)",
-    )
-    parser.add_argument(
-        "--overwrite_output_dir", action="store_true", help="replace --output if it exists and is not empty"
-    )
-    args = parser.parse_args(argv)
-    if args.run_dir is not None and args.last is None:
-        parser.error("--run_dir needs --last N (the number of checkpoints to average)")
-    if args.checkpoints is not None and args.last is not None:
-        parser.error("--last only applies to --run_dir")
-    try:
-        if args.run_dir is not None:
-            if args.last < 2:
-                raise CheckpointAveragingError(f"--last must be >= 2 to average anything, got {args.last}")
-            paths = last_checkpoints(args.run_dir, args.last)
-            run_dirs = [Path(args.run_dir)]
-        else:
-            paths = [Path(p) for p in args.checkpoints]
-            run_dirs = list(dict.fromkeys(p.parent.parent for p in paths if p.parent.name == "checkpoints"))
-        template = Path(args.template) if args.template else _default_template(run_dirs, paths)
-        output = write_averaged_model(paths, args.output, template, overwrite=args.overwrite_output_dir)
-    except (OSError, ValueError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    print(f"averaged {len(paths)} checkpoints: {', '.join(str(p) for p in paths)}")
-    print(f"template: {template}")
-    print(output)
-    return 0

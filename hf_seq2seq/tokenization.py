@@ -19,7 +19,6 @@ tokenizer (``hf_seq2seq.data.tokenize_parallel(..., target_tokenizer=...)`` does
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .families import TEXT_MODEL_TYPES
+from .files import iter_text_lines  # the package's one line reader (its rules: hf_seq2seq.files)
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -48,35 +48,6 @@ PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)  # ids 0, 1, 2, 3 in this order
 TOKENIZER_MODELS = ("bpe", "unigram")
 SOURCE_SUBFOLDER, TARGET_SUBFOLDER = "source_tokenizer", "target_tokenizer"
-
-
-def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` (1-based, newline stripped) from a UTF-8 text file, gzipped if ``.gz``.
-
-    Raises ``FileNotFoundError`` naming the file, or ``ValueError`` naming the file and line for text that is
-    not UTF-8 or holds a NUL byte (``hf_seq2seq.data`` turns both into its ``DataError``). A UTF-8 byte-order
-    mark at the start of the file is dropped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"text file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"{path}, line {lineno}: text is not valid UTF-8 ({e.reason} at byte {e.start})"
-                ) from e
-            if "\x00" in line:  # a binary file (or UTF-16) read as text: refuse rather than train on garbage
-                raise ValueError(
-                    f"{path}, line {lineno}: contains a NUL byte (at character {line.index(chr(0)) + 1}); "
-                    "this looks like a binary or UTF-16 file, not UTF-8 text"
-                )
-            if lineno == 1:  # a byte-order mark is not text: left in, it changes the first sentence's tokens
-                line = line.removeprefix("\ufeff")
-            yield lineno, line.rstrip("\r\n")
 
 
 def _iter_texts(texts_or_files) -> Iterator[str]:

@@ -129,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.config and not Path(args.config).is_file():
             raise FileNotFoundError(f"--config {args.config}: file not found")
         card = card_from_run(run_dir, folder, args)
-        from hf_seq2seq.commands.common import _load
         from hf_seq2seq.hub import write_model_card
+        from hf_seq2seq.inference import load_model
 
-        model, tokenizer = _load(str(folder), "cpu")
+        model, tokenizer = load_model(folder, "cpu", cpu_kernels=False)
         readme = write_model_card(model, tokenizer, folder, card)
     except (OSError, ValueError) as err:
         print(f"regenerate_card.py: error: {err}", file=sys.stderr)

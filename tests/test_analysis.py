@@ -12,6 +12,10 @@ import sacrebleu
 from hub_server import tiny_model, tiny_tokenizer
 
 from hf_seq2seq.analysis import (
+    CARD_BEGIN,
+    CARD_END,
+    CARD_FIGURE,
+    CARD_SECTION,
     alignment_counts,
     alignment_report,
     alignment_scores,
@@ -23,7 +27,6 @@ from hf_seq2seq.analysis import (
     token_word_map,
     word_attention,
 )
-from hf_seq2seq.analyze import CARD_BEGIN, CARD_END, CARD_FIGURE, CARD_SECTION
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.hub import save_model_folder, section_markers, with_marked_section, write_model_card
 from hf_seq2seq.tasks import gold_alignment, make_task

@@ -25,9 +25,9 @@ from hf_seq2seq.averaging import (
     write_averaged_model,
 )
 from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.commands import translate_lines
 from hf_seq2seq.data import DataError
 from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.inference import translate_lines
 
 SENTENCES = ["drei und zwanzig", "neun hundert sieben", "zwanzig"]
 

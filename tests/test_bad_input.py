@@ -19,9 +19,9 @@ from transformers import pipeline
 
 from hf_seq2seq import train_tokenizer
 from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.commands import translate_lines
 from hf_seq2seq.data import DataError, load_parallel_data, tokenize_parallel
 from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.inference import translate_lines
 from hf_seq2seq.training import (
     ModelArguments,
     TrainArguments,
@@ -543,13 +543,13 @@ def test_evaluate_reads_a_pipe(folder, tmp_path):
     import os
     import threading
 
-    from hf_seq2seq.commands.common import _read_lines
+    from hf_seq2seq.files import read_text_lines
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     writer = threading.Thread(target=lambda: fifo.write_bytes(b"eins\nzwei\n"))
     writer.start()
-    assert _read_lines(str(fifo)) == ["eins", "zwei"]
+    assert read_text_lines(str(fifo)) == ["eins", "zwei"]
     writer.join()
 
 
@@ -619,7 +619,7 @@ def test_output_equal_to_input_is_refused_and_kept(folder, tmp_path, capsys):
 
 
 def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
-    from hf_seq2seq.commands.common import write_atomic
+    from hf_seq2seq.files import write_atomic
 
     out = tmp_path / "out.txt"
     out.write_text("the old translations\n", encoding="utf-8")

@@ -219,7 +219,8 @@ def test_trains_from_a_flickr8k_folder(tmp_path):
 
 
 def test_plot_attention_over_image_and_caption_command(run, tmp_path, capsys):
-    from hf_seq2seq.commands import _load_captioner, caption_attention
+    from hf_seq2seq.inference import load_captioner
+    from hf_seq2seq.plotting import caption_attention
 
     scene = tmp_path / "scene.png"
     render_scene(5, 3, 32)["image"].save(scene)
@@ -228,7 +229,7 @@ def test_plot_attention_over_image_and_caption_command(run, tmp_path, capsys):
     assert (
         cli_main(["plot-attention", "--model", folder, "--image", str(scene), "--output", str(out_png)]) == 0
     )
-    model, processor, tokenizer = _load_captioner(folder, "cpu")
+    model, processor, tokenizer = load_captioner(folder, "cpu")
     maps, words, caption = caption_attention(model, processor, tokenizer, Image.open(scene).convert("RGB"))
     grid = model.config.grid_size
     assert maps.shape == (len(words), grid, grid)

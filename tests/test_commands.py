@@ -11,8 +11,8 @@ from hub_server import tiny_model, tiny_tokenizer
 from PIL import Image
 
 from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.commands import translate_lines
 from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.inference import translate_lines
 from hf_seq2seq.plotting import attention_figsize
 
 LINES = [
@@ -35,9 +35,9 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(folder):
-    from hf_seq2seq.commands import _load
+    from hf_seq2seq.inference import load_model
 
-    return _load(str(folder), "cpu")
+    return load_model(folder, "cpu")
 
 
 def test_translate_keeps_order_and_empty_lines(folder, loaded, tmp_path):

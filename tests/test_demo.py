@@ -13,7 +13,7 @@ from conftest import run_without_package
 from num2words import num2words
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_seq2seq.demo import README_EXAMPLE, demo_main
+from hf_seq2seq.commands.demo import README_EXAMPLE, demo_main
 from hf_seq2seq.tasks import german_number_words
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -270,7 +270,8 @@ def test_export_refusals_are_one_clear_line(rnn, tmp_path, capsys):
         load_engine(folder, "onnxruntime")
     onnx = export_onnx(folder, tmp_path / "onnx")
     with pytest.raises(
-        ExportError, match="is an 'onnx' export, not a model folder; use --engine onnxruntime"
+        ExportError,
+        match=r"is an exported \(onnx\) folder, not a PyTorch model folder: translate it with --engine onnxruntime",
     ):
         load_engine(onnx, "torch")
     with pytest.raises(ExportError, match="--engine ctranslate2 needs a --format ctranslate2 export"):

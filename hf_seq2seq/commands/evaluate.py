@@ -7,26 +7,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import _fail, _generate_kwargs, _generation_args, _load, _read_lines, check_outputs, write_atomic
-from .translate import translate_lines
-
-
-def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
-    """Corpus BLEU and chrF (sacreBLEU defaults) with their signatures, keyed as the model card expects."""
-    from sacrebleu.metrics import BLEU, CHRF
-
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    bleu, chrf = BLEU(), CHRF()
-    bleu_score = bleu.corpus_score(list(hypotheses), [list(references)])
-    chrf_score = chrf.corpus_score(list(hypotheses), [list(references)])
-    return {
-        "bleu": bleu_score.score,
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf": chrf_score.score,
-        "chrf_signature": str(chrf.get_signature()),
-        "num_eval_sentences": len(references),
-    }
+from ..files import read_text_lines, write_atomic
+from .common import add_generation_args, check_outputs, fail, translate_options
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
@@ -53,14 +35,17 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         help="the split's name in the card (default: the --source file name without its language and .gz "
         "suffixes, e.g. test_2016_flickr)",
     )
-    _generation_args(parser)
+    add_generation_args(parser)
     args = parser.parse_args(argv)
+    from ..inference import load_engine
+    from ..metrics import corpus_scores
+
     try:
         check_outputs(
             {"--output": args.output, "--hypotheses": args.hypotheses},
             {"--source": args.source, "--reference": args.reference},
         )
-        sources, references = _read_lines(args.source), _read_lines(args.reference)
+        sources, references = read_text_lines(args.source), read_text_lines(args.reference)
         if len(sources) != len(references):
             raise ValueError(
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
@@ -70,17 +55,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(
                 f"--update_card: {args.model} is not a model folder with a README.md card"
             )
-        model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
-        hyps = [
-            h[0]
-            for h in translate_lines(
-                model, tokenizer, sources, batch_size=args.batch_size, progress=True, **_generate_kwargs(args)
-            )
-        ]
-        result = score(hyps, references)
+        engine = load_engine(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+        hyps = [r.text for r in engine.translate(sources, progress=True, **translate_options(args))]
+        result = corpus_scores(hyps, references) | {"num_eval_sentences": len(references)}
     except (OSError, ValueError) as err:
-        return _fail(parser.prog, err)
-    result["num_beams"] = args.num_beams or model.generation_config.num_beams
+        return fail(parser.prog, err)
+    result["num_beams"] = args.num_beams or engine.default_beams
     print(f"BLEU = {result['bleu']:.2f}  ({result['bleu_signature']})")
     print(f"chrF = {result['chrf']:.2f}  ({result['chrf_signature']})")
     if args.hypotheses:
@@ -91,7 +71,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         try:
             readme = _update_card(args, result)
         except (OSError, ValueError) as err:
-            return _fail(parser.prog, err)
+            return fail(parser.prog, err)
         print(f"{readme}: {_split_name(args)} results added to the model card")
     return 0
 

@@ -6,18 +6,8 @@ import argparse
 from collections.abc import Sequence
 
 from ..families import CAPTIONING_MODEL_TYPE, FAMILIES
-from .common import (
-    _fail,
-    _folder_model_type,
-    _generate_kwargs,
-    _load,
-    _load_captioner,
-    _open_image,
-    _trust_arg,
-    atomic_path,
-    check_outputs,
-    positive_int,
-)
+from ..files import atomic_path
+from .common import add_trust_arg, check_outputs, fail, generate_kwargs, open_image, positive_int
 
 
 def _head(value: str):
@@ -55,19 +45,22 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto: cuda if available)"
     )
-    _trust_arg(parser)
+    add_trust_arg(parser)
     args = parser.parse_args(argv)
     if args.image is not None:
         return _plot_image_attention(parser.prog, args)
+    from ..inference import folder_model_type, load_model
     from ..plotting import attention_matrix, plot_attention
 
     try:
-        if _folder_model_type(args.model) == CAPTIONING_MODEL_TYPE:
+        if folder_model_type(args.model) == CAPTIONING_MODEL_TYPE:
             raise ValueError(f"{args.model} is an image-captioning model: give --image, not --text")
         # eager attention: sdpa kernels (Marian's default) return no attention weights to draw
-        model, tokenizer = _load(args.model, args.device, args.trust_remote_code, attn_implementation="eager")
+        model, tokenizer = load_model(
+            args.model, args.device, args.trust_remote_code, attn_implementation="eager", cpu_kernels=False
+        )
         matrix, src, tgt = attention_matrix(
-            model, tokenizer, args.text, layer=args.layer, head=args.head, **_generate_kwargs(args)
+            model, tokenizer, args.text, layer=args.layer, head=args.head, **generate_kwargs(args)
         )
         heads = (
             ""
@@ -79,28 +72,29 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
             plot_attention(matrix, src, tgt, tmp, title=title)
         path = args.output
     except (OSError, ValueError) as err:
-        return _fail(parser.prog, err)
+        return fail(parser.prog, err)
     print(path)
     return 0
 
 
 def _plot_image_attention(prog: str, args) -> int:
+    from ..inference import load_captioner
     from ..plotting import caption_attention, plot_attention_over_image
 
     try:
         check_outputs({"--output": args.output}, {"--image": args.image})
-        image = _open_image(args.image)
-        model, processor, tokenizer = _load_captioner(
+        image = open_image(args.image)
+        model, processor, tokenizer = load_captioner(
             args.model, args.device, args.trust_remote_code, text_hint="give --text instead of --image"
         )
-        maps, words, caption = caption_attention(model, processor, tokenizer, image, **_generate_kwargs(args))
+        maps, words, caption = caption_attention(model, processor, tokenizer, image, **generate_kwargs(args))
         if not words:
             raise ValueError(f"the model generated an empty caption for {args.image}: nothing to plot")
         with atomic_path(args.output) as tmp:
             plot_attention_over_image(image, maps, words, tmp)
         path = args.output
     except (OSError, ValueError) as err:
-        return _fail(prog, err)
+        return fail(prog, err)
     print(caption)
     print(path)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Sequence
 
-from .common import _fail
+from .common import fail
 
 
 def push_main(argv: Sequence[str] | None = None) -> int:
@@ -39,17 +39,17 @@ def push_main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
         )
     except HfHubHTTPError as err:  # the Hub answered: its message says why (401, 403, 404, ...)
-        return _fail(parser.prog, str(err).splitlines()[0])
+        return fail(parser.prog, str(err).splitlines()[0])
     except HfHubHTTPError.__mro__[
         1
     ] as err:  # the HTTP client's base error (httpx / httpx2): no answer: network down, proxy, wrong HF_ENDPOINT
-        return _fail(
+        return fail(
             parser.prog,
             f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); check the network "
             "or HF_ENDPOINT",
         )
     except (OSError, ValueError) as err:
-        return _fail(parser.prog, err)
+        return fail(parser.prog, err)
     with contextlib.suppress(AttributeError):
         print(info.commit_url)
     return 0

@@ -1,4 +1,4 @@
-"""``hf-seq2seq translate``: one sentence per line through a saved model, and the library function behind it."""
+"""``hf-seq2seq translate``: one sentence per line through a saved model or an export (:mod:`hf_seq2seq.inference`)."""
 
 from __future__ import annotations
 
@@ -6,100 +6,48 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..export.engines import add_engine_args, translate_args
-from .common import (
-    _fail,
-    _generate_kwargs,
-    _generation_args,
-    _load,
-    _read_lines,
-    _read_stdin,
-    check_outputs,
-    positive_int,
-    write_atomic,
-)
+from ..files import read_text_lines, write_atomic
+from .common import add_generation_args, check_outputs, fail, positive_int, read_stdin, translate_options
+
+ENGINES = (
+    "torch",
+    "ctranslate2",
+    "onnxruntime",
+)  # hf_seq2seq.inference.ENGINES, spelled out for a fast --help
 
 
-def _max_source_length(model, tokenizer) -> int:
-    limits = [
-        getattr(model.config, "max_position_embeddings", None),
-        getattr(tokenizer, "model_max_length", None),
-    ]
-    limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 10**9]
-    return min(limits) if limits else 512
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--threads`` and ``--compute_type``."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="torch: --model is a saved model folder; ctranslate2 / onnxruntime: --model is a folder written by "
+        "`hf-seq2seq export` (CPU; --device and --trust_remote_code apply to torch only)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="intra-op threads of the engine (default: its own)",
+    )
+    parser.add_argument(
+        "--compute_type",
+        default=None,
+        help="ctranslate2: float32, int8, int8_float32, ... (default: the type stored by the export)",
+    )
 
 
-def translate_lines(
-    model,
-    tokenizer,
-    lines: Sequence[str],
-    batch_size: int = 32,
-    n_best: int = 1,
-    progress: bool = False,
-    **generate_kwargs,
-) -> list[list[str]]:
-    """Translate ``lines``; returns ``n_best`` hypotheses (best first) for every line, in input order.
-
-    Lines are sorted by length and batched (less padding), then put back in input order. Empty (whitespace-only)
-    lines are not sent to the model: they get ``n_best`` empty hypotheses. Over-long lines are truncated to the
-    model's maximum source length (with a warning).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if n_best < 1:
-        raise ValueError(f"n_best must be >= 1, got {n_best}")
-    if n_best > 1:
-        num_beams = generate_kwargs.get("num_beams") or model.generation_config.num_beams or 1
-        if num_beams < n_best and not generate_kwargs.get("do_sample"):
-            generate_kwargs["num_beams"] = n_best  # beam search returns at most num_beams hypotheses
-        generate_kwargs["num_return_sequences"] = n_best
-    limit = _max_source_length(model, tokenizer)
-    device = next(model.parameters()).device
-    results: list[list[str]] = [[""] * n_best for _ in lines]
-    todo = [i for i, line in enumerate(lines) if line.strip()]
-    # verbose=False: the warning below names the lines; transformers' "indexing errors" one would come first
-    lengths = {
-        i: len(tokenizer(lines[i].strip(), truncation=False, verbose=False)["input_ids"]) for i in todo
-    }
-    too_long = [i + 1 for i in todo if lengths[i] > limit]
-    if too_long:
-        print(
-            f"warning: {len(too_long)} line(s) longer than {limit} tokens truncated (lines {too_long[:10]})",
-            file=sys.stderr,
-        )
-    order = sorted(todo, key=lambda i: lengths[i], reverse=True)  # longest first: an OOM shows up at once
-    with tqdm(total=len(order), unit="line", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            enc = tokenizer(
-                [lines[i].strip() for i in batch],
-                padding=True,
-                truncation=True,
-                max_length=limit,
-                return_tensors="pt",
-            ).to(device)
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generate_kwargs
-                )
-            texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-            for k, i in enumerate(batch):
-                results[i] = [t.strip() for t in texts[k * n_best : (k + 1) * n_best]]
-            bar.update(len(batch))
-    return results
-
-
-def translate_main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-seq2seq translate",
         description="Translate one sentence per line with a saved model (stdin → stdout, or files). Output line N "
         "is the translation of input line N; empty lines stay empty. With --n_best K, K lines (best first) per "
         "input line.",
     )
-    parser.add_argument("--model", required=True, help="saved model folder (or Hub repo id)")
+    parser.add_argument(
+        "--model", required=True, help="saved model folder (or Hub repo id), or an export folder"
+    )
     parser.add_argument("--input", default=None, help="source file (default: stdin)")
     parser.add_argument(
         "--output",
@@ -109,28 +57,33 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--n_best", type=positive_int, default=1, help="hypotheses per input line (default 1)"
     )
-    _generation_args(parser)
+    add_generation_args(parser)
     add_engine_args(parser)
+    return parser
+
+
+def translate_main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    from ..inference import load_engine
+
     try:
         check_outputs({"--output": args.output}, {"--input": args.input})
-        lines = _read_lines(args.input) if args.input else _read_stdin()
-        if args.engine != "torch":  # an exported folder (hf-seq2seq export): hf_seq2seq.export.engines
-            results = translate_args(args, lines)
-        else:
-            model, tokenizer = _load(args.model, args.device, args.trust_remote_code)
-            results = translate_lines(
-                model,
-                tokenizer,
-                lines,
-                batch_size=args.batch_size,
-                n_best=args.n_best,
-                progress=args.output is not None,
-                **_generate_kwargs(args),
-            )
+        lines = read_text_lines(args.input) if args.input else read_stdin()
+        engine = load_engine(
+            args.model,
+            args.engine,
+            args.threads,
+            args.compute_type,
+            device=args.device,
+            trust_remote_code=args.trust_remote_code,
+        )
+        results = engine.translate(
+            lines, n_best=args.n_best, progress=args.output is not None, **translate_options(args)
+        )
     except (OSError, ValueError) as err:
-        return _fail(parser.prog, err)
-    text = "".join(hyp + "\n" for hyps in results for hyp in hyps)
+        return fail(parser.prog, err)
+    text = "".join(hyp + "\n" for r in results for hyp in r.hypotheses)
     if args.output:
         write_atomic(args.output, text)
     else:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+
+from .common import fail
 
 FORMATS = ("ctranslate2", "onnx")
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    from .ctranslate2_export import QUANTIZATIONS
+    from ..export.ctranslate2_export import QUANTIZATIONS
 
     parser = argparse.ArgumentParser(
         prog="hf-seq2seq export",
@@ -32,8 +33,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         "--no_check", action="store_true", help="onnx only: skip the onnxruntime-vs-PyTorch check"
     )
     args = parser.parse_args(argv)
-    from . import export_ctranslate2, export_onnx
-    from .common import ExportError
+    from ..export import ExportError, export_ctranslate2, export_onnx
 
     try:
         if args.format == "ctranslate2":
@@ -43,7 +43,6 @@ def export_main(argv: Sequence[str] | None = None) -> int:
                 raise ExportError("--quantization applies to --format ctranslate2 only")
             out = export_onnx(args.model_dir, args.out_dir, force=args.force, check=not args.no_check)
     except (OSError, ValueError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
+        return fail(parser.prog, err)
     print(f"wrote {args.format} export to {out}")
     return 0

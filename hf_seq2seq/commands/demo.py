@@ -3,7 +3,7 @@
 Generates the German→English number-words task (:mod:`hf_seq2seq.tasks`, reordering: "drei und zwanzig" →
 "twenty-three"), trains a Bahdanau GRU and a small Transformer with the same library code as
 ``scripts/train.py`` (:func:`hf_seq2seq.training.run_training`), prints exact match and BLEU on the held-out test
-split, translates a few examples, and leaves under ``--output_dir``:
+split (translated by :mod:`hf_seq2seq.inference`), translates a few examples, and leaves under ``--output_dir``:
 
     gru_bahdanau/final_model/      loadable with AutoModelForSeq2SeqLM.from_pretrained(..., trust_remote_code=True)
     transformer/final_model/
@@ -13,12 +13,9 @@ split, translates a few examples, and leaves under ``--output_dir``:
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
-
-import torch
-
-from .training import DataArguments, ModelArguments, TrainArguments, run_training
 
 README_EXAMPLE = "drei und zwanzig"  # README.md's "three lines of transformers" (num_beams=5)
 
@@ -78,17 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@torch.no_grad()
-def translate(model, tokenizer, sources: list[str], num_beams: int, batch_size: int = 64) -> list[str]:
-    model.eval()
-    out = []
-    for i in range(0, len(sources), batch_size):
-        enc = tokenizer(sources[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
-        ids = model.generate(**enc, num_beams=num_beams, max_new_tokens=48)
-        out += tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return out
-
-
 def demo_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -100,15 +86,15 @@ def demo_main(argv: list[str] | None = None) -> int:
         if getattr(args, option) is not None and getattr(args, option) < 1:
             print(f"hf-seq2seq demo: error: --{option}={getattr(args, option)} must be >= 1")
             return 2
-    from .metrics import load_metric
+    from ..inference import GenerateEngine
+    from ..metrics import corpus_scores
+    from ..training import DataArguments, ModelArguments, TrainArguments, run_training
 
     out_root = Path(args.output_dir)
     summary = []
     for name in names:
         model_type, model_config, lr, default_steps = MODELS[name]
         max_steps = args.max_steps or default_steps
-        import json
-
         data_args = DataArguments(
             task=args.task,
             task_num_train=args.num_examples,
@@ -141,25 +127,30 @@ def demo_main(argv: list[str] | None = None) -> int:
         result = run_training(data_args, model_args, train_args)
         seconds = time.perf_counter() - start
         model, tokenizer = result["model"], result["tokenizer"]
+        engine = GenerateEngine.from_model(
+            model, tokenizer
+        )  # the folder's generation config: max_new_tokens=48
         src, tgt = result["source_lang"], result["target_lang"]
         test = result["raw_datasets"]["test"]["translation"]
         sources, references = [ex[src] for ex in test], [ex[tgt] for ex in test]
-        hyps = translate(model, tokenizer, sources, args.num_beams)
-        exact = sum(h.strip() == r.strip() for h, r in zip(hyps, references)) / len(references)
-        bleu = load_metric("sacrebleu").compute(predictions=hyps, references=[[r] for r in references])
-        summary.append((name, seconds, exact, bleu["score"]))
+        hyps = [t.text for t in engine.translate(sources, num_beams=args.num_beams, batch_size=64)]
+        exact = sum(h == r.strip() for h, r in zip(hyps, references)) / len(references)
+        bleu = corpus_scores(hyps, references, metrics=("bleu",))
+        summary.append((name, seconds, exact, bleu["bleu"]))
         print(
-            f"{name}: trained in {seconds:.0f}s, test exact match {100 * exact:.1f}%, BLEU {bleu['score']:.1f}"
+            f"{name}: trained in {seconds:.0f}s, test exact match {100 * exact:.1f}%, BLEU {bleu['bleu']:.1f}"
         )
-        print(f"  ({bleu['signature']})")
+        print(f"  ({bleu['bleu_signature']})")
         for s, h, r in list(zip(sources, hyps, references))[:4]:
-            mark = "ok " if h.strip() == r.strip() else "err"
+            mark = "ok " if h == r.strip() else "err"
             print(f"  [{mark}] {s!r} -> {h!r} (reference {r!r})")
         if args.task == "numbers":  # the README's example: a short input (2% of the training pairs)
-            print(f"  [README] {README_EXAMPLE!r} -> {translate(model, tokenizer, [README_EXAMPLE], 5)[0]!r}")
+            print(
+                f"  [README] {README_EXAMPLE!r} -> {engine.translate([README_EXAMPLE], num_beams=5)[0].text!r}"
+            )
         print(f"  model folder: {out_root / name / 'final_model'}")
         if model_type == "rnn" or len(names) == 1:
-            from .plotting import attention_matrix, plot_attention
+            from ..plotting import attention_matrix, plot_attention
 
             example = max(sources[:50], key=len)
             matrix, src_tokens, tgt_tokens = attention_matrix(

@@ -1,0 +1,242 @@
+"""The engines and the one translate loop.
+
+An :class:`Engine` holds a tokenizer, the generation defaults of its folder and a search over source token ids:
+``torch`` and ``onnxruntime`` are a :class:`GenerateEngine` (transformers' ``generate()`` on our model, or on an ONNX
+export through :class:`~hf_seq2seq.export.onnx_model.ORTModelForSeq2SeqLM`), ``ctranslate2`` is a
+:class:`CTranslate2Engine`. Every engine receives the same source ids and returns token ids, so outputs compare
+token for token.
+
+:meth:`Engine.translate` is the only place where lines become translations, for every command and every later
+consumer (a server holds one engine and calls it per request): input order kept, empty lines answered without
+reaching the model, batches of similar length (longest first, so an out-of-memory shows at once), over-long lines
+truncated with one warning, ``n_best`` hypotheses best first, and optionally their scores.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_MAX_SOURCE_LENGTH = 512  # when neither the model nor the tokenizer states one
+DEFAULT_MAX_NEW_TOKENS = 128  # CTranslate2 needs a number when the folder's generation config gives none
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The translation of one input line.
+
+    hypotheses: ``n_best`` strings, best first (all ``""`` for an empty line).
+    scores: with ``return_scores=True``, one float per hypothesis: its log-probability as the engine's search
+        ranks it (``generate()``: the sum of the token log-probabilities divided by ``length ** length_penalty``,
+        CTranslate2 likewise); ``0.0`` for an empty line. ``None`` otherwise.
+    """
+
+    hypotheses: list[str]
+    scores: list[float] | None = None
+
+    @property
+    def text(self) -> str:
+        """The best hypothesis."""
+        return self.hypotheses[0]
+
+
+def max_source_length(max_positions, tokenizer) -> int:
+    """The longest source the model reads: the smaller of its position limit and the tokenizer's
+    ``model_max_length`` (transformers' "no limit" sentinel, 1e30, counts as none)."""
+    limits = [max_positions, getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 10**9]
+    return min(limits) if limits else DEFAULT_MAX_SOURCE_LENGTH
+
+
+class Engine:
+    """Base: a tokenizer, generation defaults, :meth:`generate_ids` and :meth:`translate`."""
+
+    def __init__(self, path: Path | None, tokenizer, max_source_length: int, generation_config):
+        self.path, self.tokenizer, self.max_source_length = path, tokenizer, max_source_length
+        gen = generation_config
+        self.default_beams = (gen.num_beams if gen is not None else None) or 1
+        # None: generate() takes the folder's own limit (max_new_tokens or max_length)
+        self.default_max_new_tokens = gen.max_new_tokens if gen is not None else None
+
+    # ------------------------------------------------------------------------------------------------ search
+    def search(
+        self,
+        sources: list[list[int]],
+        num_beams: int,
+        n_best: int,
+        max_new_tokens: int | None,
+        return_scores: bool,
+    ) -> tuple[list[list[list[int]]], list[list[float]] | None]:
+        """Source ids (each ending in ``</s>``) → ``n_best`` hypotheses per source as ids without special tokens,
+        and (``return_scores``) their scores."""
+        raise NotImplementedError
+
+    def generate_ids(
+        self, sources: list[list[int]], num_beams: int, n_best: int, max_new_tokens: int | None
+    ) -> list[list[list[int]]]:
+        """:meth:`search` without scores (what the serving benchmark times)."""
+        return self.search(sources, num_beams, n_best, max_new_tokens, False)[0]
+
+    def _strip(self, ids: list[int]) -> list[int]:
+        special = set(self.tokenizer.all_special_ids)
+        return [i for i in ids if i not in special]
+
+    # --------------------------------------------------------------------------------------------- translate
+    def translate(
+        self,
+        lines: Sequence[str],
+        *,
+        num_beams: int | None = None,
+        n_best: int = 1,
+        max_new_tokens: int | None = None,
+        batch_size: int = 32,
+        return_scores: bool = False,
+        progress: bool = False,
+    ) -> list[Translation]:
+        """Translate ``lines``: one :class:`Translation` per line, in input order.
+
+        Lines are stripped, tokenized, sorted by length (longest first) and batched ``batch_size`` at a time; empty
+        (whitespace-only) lines get ``n_best`` empty strings and never reach the model; lines longer than
+        :attr:`max_source_length` tokens are truncated (their final ``</s>`` kept), with one warning on stderr
+        naming them. ``num_beams`` / ``max_new_tokens`` default to the folder's generation config; ``num_beams`` is
+        raised to ``n_best`` (a beam search returns at most ``num_beams`` hypotheses). ``progress`` draws a bar on
+        stderr.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if n_best < 1:
+            raise ValueError(f"n_best must be >= 1, got {n_best}")
+        num_beams = max(num_beams or self.default_beams, n_best)
+        max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        empty = Translation([""] * n_best, [0.0] * n_best if return_scores else None)
+        results: list[Translation] = [empty] * len(lines)
+        ids = self._source_ids(lines)
+        order = sorted(ids, key=lambda i: len(ids[i]), reverse=True)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(order), unit="line", disable=not progress, file=sys.stderr) as bar:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                hyps, scores = self.search(
+                    [ids[i] for i in batch], num_beams, n_best, max_new_tokens, return_scores
+                )
+                for k, i in enumerate(batch):
+                    texts = [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]]
+                    results[i] = Translation(texts, None if scores is None else [float(s) for s in scores[k]])
+                bar.update(len(batch))
+        return results
+
+    def _source_ids(self, lines: Sequence[str]) -> dict[int, list[int]]:
+        """``{line index: source ids}`` of the non-empty lines, truncated to :attr:`max_source_length` (warned)."""
+        limit = self.max_source_length
+        # verbose=False: the warning below names the lines; transformers' "indexing errors" one would come first
+        ids = {
+            i: self.tokenizer(line.strip(), truncation=False, verbose=False)["input_ids"]
+            for i, line in enumerate(lines)
+            if line.strip()
+        }
+        too_long = [i for i in ids if len(ids[i]) > limit]
+        if too_long:
+            print(
+                f"warning: {len(too_long)} line(s) longer than {limit} tokens truncated "
+                f"(lines {[i + 1 for i in too_long[:10]]})",
+                file=sys.stderr,
+            )
+            for i in too_long:  # keep the final </s>, as the tokenizer's truncation does
+                ids[i] = ids[i][: limit - 1] + ids[i][-1:]
+        return ids
+
+
+class GenerateEngine(Engine):
+    """``torch`` and ``onnxruntime``: a model with ``generate()``; batches are right-padded with their mask."""
+
+    def __init__(self, path, tokenizer, max_source_length, model, **generate_kwargs):
+        super().__init__(path, tokenizer, max_source_length, model.generation_config)
+        self.model = model
+        self.device = getattr(model, "device", torch.device("cpu"))
+        self.generate_kwargs = generate_kwargs  # anything else generate() takes, e.g. early_stopping=True
+
+    @classmethod
+    def from_model(cls, model, tokenizer, path: Path | None = None, **generate_kwargs) -> GenerateEngine:
+        """An engine around a model already in memory (just trained, or loaded by :func:`load_model`)."""
+        limit = max_source_length(getattr(model.config, "max_position_embeddings", None), tokenizer)
+        return cls(path, tokenizer, limit, model.eval(), **generate_kwargs)
+
+    @torch.inference_mode()
+    def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
+        pad = self.tokenizer.pad_token_id
+        width = max(map(len, sources))
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sources], device=self.device)
+        attention_mask = torch.tensor(
+            [[1] * len(s) + [0] * (width - len(s)) for s in sources], device=self.device
+        )
+        kwargs = {"do_sample": False, **self.generate_kwargs}
+        if max_new_tokens is not None:
+            kwargs["max_new_tokens"] = max_new_tokens
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            num_beams=num_beams,
+            num_return_sequences=n_best,
+            output_scores=return_scores,
+            return_dict_in_generate=return_scores,
+            **kwargs,
+        )
+        sequences = out.sequences if return_scores else out
+        rows = [self._strip(r) for r in sequences.tolist()]
+        ids = [rows[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+        if not return_scores:
+            return ids, None
+        flat = self._sequence_scores(out).tolist()
+        return ids, [flat[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+
+    def _sequence_scores(self, out) -> torch.Tensor:
+        """One score per returned sequence: beam search's own ``sequences_scores``; for greedy search the same
+        quantity, the summed token log-probabilities over ``length ** length_penalty`` (tokens up to ``</s>``)."""
+        if getattr(out, "sequences_scores", None) is not None:
+            return out.sequences_scores
+        steps = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        generated = out.sequences[:, -steps.shape[1] :]
+        eos = self.model.generation_config.eos_token_id
+        eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=generated.device)
+        done_before = torch.isin(generated, eos).int().cumsum(dim=1) - torch.isin(generated, eos).int()
+        keep = done_before == 0  # every token up to and including the first </s>
+        length = keep.sum(dim=1).clamp(min=1).to(steps.dtype)
+        penalty = self.generate_kwargs.get("length_penalty", self.model.generation_config.length_penalty)
+        return (steps * keep).sum(dim=1) / length**penalty
+
+
+class CTranslate2Engine(Engine):
+    """``ctranslate2``: ``Translator.translate_batch`` on token strings (the export's vocabulary is the
+    tokenizer's, so ids and strings map one to one)."""
+
+    def __init__(self, path, tokenizer, max_source_length, generation_config, threads, compute_type):
+        from ..export.common import require
+
+        super().__init__(path, tokenizer, max_source_length, generation_config)
+        ctranslate2 = require("ctranslate2", "the ctranslate2 engine")
+        self.translator = ctranslate2.Translator(
+            str(path),
+            device="cpu",
+            compute_type=compute_type or "default",
+            intra_threads=threads or 0,
+            inter_threads=1,
+        )
+
+    def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
+        tok = self.tokenizer
+        results = self.translator.translate_batch(
+            [tok.convert_ids_to_tokens(s) for s in sources],
+            beam_size=num_beams,
+            num_hypotheses=n_best,
+            # generate()'s max_new_tokens counts </s>; CTranslate2's length does not
+            max_decoding_length=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            min_decoding_length=0,  # as generate(): </s> may come first (CTranslate2's default is 1)
+            return_scores=return_scores,
+        )
+        ids = [[self._strip(tok.convert_tokens_to_ids(h)) for h in r.hypotheses] for r in results]
+        return ids, ([list(r.scores) for r in results] if return_scores else None)
