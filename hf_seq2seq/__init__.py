@@ -3,7 +3,14 @@
 Importing the package registers the text model types with ``AutoConfig`` / ``AutoModelForSeq2SeqLM`` and the
 ``"text2text"`` pipeline task, and the image-captioning model with ``AutoModelForImageTextToText`` /
 ``AutoImageProcessor`` and the ``"image-captioning"`` pipeline task.
+
+Before any of that, :func:`~hf_seq2seq.dependencies.check_dependencies` stops an environment whose torch or
+transformers is outside the declared ranges, in one line (hence the imports below it: E402 is off for this file).
 """
+
+from .dependencies import IncompatibleDependencyError, check_dependencies
+
+check_dependencies()
 
 from transformers import (
     AutoConfig,
@@ -41,6 +48,7 @@ __all__ = [
     "TransformerSeq2SeqModel",
     "Text2TextPipeline",
     "train_tokenizer",
+    "IncompatibleDependencyError",
     "export_ctranslate2",
     "export_onnx",
     "translate_with_engine",

@@ -124,7 +124,7 @@ def test_graph_reads_every_module_and_function_level_imports():
     graph = _graph()
     assert f"{PACKAGE}.training.loop" in graph and f"{PACKAGE}.cli" in graph
     # cli's commands are imported by name at run time; training imports the package root inside a function
-    assert any(t == PACKAGE for t, _, _ in graph[f"{PACKAGE}.training.tasks"])
+    assert any(t == PACKAGE for t, _, _ in graph[f"{PACKAGE}.training.task"])
 
 
 def test_no_import_cycle():
