@@ -10,7 +10,7 @@ For each corpus size (default 1M and 5M pairs) this script
    sample of ``--tokenizer_sample`` pairs (train.py's ``build_tokenizer`` with ``--tokenizer_train_samples``: a
    tokenizer needs a sample, not 4.5M pairs), tokenize (:func:`~hf_seq2seq.data.tokenize_parallel`,
    ``datasets.map`` with ``--num_proc`` workers) and produce the first batch as train.py's loop does
-   (:func:`~hf_seq2seq.data.example_lengths`, ``training.tasks.epoch_batches``, ``DataCollatorForSeq2Seq``);
+   (:func:`~hf_seq2seq.data.example_lengths`, ``training.task.epoch_batches``, ``DataCollatorForSeq2Seq``);
 3. runs it again in a fresh process on the same cache (*warm*, the tokenizer loaded from its folder, as a second
    training run or another rank does): reading and tokenizing are cache hits;
 4. once, on ``--ddp_size`` pairs: ``accelerate launch --multi_gpu --num_processes 2`` (CPU, gloo) of the same pipeline on an
@@ -128,7 +128,7 @@ def _anon_rss() -> int:
 
 # ----------------------------------------------------------------------------------------------------- pipeline
 def _train_tokenizer(ds, args):
-    """train.py's tokenizer step (``training.tasks.build_tokenizer``): BPE on ``--tokenizer_sample`` pairs drawn
+    """train.py's tokenizer step (``training.task.build_tokenizer``): BPE on ``--tokenizer_sample`` pairs drawn
     with seed 0 (``--tokenizer_train_samples``)."""
     from hf_seq2seq.training import DataArguments, ModelArguments, build_tokenizer
 
@@ -153,7 +153,7 @@ def pipeline(args, accelerator=None) -> dict:
 
     from hf_seq2seq.data import example_lengths, load_parallel_data, tokenize_parallel
     from hf_seq2seq.training.loop import IndexLists
-    from hf_seq2seq.training.tasks import epoch_batches
+    from hf_seq2seq.training.task import epoch_batches
 
     first = accelerator.main_process_first if accelerator is not None else contextlib.nullcontext
     is_main = accelerator is None or accelerator.is_main_process

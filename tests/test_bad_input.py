@@ -470,7 +470,7 @@ def test_launch_config_precision_wins_unless_given_and_the_run_records_it(tmp_pa
 
 def test_task_direction_reverse_or_refused(capsys, tmp_path):
     from hf_seq2seq.training import DataArguments
-    from hf_seq2seq.training.tasks import load_raw_datasets
+    from hf_seq2seq.training.task import load_raw_datasets
 
     args = DataArguments(task="numbers", source_lang="en", target_lang="de", task_num_train=5,
                          task_num_validation=2, task_num_test=2)  # fmt: skip

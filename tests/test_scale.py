@@ -72,7 +72,7 @@ def test_epoch_batches_are_the_samplers_batches_as_int32_arrays():
     import numpy as np
 
     from hf_seq2seq.training.loop import IndexLists
-    from hf_seq2seq.training.tasks import epoch_batches
+    from hf_seq2seq.training.task import epoch_batches
 
     lengths = np.random.RandomState(0).randint(1, 60, size=5000)
     arrays = epoch_batches(lengths, 300, seed=3, epoch=2)
@@ -145,7 +145,7 @@ def test_tokenizer_is_trained_on_a_seeded_sample_of_a_large_split():
     from datasets import Dataset
 
     from hf_seq2seq.training import DataArguments
-    from hf_seq2seq.training.tasks import _tokenizer_pairs
+    from hf_seq2seq.training.task import _tokenizer_pairs
 
     pairs = [{"de": f"satz {i}", "en": f"sentence {i}"} for i in range(50)]
     train = Dataset.from_dict({"translation": pairs})
@@ -394,7 +394,7 @@ def test_pad_to_multiple_of_defaults_under_compile_pads_batches_and_refuses_bad_
     """--pad_to_multiple_of does what its help says: 16 by default with --torch_compile, none without it, the
     training collator pads every batch length to that multiple, and 0 or a negative value is one clear error."""
     from hf_seq2seq.training import DataArguments, ModelArguments, TrainArguments
-    from hf_seq2seq.training.tasks import TextTask
+    from hf_seq2seq.training.task import TextTask
 
     assert TrainArguments(torch_compile=True).pad_to_multiple_of == 16
     assert TrainArguments().pad_to_multiple_of is None

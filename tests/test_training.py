@@ -246,6 +246,37 @@ def test_recipe_values_are_defaults_and_command_line_wins(tmp_path):
         parse_args(["--config", str(tmp_path / "missing.yaml")])
 
 
+def test_recipe_is_a_declared_field_not_an_option(tmp_path):
+    import dataclasses
+
+    from hf_seq2seq.training import args_to_dict
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("task: numbers\nmax_steps: 7\n")
+    data, model, train = parse_args(["--config", str(recipe), "--output_dir", "o"])
+    assert (train.recipe, train.recipe_text) == (str(recipe), "task: numbers\nmax_steps: 7\n")
+    assert {"recipe", "recipe_text"} <= {f.name for f in dataclasses.fields(TrainArguments)}
+    assert TrainArguments().recipe is None and TrainArguments().recipe_text is None  # no --config
+    assert not {"recipe", "recipe_text"} & set(args_to_dict(data, model, train))  # not training options
+    # nor a command-line option
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--recipe'"):
+        parse_args(["--task", "numbers", "--recipe", str(recipe)])
+    recipe.write_text("task: numbers\nrecipe_text: x\n")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['recipe_text'\]"):
+        parse_args(["--config", str(recipe)])
+
+
+def test_renamed_training_names_still_resolve_with_a_warning():
+    import hf_seq2seq.training as training
+
+    with pytest.warns(DeprecationWarning, match="make_task is renamed build_training_task"):
+        assert training.make_task is training.build_training_task
+    with pytest.warns(DeprecationWarning, match="TEXT_MODEL_TYPES is renamed TEXT_MODEL_TYPE_CHOICES"):
+        assert training.TEXT_MODEL_TYPES == training.TEXT_MODEL_TYPE_CHOICES == ("rnn", "transformer")
+    with pytest.raises(AttributeError):
+        training.no_such_name  # noqa: B018
+
+
 def test_shipped_recipes_parse():
     recipes = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(recipes) >= 5

@@ -6,12 +6,19 @@ One module per concern, each importing only the ones above it in this list:
   the parser;
 - :mod:`.losses` — the summed token loss and scheduled sampling; :mod:`.hooks` — test-only pause/NaN hooks;
 - :mod:`.checkpointing` — the resumable state, atomic save, resume, retention;
-- :mod:`.evaluation` — validation, the best-model decision, the model card's facts;
-- :mod:`.tasks` — the :class:`~.tasks.TrainingTask` protocol and the text task; :mod:`.captioning` — the image one;
+- :mod:`.evaluation` — the one sharded validation loop, the best-model decision, the model card's facts;
+- :mod:`.task` — the :class:`~.task.TrainingTask` protocol, :func:`~.task.build_training_task` and the text task;
+  :mod:`.captioning` — the image one;
 - :mod:`.setup` — everything built before the first step; :mod:`.loop` — :func:`run_training` and ``train_main``.
 
-Every name that was importable from the former single-file ``hf_seq2seq.training`` still is, from here.
+Every name that was importable from the former single-file ``hf_seq2seq.training`` still is, from here; two
+were renamed (issue 24) and still resolve, with a ``DeprecationWarning``: ``make_task`` (now
+:func:`build_training_task`; :func:`hf_seq2seq.tasks.make_task` is the generated corpus) and ``TEXT_MODEL_TYPES``
+(now :data:`TEXT_MODEL_TYPE_CHOICES`, the ``--model_type`` values; :data:`hf_seq2seq.families.TEXT_MODEL_TYPES`
+holds transformers' ``model_type`` names).
 """
+
+import warnings
 
 from .arguments import (
     ARGUMENT_CLASSES,
@@ -23,7 +30,7 @@ from .arguments import (
     MODEL_TYPES,
     NAN_POLICIES,
     SCHEDULERS,
-    TEXT_MODEL_TYPES,
+    TEXT_MODEL_TYPE_CHOICES,
     TOKENIZER_MODELS,
     DataArguments,
     ModelArguments,
@@ -40,20 +47,20 @@ from .checkpointing import (
     prepare_output_dir,
     save_checkpoint,
 )
-from .evaluation import CARD_METRIC_KEYS, evaluate_model
+from .evaluation import CARD_METRIC_KEYS, ValidationBatch, evaluate_model, validation_loop
 from .hooks import DEBUG_NAN_ENV, DEBUG_PAUSE_ENV
 from .loop import run_training, train_main
 from .losses import scheduled_sampling_inputs, token_loss_sum
 from .recipe import build_parser, parse_args
 from .setup import Run, build_optimizer, build_scheduler
-from .tasks import (
+from .task import (
     TextTask,
     TrainingTask,
     build_model,
     build_tokenizer,
+    build_training_task,
     epoch_batches,
     load_raw_datasets,
-    make_task,
     save_model,
     set_generation_defaults,
     tokenize_train,
@@ -75,7 +82,7 @@ __all__ = [
     "MODEL_TYPES",
     "NAN_POLICIES",
     "SCHEDULERS",
-    "TEXT_MODEL_TYPES",
+    "TEXT_MODEL_TYPE_CHOICES",
     "TOKENIZER_MODELS",
     "CaptioningTask",
     "DataArguments",
@@ -85,18 +92,19 @@ __all__ = [
     "TrainArguments",
     "TrainState",
     "TrainingTask",
+    "ValidationBatch",
     "args_to_dict",
     "build_model",
     "build_optimizer",
     "build_parser",
     "build_scheduler",
     "build_tokenizer",
+    "build_training_task",
     "check_task_options",
     "epoch_batches",
     "evaluate_model",
     "list_checkpoints",
     "load_raw_datasets",
-    "make_task",
     "parse_args",
     "prepare_output_dir",
     "run_training",
@@ -108,4 +116,20 @@ __all__ = [
     "tokenize_validation",
     "token_loss_sum",
     "train_main",
+    "validation_loop",
 ]
+
+# former names (issue 24): still importable, with a warning that names the new one
+_RENAMED = {"make_task": "build_training_task", "TEXT_MODEL_TYPES": "TEXT_MODEL_TYPE_CHOICES"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"hf_seq2seq.training.{name} is renamed {new}; the old name will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,8 @@ from ..families import FAMILIES, family
 from ..models.configuration_utils_seq2seq import check_choice, check_positive
 
 MODEL_TYPES = tuple(FAMILIES)  # --model_type values: "rnn", "transformer", "captioning"
-TEXT_MODEL_TYPES = tuple(name for name, f in FAMILIES.items() if f.input == "text")
+# the --model_type values of the families that read text (not families.TEXT_MODEL_TYPES: transformers' model_type)
+TEXT_MODEL_TYPE_CHOICES = tuple(name for name, f in FAMILIES.items() if f.input == "text")
 SCHEDULERS = ("inverse_sqrt", "linear", "cosine", "constant")
 BEST_METRICS = ("bleu", "chrf", "loss", "exact_match", "cider")
 CAPTIONING_ONLY_METRICS = ("exact_match", "cider")
@@ -455,6 +456,10 @@ class TrainArguments:
         default=None,
         metadata={"help": "Pad batches to a multiple of this length (default: 16 with --torch_compile)."},
     )
+    # Not options (init=False: HfArgumentParser skips them, args_to_dict leaves them out): the recipe given with
+    # --config, set by recipe.parse_args, shown by the model card (its file name and its content)
+    recipe: str | None = field(default=None, init=False)
+    recipe_text: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         check_choice(None, "--lr_scheduler", self.lr_scheduler, SCHEDULERS)
@@ -524,9 +529,12 @@ def check_task_options(
 
 
 def args_to_dict(*args) -> dict:
+    """The options of the argument dataclasses as one dict (fields that are not options, such as
+    ``TrainArguments.recipe``, left out)."""
     out = {}
     for a in args:
-        out.update(dataclasses.asdict(a))
+        values = dataclasses.asdict(a)
+        out.update({f.name: values[f.name] for f in dataclasses.fields(a) if f.init})
     return out
 
 

@@ -1,7 +1,7 @@
 """The captioning side of ``scripts/train.py --model_type captioning``: data, model, batches, loss, validation, saving.
 
 :mod:`hf_seq2seq.training` runs one loop for every model type; what differs between translation and captioning is
-gathered in one *task* chosen once from ``--model_type`` (:class:`hf_seq2seq.training.tasks.TextTask` for text,
+gathered in one *task* chosen once from ``--model_type`` (:class:`hf_seq2seq.training.task.TextTask` for text,
 :class:`CaptioningTask` here). The loop asks the adapter for the data, the tokenizer, the model, the batches of an
 epoch, a micro-batch's summed loss, the validation scores and how to save a model folder.
 

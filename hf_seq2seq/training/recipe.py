@@ -104,7 +104,7 @@ def parse_args(
     known, _ = pre.parse_known_args(argv)
     if known.config:
         recipe = _read_recipe(known.config)
-        valid = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+        valid = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(recipe) - valid)
         if unknown:
             raise ValueError(f"--config {known.config!r}: unknown option(s) {unknown}; see --help")
@@ -115,7 +115,7 @@ def parse_args(
     *outputs, _extra = parser.parse_args_into_dataclasses(args=argv)
     check_task_options(*outputs)
     if known.config:
-        # the model card shows the recipe (name and content); not dataclass fields, so not options of their own
+        # the model card shows the recipe (name and content): declared fields of TrainArguments, not options
         outputs[2].recipe = known.config
         outputs[2].recipe_text = Path(known.config).read_text(encoding="utf-8")
     return tuple(outputs)

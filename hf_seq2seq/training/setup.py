@@ -17,7 +17,7 @@ from ..families import family_of
 from .arguments import DataArguments, ModelArguments, TrainArguments, args_to_dict
 from .checkpointing import TrainState, plain_model, prepare_output_dir, resume_latest, shard_tied_embeddings
 from .master_weights import MasterWeightAdamW
-from .tasks import TrainingTask, make_task, set_generation_defaults
+from .task import TrainingTask, build_training_task, set_generation_defaults
 
 logger = logging.getLogger("hf_seq2seq.training")
 
@@ -285,7 +285,7 @@ def _check_bf16_weights_launch(accelerator) -> None:
 
 def _record_options(run: Run) -> None:
     options = args_to_dict(run.data_args, run.model_args, run.train_args)
-    if getattr(run.train_args, "recipe", None) is not None:  # set by recipe.parse_args: --config, as given
+    if run.train_args.recipe is not None:  # set by recipe.parse_args: --config, as given
         options = {"config": run.train_args.recipe, **options}
     if run.is_main:
         (run.output_dir / "run_config.json").write_text(json.dumps(options, indent=2, default=str))
@@ -297,7 +297,7 @@ def _record_options(run: Run) -> None:
 def set_up(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments) -> Run:
     from accelerate.utils import set_seed
 
-    task = make_task(data_args, model_args, train_args)
+    task = build_training_task(data_args, model_args, train_args)
     output_dir = Path(train_args.output_dir)
     log_with = None if train_args.log_with in ("none", "") else train_args.log_with
     accelerator = _accelerator(train_args, output_dir, log_with)

@@ -1,6 +1,8 @@
-"""Training tasks: what differs between translation and captioning, behind one small interface.
+"""The training task: what differs between translation and captioning, behind one small interface.
 
-:func:`hf_seq2seq.training.loop.run_training` talks to one *task* chosen once by :func:`make_task` from
+(Not to be confused with :mod:`hf_seq2seq.tasks`, the generated toy corpora that ``--task`` names.)
+
+:func:`hf_seq2seq.training.loop.run_training` talks to one *task* chosen once by :func:`build_training_task` from
 ``--model_type``: :class:`TextTask` here, :class:`hf_seq2seq.training.captioning.CaptioningTask` for images. The loop
 asks the task for the data, the tokenizer, the model, the batches of an epoch, a micro-batch's summed loss, the
 validation scores and how to save a model folder (:class:`TrainingTask` lists the calls).
@@ -156,9 +158,6 @@ def epoch_batches(lengths, max_tokens: int, seed: int, epoch: int) -> list[np.nd
 # ----------------------------------------------------------------------------------------------------- model
 
 
-# ----------------------------------------------------------------------------------------------------- model
-
-
 def build_tokenizer(
     raw, src: str, tgt: str, data_args: DataArguments, model_args: ModelArguments, seed: int = 0
 ):
@@ -231,20 +230,17 @@ def save_model(model, tokenizer, path: Path, card: dict | None = None) -> None:
     save_model_folder(model, tokenizer, str(path), card=card)
 
 
-# ----------------------------------------------------------------------------------------------------- loss
-
-
 # ----------------------------------------------------------------------------------------------------- tasks
 
 
 class TextTask:
     """The translation side of the loop (data, tokenizer, model, batches, loss, validation, saving).
 
-    :func:`run_training` talks to one such *task adapter*, chosen once by :func:`make_task` from ``--model_type``;
-    :class:`hf_seq2seq.training.captioning.CaptioningTask` is the image-captioning one. Both expose ``load``,
-    ``build_tokenizer``, ``prepare``, ``build_model``, ``collator``, ``epoch_batches``, ``model_inputs``,
-    ``loss_sum``, ``evaluate``, ``save``, ``card_facts``, ``result_extras`` and ``train_dataset`` /
-    ``label_lengths`` after ``prepare``.
+    :func:`run_training` talks to one such *task adapter*, chosen once by :func:`build_training_task` from
+    ``--model_type``; :class:`hf_seq2seq.training.captioning.CaptioningTask` is the image-captioning one. Both
+    expose ``load``, ``build_tokenizer``, ``prepare``, ``build_model``, ``collator``, ``epoch_batches``,
+    ``model_inputs``, ``loss_sum``, ``evaluate``, ``save``, ``card_facts``, ``result_extras`` and
+    ``train_dataset`` / ``label_lengths`` after ``prepare``.
     """
 
     name = "text"
@@ -341,7 +337,7 @@ class TextTask:
         return {"raw_datasets": self.raw, "source_lang": self.src, "target_lang": self.tgt}
 
 
-def make_task(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
+def build_training_task(data_args: DataArguments, model_args: ModelArguments, train_args: TrainArguments):
     """The task adapter for ``--model_type``: :class:`TextTask` or the captioning one."""
     check_task_options(data_args, model_args, train_args)
     if model_args.model_type == "captioning":
