@@ -79,3 +79,28 @@ def test_bad_arguments_are_one_clear_line(engine):
         engine.translate(LINES, n_best=0)
     with pytest.raises(ValueError, match="--engine='tensorrt' is invalid; valid choices: torch, ctranslate2"):
         load_engine(engine.path, "tensorrt")
+
+
+def test_encode_and_translate_ids_are_what_translate_does_per_batch(engine):
+    """A caller that groups lines itself (the server): encode → translate_ids gives translate's results."""
+    ids = engine.encode(LINES)
+    assert [i is None for i in ids] == [not line.strip() for line in LINES]
+    grouped = engine.translate_ids([i for i in ids if i], num_beams=2, n_best=2, return_scores=True)
+    expected = [
+        r
+        for r, line in zip(engine.translate(LINES, num_beams=2, n_best=2, return_scores=True), LINES)
+        if line.strip()
+    ]
+    assert grouped == expected
+    assert all(r.token_ids and len(r.token_ids) == 2 for r in grouped)
+    assert engine.translate_ids([]) == []
+
+
+def test_cross_attention_of_a_hypothesis(engine):
+    (source,) = engine.encode(["neun tausend"])
+    (result,) = engine.translate_ids([source], num_beams=1)
+    weights = engine.cross_attention(source, result.token_ids[0])
+    config = engine.model.config
+    layers = getattr(config, "decoder_layers", 1) if config.model_type != "rnn_seq2seq" else 1
+    assert weights.shape[0] == layers and weights.shape[2:] == (len(result.token_ids[0]) + 1, len(source))
+    assert weights.sum(axis=-1) == pytest.approx(1.0, abs=1e-4)  # each row is a distribution over the source

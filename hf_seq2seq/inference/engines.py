@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,10 +33,13 @@ class Translation:
     scores: with ``return_scores=True``, one float per hypothesis: its log-probability as the engine's search
         ranks it (``generate()``: the sum of the token log-probabilities divided by ``length ** length_penalty``,
         CTranslate2 likewise); ``0.0`` for an empty line. ``None`` otherwise.
+    token_ids: the hypotheses as token ids without special tokens (``[]`` for an empty line); not compared, so two
+        translations with the same strings and scores are equal.
     """
 
     hypotheses: list[str]
     scores: list[float] | None = None
+    token_ids: list[list[int]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -110,9 +113,7 @@ class Engine:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if n_best < 1:
             raise ValueError(f"n_best must be >= 1, got {n_best}")
-        num_beams = max(num_beams or self.default_beams, n_best)
-        max_new_tokens = max_new_tokens or self.default_max_new_tokens
-        empty = Translation([""] * n_best, [0.0] * n_best if return_scores else None)
+        empty = Translation([""] * n_best, [0.0] * n_best if return_scores else None, [[]] * n_best)
         results: list[Translation] = [empty] * len(lines)
         ids = self._source_ids(lines)
         order = sorted(ids, key=lambda i: len(ids[i]), reverse=True)
@@ -121,14 +122,54 @@ class Engine:
         with tqdm(total=len(order), unit="line", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                hyps, scores = self.search(
-                    [ids[i] for i in batch], num_beams, n_best, max_new_tokens, return_scores
+                done = self.translate_ids(
+                    [ids[i] for i in batch],
+                    num_beams=num_beams,
+                    n_best=n_best,
+                    max_new_tokens=max_new_tokens,
+                    return_scores=return_scores,
                 )
                 for k, i in enumerate(batch):
-                    texts = [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]]
-                    results[i] = Translation(texts, None if scores is None else [float(s) for s in scores[k]])
+                    results[i] = done[k]
                 bar.update(len(batch))
         return results
+
+    def encode(self, lines: Sequence[str]) -> list[list[int] | None]:
+        """The source ids :meth:`translate` gives the model for each line (stripped, ``</s>`` last, truncated to
+        :attr:`max_source_length` with one warning); ``None`` for an empty line. For callers that group lines into
+        batches themselves (the server) and then call :meth:`translate_ids`."""
+        ids = self._source_ids(lines)
+        return [ids.get(i) for i in range(len(lines))]
+
+    def translate_ids(
+        self,
+        sources: Sequence[list[int]],
+        *,
+        num_beams: int | None = None,
+        n_best: int = 1,
+        max_new_tokens: int | None = None,
+        return_scores: bool = False,
+    ) -> list[Translation]:
+        """One search over a batch the caller grouped: non-empty source ids (from :meth:`encode`) → one
+        :class:`Translation` per source, in order. Defaults as :meth:`translate`; what :meth:`translate` does per
+        batch, so a line translates to the same tokens through either."""
+        if n_best < 1:
+            raise ValueError(f"n_best must be >= 1, got {n_best}")
+        if not sources:
+            return []
+        num_beams = max(num_beams or self.default_beams, n_best)
+        max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        hyps, scores = self.search(
+            [list(s) for s in sources], num_beams, n_best, max_new_tokens, return_scores
+        )
+        return [
+            Translation(
+                [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]],
+                None if scores is None else [float(x) for x in scores[k]],
+                hyps[k],
+            )
+            for k in range(len(sources))
+        ]
 
     def _source_ids(self, lines: Sequence[str]) -> dict[int, list[int]]:
         """``{line index: source ids}`` of the non-empty lines, truncated to :attr:`max_source_length` (warned)."""
@@ -165,6 +206,30 @@ class GenerateEngine(Engine):
         """An engine around a model already in memory (just trained, or loaded by :func:`load_model`)."""
         limit = max_source_length(getattr(model.config, "max_position_embeddings", None), tokenizer)
         return cls(path, tokenizer, limit, model.eval(), **generate_kwargs)
+
+    @torch.inference_mode()
+    def cross_attention(self, source_ids: list[int], target_ids: list[int]):
+        """The cross-attention of one source and one of its hypotheses (ids as :meth:`encode` and
+        :attr:`Translation.token_ids` give them): a float numpy array (layers, heads, T, S), T = the target tokens
+        plus ``</s>``, row t the attention paid while predicting target token t, read from one teacher-forced
+        forward pass (as ``plot-attention`` does; RNN models have one layer and one head). ``ValueError`` for an
+        engine or a model without attention weights (onnxruntime, an RNN without attention)."""
+        if hasattr(self.model, "decoder_session"):  # ORTModelForSeq2SeqLM: its graphs return no attention
+            raise ValueError("cross-attention needs the torch engine (a saved model folder), not onnxruntime")
+        start = self.model.config.decoder_start_token_id
+        decoder_input_ids = torch.tensor([[start, *target_ids]], device=self.device)
+        out = self.model(
+            input_ids=torch.tensor([source_ids], device=self.device),
+            attention_mask=torch.ones(1, len(source_ids), dtype=torch.long, device=self.device),
+            decoder_input_ids=decoder_input_ids,
+            output_attentions=True,
+            return_dict=True,
+        )
+        if not getattr(out, "cross_attentions", None):
+            raise ValueError(
+                f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
+            )
+        return torch.stack([layer[0] for layer in out.cross_attentions]).float().cpu().numpy()
 
     @torch.inference_mode()
     def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
