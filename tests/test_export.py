@@ -300,8 +300,8 @@ def test_missing_engine_package_is_named(transformer, tmp_path):
 
 @pytest.mark.parametrize("transformer", ["post-sinusoidal-scaled-tied-relu"], indirect=True)
 def test_bench_serving_runs_on_tiny_inputs(transformer, data, tmp_path):
-    """scripts/bench_serving.py end to end (every engine, both batch sizes) on a few lines."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    """benchmarks/bench_serving.py end to end (every engine, both batch sizes) on a few lines."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import bench_serving
 
     folder, _ = transformer

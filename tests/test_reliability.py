@@ -273,6 +273,7 @@ _PICKLE = re.compile(r"\b(pickle|cPickle|dill|joblib)\.loads?\(|\bimport (pickle
 
 def _python_sources() -> list[Path]:
     files = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+    files += sorted((ROOT / "benchmarks").glob("*.py"))
     assert len(files) > 10
     return files
 
@@ -339,10 +340,10 @@ def test_remote_code_needs_explicit_trust(tmp_path):
 
 @pytest.mark.slow
 def test_translate_500_lines_beam_5_with_bounded_memory(tmp_path):
-    """A small version of scripts/bench_translate_load.py (10,000 lines there): completes, keeps line count and
+    """A small version of benchmarks/bench_translate_load.py (10,000 lines there): completes, keeps line count and
     empty lines, shows a progress bar, and reports its peak memory."""
     proc = _run(
-        [sys.executable, str(ROOT / "scripts" / "bench_translate_load.py"), "--lines", "500", "--num_beams", "5",
+        [sys.executable, str(ROOT / "benchmarks" / "bench_translate_load.py"), "--lines", "500", "--num_beams", "5",
          "--workdir", str(tmp_path), "--output", str(tmp_path / "load.json")],
         _env(),
     )  # fmt: skip

@@ -266,7 +266,7 @@ def test_streaming_compiled_run_resumes_exactly_and_saves_plain_keys(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- benchmark scripts
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def test_bench_data_second_run_reads_the_cache(tmp_path):
@@ -298,7 +298,7 @@ def test_bench_data_second_run_reads_the_cache(tmp_path):
     out = tmp_path / "report" / "bench_data"
     size = {"pairs": 300, "corpus_mib": 0, "cache_mib": 0}
     size.update({name: {"process_wall_s": 0.0, "ranks": [r]} for name, r in (("cold", cold), ("warm", warm))})
-    bench_data.write_report({"meta": bench_data.environment_meta([]), "sizes": [size]}, out)
+    bench_data.write_outputs({"meta": bench_data.environment_meta([]), "sizes": [size]}, out)
     assert "| 300 | warm |" in out.with_suffix(".md").read_text()
 
 

@@ -1,4 +1,5 @@
-"""The benchmark and results scripts in scripts/ run end to end on tiny inputs and write what their docs say.
+"""The benchmarks (benchmarks/, and scripts/bench_generate.py until it moves there) and the results script in
+scripts/ run end to end on tiny inputs and write what their docs say; the benchmark harness writes what it promises.
 
 These are not speed measurements (those live in docs/, produced on real hardware): they check that every option the
 scripts document works, so a GPU session does not discover a broken flag after its start-up cost.
@@ -14,11 +15,14 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(BENCHMARKS))
 
 import bench_generate  # noqa: E402
 import bench_train  # noqa: E402
 import collect_results  # noqa: E402
+import harness  # noqa: E402
 
 TINY = ["--preset", "tiny", "--data", "random", "--src_len", "8", "--max_tokens", "64", "--vocab_size", "300"]
 TINY += ["--threads", str(torch.get_num_threads())]  # the scripts set the process's thread count: keep it
@@ -38,6 +42,89 @@ def test_bench_train_transformer_twins(tmp_path, dtype):
     assert tr["check_eval_loss"]["ours"] == pytest.approx(tr["check_eval_loss"]["marian"], rel=1e-5)
     assert tr["ours"]["tok_s"] > 0 and tr["marian"]["tok_s"] > 0
     assert "ours / Marian" in out.with_suffix(".md").read_text()
+
+
+def test_every_benchmark_imports_and_documents_its_options(capsys):
+    """Each benchmarks/bench_*.py imports (the harness, its helpers, the package) and answers --help with its
+    docstring's first line and the harness's --out."""
+    import importlib
+
+    names = sorted(p.stem for p in BENCHMARKS.glob("bench_*.py"))
+    assert len(names) >= 7
+    for name in names:
+        module = importlib.import_module(name)
+        with pytest.raises(SystemExit) as info:
+            module.main(["--help"])
+        text = capsys.readouterr().out
+        assert info.value.code == 0, name
+        assert " ".join(module.__doc__.split("\n")[0].split()[:4]) in " ".join(text.split()), name
+        assert "--out" in text or name == "bench_translate_load", name
+
+
+def test_harness_writes_json_and_markdown_with_the_environment(tmp_path, capsys):
+    meta = harness.environment("cpu", "bench_x.py", ["--steps", "2"], steps=2)
+    assert meta["command"] == "python benchmarks/bench_x.py --steps 2" and meta["steps"] == 2
+    assert {"date", "torch", "transformers", "python", "device", "threads"} <= set(meta)
+    assert "load average" in meta["device"] and len(harness.load_average()) == 3
+    table = harness.markdown_table(["model", "tok/s"], [["ours", "12"], ["Marian", 10]], "lr")
+    assert table == ["| model | tok/s |", "|---|---:|", "| ours | 12 |", "| Marian | 10 |"]
+    with pytest.raises(ValueError, match="2 columns but alignment 'l'"):
+        harness.markdown_table(["a", "b"], [], "l")
+    out = harness.write_report(
+        tmp_path / "deep" / "bench_x", {"meta": meta}, ["# X", "", harness.env_line(meta)]
+    )
+    assert json.loads(out.with_suffix(".json").read_text())["meta"] == meta
+    text = out.with_suffix(".md").read_text()
+    assert text.startswith("# X\n\nProduced by `python benchmarks/bench_x.py --steps 2`") and text.endswith(
+        ".\n"
+    )
+    assert f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}" in capsys.readouterr().out
+    args = harness.bench_parser("Benchmark: x.\n\nMore.", "bench_x", threads=3).parse_args([])
+    assert (args.threads, Path(args.out)) == (3, ROOT / "docs" / "benchmarks" / "bench_x")
+
+
+def test_scripts_bench_common_still_serves_bench_generate():
+    """scripts/_bench_common.py re-exports the harness for scripts/bench_generate.py (until it moves)."""
+    import _bench_common
+
+    assert _bench_common.build_twins is harness.build_twins and _bench_common.ROOT == ROOT
+
+
+def test_bench_scaling_tiny_sweeps(tmp_path):
+    import bench_scaling
+
+    out = tmp_path / "scaling"
+    argv = [
+        "--preset",
+        "tiny",
+        "--vocab_size",
+        "300",
+        "--batch_sizes",
+        "2",
+        "--lengths",
+        "4",
+        "--fixed_batch",
+    ]
+    argv += [
+        "2",
+        "--fixed_length",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
+    assert bench_scaling.main([*argv, "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert [(r["sweep"], r["batch"], r["length"]) for r in rows] == [("batch", 2, 4), ("length", 2, 4)]
+    text = out.with_suffix(".md").read_text()
+    assert (
+        "| batch | L | target tokens / step | tok/s | peak MiB | step MiB |" in text
+        and "| 2 | 4 | 8 |" in text
+    )
+    assert out.with_suffix(".png").is_file()
 
 
 def test_bench_train_rejects_unknown_compile_mode():

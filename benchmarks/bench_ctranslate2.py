@@ -1,7 +1,7 @@
 """Benchmark: generation tokens/s of our Transformer and MarianMTModel (HF ``generate``) vs CTranslate2, the
 fast-inference reference, on the same weights.
 
-The Marian twin of ``_bench_common.build_twins`` (the model ``bench_generate.py`` times) is saved with
+The Marian twin of ``harness.build_twins`` (the model ``bench_generate.py`` times) is saved with
 ``save_pretrained`` next to a word-level tokenizer whose token strings are ``<pad> <s> </s> <unk> t4 ... t{V-1}``
 (ids and strings map one to one; CTranslate2 takes token strings), and converted with
 ``ctranslate2.converters.TransformersConverter``. CTranslate2's own Marian loader follows the OPUS-MT convention
@@ -22,14 +22,12 @@ CTranslate2 translator gets the same number as ``intra_threads`` (one translatio
 per-step cost — ``cache_implementation="static"`` and a ``torch.compile``d forward — and reports what happens.
 
     pip install -e ".[bench]"        # ctranslate2 (CPU wheel on PyPI)
-    python scripts/bench_ctranslate2.py --int8 --profile --compile_check
+    python benchmarks/bench_ctranslate2.py --int8 --profile --compile_check
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -38,12 +36,20 @@ import traceback
 from pathlib import Path
 
 import torch
+from harness import (
+    Dims,
+    add_generation_args,
+    bench_parser,
+    build_twins,
+    environment,
+    load_average,
+    timed_generate,
+    write_report,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import Dims, add_generation_args, build_twins, environment, timed_generate  # noqa: E402
-from bench_generate import make_inputs  # noqa: E402
+# isort: split
+# after harness, which puts scripts/ on sys.path while bench_generate.py is still there (issue 24 moves it here)
+from bench_generate import make_inputs
 
 MISSING = (
     "bench_ctranslate2.py needs the optional `ctranslate2` package (a benchmark-only dependency):\n"
@@ -260,7 +266,7 @@ def compile_check(ours, args) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------------ main
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "bench_ctranslate2", out_help="path without suffix")
     add_generation_args(
         parser, threads=1, repeats=3, threads_help="torch threads = CTranslate2 intra_threads"
     )
@@ -271,9 +277,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compile_check", action="store_true", help="try static cache / torch.compile on ours"
-    )
-    parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_ctranslate2"), help="path without suffix"
     )
     return parser
 
@@ -363,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ctranslate2, converter_cls, bart_loader, register_loader = loaded
     register_twin_loader(bart_loader, register_loader)
     torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()
+    load_start = load_average()
     meta = environment(  # now, so that its device line carries the load average at the start
         "cpu",
         "bench_ctranslate2.py",
@@ -409,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
 
     compiled = compile_check(ours, args) if args.compile_check else []
 
-    load_end = os.getloadavg()
+    load_end = load_average()
     meta.update(
         load_average_start=load_start,
         load_average_end=load_end,
@@ -428,11 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "profiles": profiles,
         "compile_check": compiled,
     }
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out_path.with_suffix(".md").write_text(render(report, args, list(translators_keys(quantizations))))
-    print(f"wrote {out_path.with_suffix('.md')} and {out_path.with_suffix('.json')}")
+    write_report(args.out, report, render(report, args, list(translators_keys(quantizations))))
     return 0
 
 

@@ -2,8 +2,8 @@
 """Load check: ``hf-seq2seq translate`` over many lines with beam search, in a child process whose memory is
 sampled while it runs.
 
-    python scripts/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/benchmarks/reliability_load.json
-    python scripts/bench_translate_load.py --lines 500 --output /tmp/load.json
+    python benchmarks/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/benchmarks/reliability_load.json
+    python benchmarks/bench_translate_load.py --lines 500 --output /tmp/load.json
 
 The model is a tiny Bahdanau GRU (untrained: every hypothesis runs to --max_new_tokens, the worst case for the
 decoder) with a BPE tokenizer trained on the embedded ``numbers`` task, whose German sentences are the input;
@@ -15,7 +15,6 @@ version and asserts).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,10 +27,7 @@ import time
 from pathlib import Path
 
 import psutil
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from harness import OUT_DIR, ROOT, bench_parser, write_json
 
 
 def build_folder(path: Path) -> Path:
@@ -58,7 +54,7 @@ def input_lines(n: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0].replace("\n", " "), None)
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--num_beams", type=int, default=5)
     parser.add_argument("--max_new_tokens", type=int, default=32)
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", default=None, help="where the model folder and files go (default: a temp dir)"
     )
-    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks" / "reliability_load.json"))
+    parser.add_argument("--output", default=str(OUT_DIR / "reliability_load.json"), help="the JSON report")
     args = parser.parse_args(argv)
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_translate_load_"))
@@ -128,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if proc.returncode != 0:
         result["stderr_tail"] = stderr[-2000:]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, result)
     print(json.dumps(result, indent=2))
     return 0 if proc.returncode == 0 else 1
 

@@ -22,30 +22,23 @@
 3. ``torch.profiler``: top ops by self time for a few training steps of every model and one beam search of every
    RNN model; "ops share" = Σ self time of all ops / wall time (the rest is Python and framework overhead).
 
-    python scripts/bench_train.py                                     # CPU, small model, Multi30k batches
-    python scripts/bench_train.py --device cuda --dtype bf16 --preset base --max_tokens 32768 \\
+    python benchmarks/bench_train.py                                     # CPU, small model, Multi30k batches
+    python benchmarks/bench_train.py --device cuda --dtype bf16 --preset base --max_tokens 32768 \\
         --out docs/benchmarks/bench_train_cuda
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import (  # noqa: E402
+from harness import (
     PRESETS,
-    ROOT,
     Dims,
     autocast,
+    bench_parser,
     build_twins,
     dims_dict,
     env_line,
@@ -56,11 +49,12 @@ from _bench_common import (  # noqa: E402
     target_tokens,
     to_device,
     train_step,
+    write_report,
 )
 
-from hf_seq2seq.models.configuration_rnn_seq2seq import RNNSeq2SeqConfig  # noqa: E402
-from hf_seq2seq.models.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration  # noqa: E402
-from hf_seq2seq.training.master_weights import MasterWeightAdamW  # noqa: E402
+from hf_seq2seq.models.configuration_rnn_seq2seq import RNNSeq2SeqConfig
+from hf_seq2seq.models.modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+from hf_seq2seq.training.master_weights import MasterWeightAdamW
 
 RNN_VARIANTS = {
     "bigru+bahdanau": dict(cell="gru", bidirectional_encoder=True, attention="bahdanau"),
@@ -250,7 +244,9 @@ def profile_generate(model, inputs: dict, args) -> dict:
 
 # -------------------------------------------------------------------------------------------------- main
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(
+        __doc__, "bench_train", threads=1, threads_help="torch CPU threads (1: a contended machine)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--dtype",
@@ -261,7 +257,6 @@ def parse_args(argv):
         "and gradients, AdamW on fp32 master copies (train.py --bf16_weights: MasterWeightAdamW); the bf16-* "
         "choices convert the Transformers only",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a contended machine)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="transformer size")
     p.add_argument("--d_model", type=int)
     p.add_argument("--layers", type=int, help="encoder = decoder layers")
@@ -302,9 +297,6 @@ def parse_args(argv):
     p.add_argument("--profile_steps", type=int, default=3)
     p.add_argument("--profile_top", type=int, default=10)
     p.add_argument("--skip", nargs="*", default=[], choices=["transformer", "rnn", "profile"])
-    p.add_argument(
-        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_train"), help="output path without suffix"
-    )
     return p.parse_args(argv)
 
 
@@ -560,10 +552,11 @@ def _compiled_lines(tr: dict, args) -> list[str]:
 
 
 def write_outputs(report: dict, args) -> None:
+    write_report(args.out, report, render(report, args))
+
+
+def render(report: dict, args) -> list[str]:
     meta = report["meta"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     cuda = args.device.startswith("cuda")
     d, data = meta["transformer_dims"], meta["data"]
     lines = [
@@ -678,9 +671,7 @@ def write_outputs(report: dict, args) -> None:
             lines += [
                 f"| `{r['op']}` | {r['self_ms']:.1f} | {r['share']:.1%} | {r['calls']} |" for r in prof["top"]
             ]
-    lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return lines
 
 
 if __name__ == "__main__":

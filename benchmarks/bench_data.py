@@ -24,14 +24,13 @@ costs beyond the cache) — and ``rss+workers`` / ``anon+workers`` add the ``dat
 pages they share copy-on-write with the main process count in each). Targets (issue 18): memory that does not grow
 with the corpus beyond the Arrow cache, peak ``anon`` at 5M <= 1.5x at 1M; the warm run's first batch <= 30 s at 5M.
 
-    python scripts/bench_data.py                                   # 1M and 5M, ~6 GB in /tmp/bench_data
-    python scripts/bench_data.py --sizes 20000 --ddp_size 20000 --out /tmp/x   # a quick check
-    python scripts/bench_data.py --stage report --result X.json --out docs/benchmarks/bench_data   # re-render
+    python benchmarks/bench_data.py                                   # 1M and 5M, ~6 GB in /tmp/bench_data
+    python benchmarks/bench_data.py --sizes 20000 --ddp_size 20000 --out /tmp/x   # a quick check
+    python benchmarks/bench_data.py --stage report --result X.json --out docs/benchmarks/bench_data   # re-render
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -43,9 +42,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+# the harness imports only the standard library: the workers below measure their own memory
+from harness import MULTI30K, ROOT, bench_parser, env_line, environment, load_average, write_report
+
 SOURCE, TARGET = "de", "en"
 STEPS = ("read", "tokenizer", "tokenize", "first_batch")
 
@@ -200,7 +199,7 @@ def pipeline(args, accelerator=None) -> dict:
         "to_first_batch_s": round(time.perf_counter() - start, 2),
         "peak_mib": mem.snapshot(),
         "arrow_files_written_by_this_rank": written,
-        "load_average": os.getloadavg()[0],
+        "load_average": load_average()[0],
     }
 
 
@@ -312,12 +311,11 @@ def _phase_rows(report: dict) -> list[str]:
     return lines
 
 
-def write_report(report: dict, path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _bench_common import env_line
+def write_outputs(report: dict, path: Path) -> None:
+    write_report(path, report, render(report))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+
+def render(report: dict) -> list[str]:
     lines = [
         "# Data pipeline at scale (bench_data.py)",
         "",
@@ -341,8 +339,7 @@ def write_report(report: dict, path: Path) -> None:
             lines.append(
                 _row(report["ddp"]["pairs"], f"{len(report['ddp']['ranks'])} proc, rank {rank['rank']}", rank)
             )
-    lines += ["", *_phase_rows(report), "", *_target_lines(report)]
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return [*lines, "", *_phase_rows(report), "", *_target_lines(report)]
 
 
 def _target_lines(report: dict) -> list[str]:
@@ -383,14 +380,11 @@ def _target_lines(report: dict) -> list[str]:
 
 
 def environment_meta(argv) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _bench_common import environment
-
-    return environment("cpu", "bench_data.py", argv, load_average_start=os.getloadavg())
+    return environment("cpu", "bench_data.py", argv, load_average_start=load_average())
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(__doc__, "bench_data")
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     p.add_argument("--workdir", default="/tmp/bench_data", help="corpus and cache (deleted afterwards)")
     p.add_argument("--keep", action="store_true", help="keep --workdir")
@@ -401,7 +395,6 @@ def parse_args(argv):
     p.add_argument("--max_tokens", type=int, default=4096)
     p.add_argument("--processes", type=int, default=2, help="the main_process_first check (1 = skip)")
     p.add_argument("--ddp_size", type=int, default=200_000, help="corpus size of the --processes check")
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_data"))
     # worker options (--stage worker)
     p.add_argument(
         "--stage",
@@ -423,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_main(args)
         return 0
     if args.stage == "report":
-        write_report(json.loads(Path(args.result).read_text()), Path(args.out))
+        write_outputs(json.loads(Path(args.result).read_text()), Path(args.out))
         return 0
     meta = environment_meta(argv)
     report = {"meta": meta, "sizes": []}
@@ -431,9 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         report["ddp"] = bench_processes(args)
     for size in args.sizes:
         report["sizes"].append(bench_size(args, size))
-        write_report(report, Path(args.out))  # after each size: a long run leaves its partial table
-    report["meta"]["load_average_end"] = os.getloadavg()
-    write_report(report, Path(args.out))
+        write_outputs(report, Path(args.out))  # after each size: a long run leaves its partial table
+    report["meta"]["load_average_end"] = load_average()
+    write_outputs(report, Path(args.out))
     print(Path(args.out).with_suffix(".md").read_text())
     return 0
 

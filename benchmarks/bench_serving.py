@@ -11,29 +11,24 @@ tokens, specials excluded), the speed ratio to torch, the share of sentences who
 sacreBLEU against the references. Batch 1 runs on the first ``--n_batch1`` sentences (the whole test set at batch 1
 would take an hour per model on this machine); the files say so.
 
-    python scripts/bench_serving.py --model transformer=/path/best_model --model bigru=/path/best_model
+    python benchmarks/bench_serving.py --model transformer=/path/best_model --model bigru=/path/best_model
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from harness import MULTI30K, bench_parser, env_line, environment, load_average, read_lines, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import MULTI30K, env_line, environment, read_lines  # noqa: E402
-
-from hf_seq2seq.export import export_ctranslate2, export_onnx, load_engine  # noqa: E402
-from hf_seq2seq.export.common import read_model_config  # noqa: E402
-from hf_seq2seq.export.engines import GenerateEngine  # noqa: E402
+from hf_seq2seq.export import export_ctranslate2, export_onnx, load_engine
+from hf_seq2seq.export.common import read_model_config
+from hf_seq2seq.export.engines import GenerateEngine
+from hf_seq2seq.metrics import corpus_scores
 
 RUNS = Path("/work/cpu_runs/out")
 DEFAULT_MODELS = ("transformer_de_en", "bigru_bahdanau_de_en", "lstm_luong_de_en")
@@ -47,7 +42,7 @@ LABELS = {
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "bench_serving", threads=1, threads_help="threads of every engine")
     parser.add_argument(
         "--model",
         action="append",
@@ -61,9 +56,7 @@ def parse_args(argv):
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 1])
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--max_new_tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=4, help="batches per engine turn")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "bench_serving"))
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -112,10 +105,8 @@ def run_cell(engines: dict, sources: list[list[int]], batch: int, args) -> dict:
 
 
 def score(engine, outputs: list[list[int]], references: list[str]) -> float:
-    from sacrebleu.metrics import BLEU
-
     hyps = [engine.tokenizer.decode(h, skip_special_tokens=True).strip() for h in outputs]
-    return BLEU().corpus_score(hyps, [references]).score
+    return corpus_scores(hyps, references, metrics=("bleu",))["bleu"]
 
 
 def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args) -> list[dict]:
@@ -127,7 +118,7 @@ def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args
         sources = [tok(s, truncation=True, max_length=limit)["input_ids"] for s in src]
         for batch in args.batches:
             n = args.n if batch > 1 else min(args.n, args.n_batch1)
-            load = os.getloadavg()[0]
+            load = load_average()[0]
             cell = run_cell(engines, sources[:n], batch, args)
             base = cell["outputs"]["torch"]
             row = {"model": name, "batch": batch, "beams": args.beams, "sentences": n, "load_start": load}
@@ -149,7 +140,7 @@ def bench_model(name: str, model_dir: Path, src: list[str], ref: list[str], args
                 row[key]["speedup"] = row[key]["sent_s"] / row["torch"]["sent_s"]
                 if "torch_es" in engines:
                     row[key]["speedup_es"] = row[key]["sent_s"] / row["torch_es"]["sent_s"]
-            row["load_end"] = os.getloadavg()[0]
+            row["load_end"] = load_average()[0]
             rows.append(row)
             print(
                 f"{name} batch {batch} ({n} sentences): "
@@ -218,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = environment("cpu", "bench_serving.py", argv, ctranslate2=ctranslate2.__version__)
     meta.update(
         onnxruntime=onnxruntime.__version__,
-        load_average_start=os.getloadavg()[0],
+        load_average_start=load_average()[0],
         **{
             k: getattr(args, k) for k in ("src", "ref", "n", "n_batch1", "beams", "max_new_tokens", "threads")
         },
@@ -229,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in models:
         name, _, path = spec.partition("=")
         rows += bench_model(name, Path(path), src, ref, args)
-    meta["load_average_end"] = os.getloadavg()[0]
+    meta["load_average_end"] = load_average()[0]
     meta["models"] = models
     out = Path(args.out)
     runs = [meta]
@@ -244,10 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r.setdefault("run", len(runs) - 1)
     report = {"runs": runs, "results": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(report))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    write_report(out, report, render(report))
     return 0
 
 

@@ -10,26 +10,26 @@ compiles only greedy/sampling (``_sample``), not beam search, and only on accele
 Greedy and beam 5, batch 32 and 1, ``min_new_tokens = max_new_tokens``; compilation happens in the warm-up runs
 (its time is reported apart); then ``--repeats`` runs per variant, alternating; the median is reported.
 
-    python scripts/bench_static_cache.py --threads 1
+    python benchmarks/bench_static_cache.py --threads 1
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import statistics
-import sys
-from pathlib import Path
 
 import torch
-import transformers
+from harness import (
+    add_generation_args,
+    bench_parser,
+    environment,
+    markdown_table,
+    timed_generate,
+    write_report,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import add_generation_args, timed_generate  # noqa: E402
-from bench_generate import build_models, make_inputs  # noqa: E402
+# isort: split
+# after harness, which puts scripts/ on sys.path while bench_generate.py is still there (issue 24 moves it here)
+from bench_generate import build_models, make_inputs
 
 VARIANTS = ("dynamic", "static", "static+compiled")
 
@@ -40,13 +40,10 @@ def run(model, inputs, num_beams: int, variant: str, args) -> tuple[torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "bench_static_cache", out_help="path without suffix")
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     add_generation_args(parser, threads=1, repeats=5)
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode")
-    parser.add_argument(
-        "--out", default=str(ROOT / "docs" / "benchmarks" / "bench_static_cache"), help="path without suffix"
-    )
     args = parser.parse_args(argv)
     args.device, args.dtype = "cpu", torch.float32
     torch.set_num_threads(args.threads)
@@ -91,42 +88,53 @@ def main(argv: list[str] | None = None) -> int:
             )
     use("dynamic")
 
-    command = "python scripts/bench_static_cache.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    meta = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "attn_implementation": args.attn,
-        "compile_mode": args.compile_mode,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "command": command.strip(),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    meta = environment(
+        "cpu",
+        "bench_static_cache.py",
+        argv,
+        attn_implementation=args.attn,
+        compile_mode=args.compile_mode,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    write_report(args.out, {"meta": meta, "results": rows}, render(meta, rows, args))
+    return 0
+
+
+def render(meta: dict, rows: list[dict], args) -> list[str]:
     lines = [
         "# generate(): dynamic cache vs static cache vs static cache + torch.compile (TransformerSeq2Seq)",
         "",
-        f"Produced by `{meta['command']}` (torch {meta['torch']}, transformers {meta['transformers']}, "
-        f"{meta['device']}, fp32, attention `{args.attn}`, compile mode `{args.compile_mode}`; "
-        f"{meta['parameters'] / 1e6:.2f}M parameters, the `bench_generate.py` model). tokens/s = batch × "
-        f"{args.new_tokens} new tokens / time of one `generate()` call, median of {args.repeats}.",
+        f"Produced by `{meta['command']}` on {meta['date']} (torch {meta['torch']}, transformers "
+        f"{meta['transformers']}, {meta['device']}, fp32, attention `{args.attn}`, compile mode "
+        f"`{args.compile_mode}`; {meta['parameters'] / 1e6:.2f}M parameters, the `bench_generate.py` model). "
+        f"tokens/s = batch × {args.new_tokens} new tokens / time of one `generate()` call, median of "
+        f"{args.repeats}.",
         "",
-        "| mode | batch | dynamic tok/s | static tok/s | static + compiled tok/s | compiled / dynamic | "
-        "first compiled call (s) | same tokens |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    header = [
+        "mode",
+        "batch",
+        "dynamic tok/s",
+        "static tok/s",
+        "static + compiled tok/s",
+        "compiled / dynamic",
+    ]
+    header += ["first compiled call (s)", "same tokens"]
+    cells = []
     for r in rows:
         t = r["tok_s"]
-        lines.append(
-            f"| {r['mode']} | {r['batch']} | {t['dynamic']:.0f} | {t['static']:.0f} | {t['static+compiled']:.0f} | "
-            f"{t['static+compiled'] / t['dynamic']:.2f} | {r['first_call_s']['static+compiled']:.1f} | "
-            f"{'yes' if r['identical_output'] else 'no'} |"
+        cells.append(
+            [
+                r["mode"],
+                r["batch"],
+                f"{t['dynamic']:.0f}",
+                f"{t['static']:.0f}",
+                f"{t['static+compiled']:.0f}",
+            ]
+            + [f"{t['static+compiled'] / t['dynamic']:.2f}", f"{r['first_call_s']['static+compiled']:.1f}"]
+            + ["yes" if r["identical_output"] else "no"]
         )
-    lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
-    return 0
+    return lines + markdown_table(header, cells, "lrrrrrrl")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,15 @@ and peak memory of a training step:
 
 Writes a table (``--out``.md / .json) and a 2-panel plot (``--out``.png).
 
-    python scripts/bench_scaling.py                                   # CPU, small model
-    python scripts/bench_scaling.py --device cuda --dtype bf16 --preset base \\
+    python benchmarks/bench_scaling.py                                   # CPU, small model
+    python benchmarks/bench_scaling.py --device cuda --dtype bf16 --preset base \\
         --batch_sizes 32 64 128 256 512 --lengths 16 32 64 128 256 --fixed_batch 128 --fixed_length 32 \\
         --out docs/benchmarks/bench_scaling_cuda
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -33,34 +31,34 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import (  # noqa: E402
+from harness import (
     PRESETS,
-    ROOT,
     Dims,
     RSSPeak,
+    bench_parser,
     dims_dict,
     env_line,
     environment,
+    markdown_table,
     ours_config,
     random_batch,
     sync,
     to_device,
     train_step,
+    write_report,
 )
 
-from hf_seq2seq.models.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_seq2seq.models.modeling_transformer_seq2seq import TransformerSeq2SeqForConditionalGeneration
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = bench_parser(
+        __doc__, "bench_scaling", threads=1, threads_help="torch CPU threads (1: a contended machine)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 = autocast")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a contended machine)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS))
     p.add_argument("--vocab_size", type=int, default=8000)
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
@@ -70,11 +68,6 @@ def parse_args(argv):
     p.add_argument("--fixed_batch", type=int, default=16, help="batch size of the length sweep")
     p.add_argument("--steps", type=int, default=2, help="timed steps per point")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument(
-        "--out",
-        default=str(ROOT / "docs" / "benchmarks" / "bench_scaling"),
-        help="output path without suffix",
-    )
     return p.parse_args(argv)
 
 
@@ -167,14 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    write_markdown(out, meta, rows, args, dims, n_params)
     plot(out.with_suffix(".png"), rows, args, meta)
-    print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    markdown = render(out, meta, rows, args, dims, n_params)
+    write_report(out, {"meta": meta, "results": rows}, markdown, also=[out.with_suffix(".png")])
     return 0
 
 
-def write_markdown(out: Path, meta: dict, rows: list[dict], args, dims: Dims, n_params: int) -> None:
+def render(out: Path, meta: dict, rows: list[dict], args, dims: Dims, n_params: int) -> list[str]:
     cuda = args.device.startswith("cuda")
     mem = (
         "`torch.cuda.max_memory_allocated`: *peak* = total (weights, AdamW state, activations, gradients), "
@@ -206,17 +198,16 @@ def write_markdown(out: Path, meta: dict, rows: list[dict], args, dims: Dims, n_
             "",
             f"## Against {title}" + (f" (batch {args.fixed_batch})" if sweep == "length" else ""),
             "",
-            "| batch | L | target tokens / step | tok/s | peak MiB | step MiB |",
-            "|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in rows:
-            if r["sweep"] == sweep:
-                lines.append(
-                    f"| {r['batch']} | {r['length']} | {r['batch'] * r['length']} | {r['tok_s']:.0f} | "
-                    f"{r['peak_mib']:.0f} | {r['step_mib']:.0f} |"
-                )
-    lines += ["", f"![tokens/s and memory]({out.with_suffix('.png').name})", ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
+        header = ["batch", "L", "target tokens / step", "tok/s", "peak MiB", "step MiB"]
+        cells = [
+            [r["batch"], r["length"], r["batch"] * r["length"], f"{r['tok_s']:.0f}"]
+            + [f"{r['peak_mib']:.0f}", f"{r['step_mib']:.0f}"]
+            for r in rows
+            if r["sweep"] == sweep
+        ]
+        lines += markdown_table(header, cells, "rrrrrr")
+    return [*lines, "", f"![tokens/s and memory]({out.with_suffix('.png').name})"]
 
 
 def plot(path: Path, rows: list[dict], args, meta: dict) -> None:
