@@ -1,4 +1,4 @@
-"""bf16 weights with an fp32 master copy (``--bf16_weights``; ``scripts/bench_train.py --dtype bf16-master``).
+"""bf16 weights with an fp32 master copy (``--bf16_weights``; ``benchmarks/bench_train.py --dtype bf16-master``).
 
 The model that runs forward and backward holds bf16 parameters, so its matmuls read half the bytes of fp32 and
 need no autocast casts; AdamW updates an fp32 copy of every parameter. bf16 keeps 8 significant bits: an update
