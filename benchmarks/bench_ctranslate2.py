@@ -43,6 +43,7 @@ from harness import (
     build_twins,
     environment,
     load_average,
+    markdown_table,
     timed_generate,
     write_report,
 )
@@ -443,10 +444,8 @@ def translators_keys(quantizations):
 def render(report: dict, args, keys: list[str]) -> str:
     meta = report["meta"]
     label = {"ct2": "CT2 fp32", "ct2_int8": "CT2 int8"}
-    head = "| mode | batch | ours tok/s | Marian tok/s | " + " | ".join(f"{label[k]} tok/s" for k in keys)
-    head += " | ours / Marian | " + " | ".join(f"ours / {label[k]}" for k in keys)
-    head += " | tokens = CT2 fp32 |"
-    n_cols = head.count("|") - 1
+    header = ["mode", "batch", "ours tok/s", "Marian tok/s", *(f"{label[k]} tok/s" for k in keys)]
+    header += ["ours / Marian", *(f"ours / {label[k]}" for k in keys), "tokens = CT2 fp32"]
     lines = [
         "# Generation: ours and MarianMTModel (HF generate) vs CTranslate2",
         "",
@@ -463,16 +462,16 @@ def render(report: dict, args, keys: list[str]) -> str:
         "× new tokens / time of one call (encoder included), median of "
         f"{args.repeats} runs after {args.warmup} warm-up, the engines taking turns.",
         "",
-        head,
-        "|---|" + "---:|" * (n_cols - 2) + "---|",
     ]
+    rows = []
     for r in report["results"]:
         a = r["agreement"]["ct2"]
         cells = [r["mode"], str(r["batch"]), f"{r['ours_tok_s']:.1f}", f"{r['marian_tok_s']:.1f}"]
         cells += [f"{r[f'{k}_tok_s']:.1f}" for k in keys]
         cells += [f"{r['ours_over_marian']:.2f}"] + [f"{r[f'ours_over_{k}']:.2f}" for k in keys]
         cells += [f"{a['token_agreement']:.1%} of tokens, {a['sentence_agreement']:.0%} of sentences"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines += markdown_table(header, rows, "l" + "r" * (len(header) - 2) + "l")
     d = report["agreement_default_init"]
     lines += [
         "",
@@ -507,15 +506,15 @@ def render(report: dict, args, keys: list[str]) -> str:
             "",
             "## Where our generate() time goes (torch.profiler, one call)",
             "",
-            "| cell | wall ms | in ATen ops | per step ms | of which outside ops | op calls / step |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for key, p in report["profiles"].items():
-            lines.append(
-                f"| {key} | {p['wall_ms']:.0f} | {p['aten_share']:.0%} | {p['per_step_wall_ms']:.2f} | "
-                f"{p['per_step_outside_aten_ms']:.2f} | {p['op_calls_per_step']:.0f} |"
-            )
-        lines += [
+            *markdown_table(
+                ["cell", "wall ms", "in ATen ops", "per step ms", "of which outside ops", "op calls / step"],
+                [
+                    [key, f"{p['wall_ms']:.0f}", f"{p['aten_share']:.0%}", f"{p['per_step_wall_ms']:.2f}"]
+                    + [f"{p['per_step_outside_aten_ms']:.2f}", f"{p['op_calls_per_step']:.0f}"]
+                    for key, p in report["profiles"].items()
+                ],
+                "lrrrrr",
+            ),
             "",
             "In ATen ops = time inside top-level ATen ops (the computation and its dispatch); the rest is Python: "
             "`generate()`'s per-step logits processors, stopping criteria, beam bookkeeping and cache handling, "
@@ -526,19 +525,19 @@ def render(report: dict, args, keys: list[str]) -> str:
             "",
             "## Static cache and torch.compile (ours, greedy)",
             "",
-            "| variant | batch | result |",
-            "|---|---:|---|",
         ]
-        for r in report["compile_check"]:
-            result = (
-                f"error: `{r['error']}`"
-                if "error" in r
-                else f"{r['tok_s']:.1f} tok/s vs eager {r['eager_tok_s']:.1f} (×{r['speedup']:.2f}), same tokens: "
-                f"{'yes' if r['same_tokens'] else 'no'}, first call {r['first_call_s']:.1f} s"
-            )
-            lines.append(f"| {r['variant']} | {r['batch']} | {result} |")
-    lines.append("")
-    return "\n".join(lines)
+        rows = [[r["variant"], r["batch"], _compile_result(r)] for r in report["compile_check"]]
+        lines += markdown_table(["variant", "batch", "result"], rows, "lrl")
+    return "\n".join(lines) + "\n"
+
+
+def _compile_result(r: dict) -> str:
+    if "error" in r:
+        return f"error: `{r['error']}`"
+    return (
+        f"{r['tok_s']:.1f} tok/s vs eager {r['eager_tok_s']:.1f} (×{r['speedup']:.2f}), same tokens: "
+        f"{'yes' if r['same_tokens'] else 'no'}, first call {r['first_call_s']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

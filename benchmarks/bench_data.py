@@ -43,7 +43,16 @@ import time
 from pathlib import Path
 
 # the harness imports only the standard library: the workers below measure their own memory
-from harness import MULTI30K, ROOT, bench_parser, env_line, environment, load_average, write_report
+from harness import (
+    MULTI30K,
+    ROOT,
+    bench_parser,
+    env_line,
+    environment,
+    load_average,
+    markdown_table,
+    write_report,
+)
 
 SOURCE, TARGET = "de", "en"
 STEPS = ("read", "tokenizer", "tokenize", "first_batch")
@@ -285,13 +294,20 @@ def worker_main(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- report
-def _row(size: int, name: str, r: dict) -> str:
+def _row(size: int, name: str, r: dict) -> list:
     s, peak = r["steps"], r["peak_mib"]
-    return (
-        f"| {size:,} | {name} | {s['read']['s']} | {s['tokenizer']['s']} | {s['tokenize']['s']} | "
-        f"{s['first_batch']['s']} | {r['to_first_batch_s']} | {peak['rss']} | {peak['anon']} | "
-        f"{peak['rss+workers']} | {peak.get('anon+workers', '')} | {r['load_average']:.1f} |"
-    )
+    return [
+        f"{size:,}",
+        name,
+        *(s[k]["s"] for k in STEPS),
+        r["to_first_batch_s"],
+        peak["rss"],
+        peak["anon"],
+    ] + [
+        peak["rss+workers"],
+        peak.get("anon+workers", ""),
+        f"{r['load_average']:.1f}",
+    ]
 
 
 def _phase_rows(report: dict) -> list[str]:
@@ -300,15 +316,15 @@ def _phase_rows(report: dict) -> list[str]:
         "Peak anonymous memory (MiB) of the main process after each step (the peak so far; the first row of a",
         "size is its cold run):",
         "",
-        "| pairs | run | read | tokenizer | tokenize | first batch |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in report["sizes"]:
-        for name in ("cold", "warm"):
-            steps = r[name]["ranks"][0]["steps"]
-            cells = " | ".join(str(steps[k]["mem_mib"]["anon"]) for k in STEPS)
-            lines.append(f"| {r['pairs']:,} | {name} | {cells} |")
-    return lines
+    rows = [
+        [f"{r['pairs']:,}", name, *(r[name]["ranks"][0]["steps"][k]["mem_mib"]["anon"] for k in STEPS)]
+        for r in report["sizes"]
+        for name in ("cold", "warm")
+    ]
+    return lines + markdown_table(
+        ["pairs", "run", "read", "tokenizer", "tokenize", "first batch"], rows, "l" * 6
+    )
 
 
 def write_outputs(report: dict, path: Path) -> None:
@@ -327,18 +343,25 @@ def render(report: dict) -> list[str]:
         "rows of rank 1 of the multi-process run include its wait for rank 0 (`main_process_first`). load: the "
         "1-minute load average of the machine when the run ended.",
         "",
-        "| pairs | run | read | tokenizer | tokenize | first batch | total | peak RSS | peak anon | RSS+workers "
-        "| anon+workers | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["sizes"]:
-        for name in ("cold", "warm"):
-            lines.append(_row(r["pairs"], name, r[name]["ranks"][0]))
-    if "ddp" in report:
-        for rank in report["ddp"]["ranks"]:
-            lines.append(
-                _row(report["ddp"]["pairs"], f"{len(report['ddp']['ranks'])} proc, rank {rank['rank']}", rank)
-            )
+    rows = [_row(r["pairs"], name, r[name]["ranks"][0]) for r in report["sizes"] for name in ("cold", "warm")]
+    ddp = report.get("ddp", {"ranks": []})
+    rows += [
+        _row(ddp["pairs"], f"{len(ddp['ranks'])} proc, rank {rank['rank']}", rank) for rank in ddp["ranks"]
+    ]
+    header = [
+        "pairs",
+        "run",
+        "read",
+        "tokenizer",
+        "tokenize",
+        "first batch",
+        "total",
+        "peak RSS",
+        "peak anon",
+    ]
+    header += ["RSS+workers", "anon+workers", "load"]
+    lines += markdown_table(header, rows, "l" * 12)
     return [*lines, "", *_phase_rows(report), "", *_target_lines(report)]
 
 

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-from harness import MULTI30K, bench_parser, env_line, environment, load_average, read_lines, write_report
+from harness import (
+    MULTI30K,
+    bench_parser,
+    env_line,
+    environment,
+    load_average,
+    markdown_table,
+    read_lines,
+    write_report,
+)
 
 from hf_seq2seq.export import export_ctranslate2, export_onnx, load_engine
 from hf_seq2seq.export.common import read_model_config
@@ -175,10 +184,16 @@ def render(report: dict) -> str:
         "is `generate()`'s `early_stopping=True` (the saved models use the default, False): its tokens and speed "
         "are compared with both.",
         "",
-        "| model | batch | sentences | engine | sentences/s | tokens/s | ×torch | ×torch (early_stopping=True) | "
-        "same as torch | same as torch (early_stopping=True) | BLEU | load |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    header = ["model", "batch", "sentences", "engine", "sentences/s", "tokens/s", "×torch"]
+    header += [
+        "×torch (early_stopping=True)",
+        "same as torch",
+        "same as torch (early_stopping=True)",
+        "BLEU",
+        "load",
+    ]
+    rows = []
     for r in report["results"]:
         for key, label in LABELS.items():
             if key not in r:
@@ -186,14 +201,12 @@ def render(report: dict) -> str:
             v = r[key]
             es = "–" if v["same_as_torch_es"] is None else f"{v['same_as_torch_es']:.1%}"
             ratio_es = f"{v['speedup_es']:.2f}" if "speedup_es" in v else "–"
-            lines.append(
-                f"| {r['model']} | {r['batch']} | {r['sentences']} | {label} | {v['sent_s']:.1f} | "
-                f"{v['tok_s']:.0f} | {v['speedup']:.2f} | {ratio_es} | "
-                f"{v['same_as_torch']:.1%} | {es} | {v['bleu']:.2f} | "
-                f"{r['load_start']:.1f}→{r['load_end']:.1f} |"
+            rows.append(
+                [r["model"], r["batch"], r["sentences"], label, f"{v['sent_s']:.1f}", f"{v['tok_s']:.0f}"]
+                + [f"{v['speedup']:.2f}", ratio_es, f"{v['same_as_torch']:.1%}", es, f"{v['bleu']:.2f}"]
+                + [f"{r['load_start']:.1f}→{r['load_end']:.1f}"]
             )
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + markdown_table(header, rows, "lrrlrrrrrrrl")) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

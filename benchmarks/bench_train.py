@@ -43,6 +43,7 @@ from harness import (
     dims_dict,
     env_line,
     environment,
+    markdown_table,
     multi30k_batches,
     random_batch,
     sync,
@@ -541,10 +542,14 @@ def _compiled_lines(tr: dict, args) -> list[str]:
         f"Each model also trained as a compiled copy in the same loop on the same batches (lengths padded to a "
         f"multiple of {args.pad_to_multiple_of}; compiled copies use fused AdamW: {c['fused_adamw']}).",
         "",
-        "| model | eager tok/s | compiled tok/s | compiled / eager |",
-        "|---|---:|---:|---:|",
-        f"| ours | {tr['ours']['tok_s']:.0f} | {c['ours']['tok_s']:.0f} | {c['speedup_ours']:.2f} |",
-        f"| MarianMTModel | {tr['marian']['tok_s']:.0f} | {c['marian']['tok_s']:.0f} | {c['speedup_marian']:.2f} |",
+        *markdown_table(
+            ["model", "eager tok/s", "compiled tok/s", "compiled / eager"],
+            [
+                [label, f"{tr[k]['tok_s']:.0f}", f"{c[k]['tok_s']:.0f}", f"{c[f'speedup_{k}']:.2f}"]
+                for k, label in (("ours", "ours"), ("marian", "MarianMTModel"))
+            ],
+            "lrrr",
+        ),
         "",
         f"**ours / Marian: eager {tr['ratio']:.3f}, compiled {c['ratio']:.3f}; ours compiled / Marian eager "
         f"{c['ours_compiled_over_marian_eager']:.3f}** (issue 18 target: >= 1.2).",
@@ -597,14 +602,14 @@ def render(report: dict, args) -> list[str]:
             f"loss on batch 0: ours {tr['check_eval_loss']['ours']:.6f}, Marian "
             f"{tr['check_eval_loss']['marian']:.6f}.",
             "",
-            "| model | train tok/s | model TFLOP/s |" + (" MFU |" if cuda else ""),
-            "|---|---:|---:|" + ("---:|" if cuda else ""),
         ]
-        for k, label in (("ours", "ours (TransformerSeq2Seq)"), ("marian", "MarianMTModel")):
-            row = f"| {label} | {tr[k]['tok_s']:.0f} | {tr[k]['flops_s'] / 1e12:.3f} |"
-            if cuda:
-                row += f" {tr['mfu'][k]:.1%} |"
-            lines.append(row)
+        cells = [
+            [label, f"{tr[k]['tok_s']:.0f}", f"{tr[k]['flops_s'] / 1e12:.3f}"]
+            + ([f"{tr['mfu'][k]:.1%}"] if cuda else [])
+            for k, label in (("ours", "ours (TransformerSeq2Seq)"), ("marian", "MarianMTModel"))
+        ]
+        header = ["model", "train tok/s", "model TFLOP/s"] + (["MFU"] if cuda else [])
+        lines += markdown_table(header, cells, "lrrr" if cuda else "lrr")
         lines += [
             "",
             f"**ours / Marian = {tr['ratio']:.3f}** (target ≥ 1.0; ratio of the median block throughputs); median "
@@ -638,16 +643,20 @@ def render(report: dict, args) -> list[str]:
             f"new tokens (`min_new_tokens = max_new_tokens`); tokens/s = batch × new tokens / time of one "
             f"`generate()`, median of {args.gen_repeats} after {args.gen_warmup} warm-up.",
             "",
-            f"| model | parameters | train tok/s | beam-{args.beams} generate tok/s |",
-            "|---|---:|---:|---:|",
         ]
-        for name, r in report["rnn"].items():
-            if "error" in r:
-                lines.append(f"| {name} | — | failed: `{r['error'][:200]}` | — |")
-                continue
-            lines.append(
-                f"| {name} | {r['parameters'] / 1e6:.2f}M | {r['train_tok_s']:.0f} | {r['beam_gen_tok_s']:.0f} |"
-            )
+        cells = [
+            [name, "—", f"failed: `{r['error'][:200]}`", "—"]
+            if "error" in r
+            else [
+                name,
+                f"{r['parameters'] / 1e6:.2f}M",
+                f"{r['train_tok_s']:.0f}",
+                f"{r['beam_gen_tok_s']:.0f}",
+            ]
+            for name, r in report["rnn"].items()
+        ]
+        header = ["model", "parameters", "train tok/s", f"beam-{args.beams} generate tok/s"]
+        lines += markdown_table(header, cells, "lrrr")
     if report.get("profiles"):
         lines += [
             "",
@@ -665,11 +674,14 @@ def render(report: dict, args) -> list[str]:
                 f"wall {prof['wall_ms']:.0f} ms, ops {prof['ops_ms']:.0f} ms ({prof['ops_share_of_wall']:.0%} of wall), "
                 f"{prof['calls']} op calls ({prof['clock']} self time).",
                 "",
-                "| op | self ms | share of op time | calls |",
-                "|---|---:|---:|---:|",
-            ]
-            lines += [
-                f"| `{r['op']}` | {r['self_ms']:.1f} | {r['share']:.1%} | {r['calls']} |" for r in prof["top"]
+                *markdown_table(
+                    ["op", "self ms", "share of op time", "calls"],
+                    [
+                        [f"`{r['op']}`", f"{r['self_ms']:.1f}", f"{r['share']:.1%}", r["calls"]]
+                        for r in prof["top"]
+                    ],
+                    "lrrr",
+                ),
             ]
     return lines
 
