@@ -405,3 +405,45 @@ def test_early_stopping_and_checkpoint_retention(tmp_path):
     assert result["step"] == 3 and [h["step"] for h in evals] == [1, 2, 3]  # best at 1, then 2 without gain
     assert [s for s, _ in list_checkpoints(out)] == [1, 3]  # the best (step 1) and the last one
     assert (out / "best_model" / "model.safetensors").is_file()
+
+
+def test_validation_loop_returns_texts_in_item_order_and_refuses_a_duplicate():
+    """The one validation loop (text and captioning): every item's text lands at its index whatever the batch order,
+    the loss is the token mean over every batch, and an item scored twice is an error, not a silent duplicate."""
+    from accelerate import Accelerator
+
+    from hf_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from hf_seq2seq.training import ValidationBatch, validation_loop
+    from hf_seq2seq.training.losses import token_loss_sum
+
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(
+        RNNSeq2SeqConfig(vocab_size=16, embedding_size=8, hidden_size=8)
+    )
+    sources = torch.randint(3, 16, (5, 4))
+    labels = torch.randint(3, 16, (5, 3))
+
+    def make_batch(idx: list[int]) -> ValidationBatch:
+        ids, lab = sources[idx], labels[idx]
+        prompt = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        return ValidationBatch(forward={**prompt, "labels": lab}, labels=lab, generate=prompt)
+
+    def decode(generated: torch.Tensor) -> list[str]:
+        return [" ".join(map(str, row.tolist())) for row in generated]
+
+    accelerator = Accelerator(cpu=True)
+    args = TrainArguments(num_beams=1, max_new_tokens=2)
+    loss, texts = validation_loop(accelerator, model, [[4, 1], [0, 3, 2]], 5, make_batch, decode, args)
+    assert model.training  # the loop restores the mode it found
+    with torch.no_grad():
+        model.eval()
+        expected = decode(
+            model.generate(**make_batch(list(range(5))).generate, num_beams=1, max_new_tokens=2)
+        )
+        full = (
+            token_loss_sum(model(**make_batch(list(range(5))).forward).logits, labels, 0.0) / labels.numel()
+        )
+    assert texts == expected
+    assert loss == pytest.approx(float(full), rel=1e-5)
+    with pytest.raises(RuntimeError, match="lost or duplicated images: 3 results for 2 images"):
+        validation_loop(accelerator, model, [[0, 1], [1]], 2, make_batch, decode, args, what="images")
