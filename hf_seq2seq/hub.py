@@ -23,6 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.dynamic_module_utils import custom_object_save
 
 from .families import FAMILIES
+from .files import write_atomic
 from .models.pipeline_text2text import TASK, Text2TextPipeline
 
 NOT_RECORDED = "not recorded"
@@ -627,7 +628,7 @@ def write_model_card(
     if readme.is_file():  # keep what other commands added (the analysis section), as they placed it
         for kept in MARKED_SECTION.finditer(readme.read_text(encoding="utf-8")):
             text = with_marked_section(text, kept.group(0), kept.group("name"))
-    _write_atomically(readme, text)
+    write_atomic(readme, text)
     return readme
 
 
@@ -664,7 +665,7 @@ def update_card_evaluation(folder, split: str, scores: Mapping, num_beams=None, 
     )
     data.model_name = data.model_name or Path(folder).resolve().name
     card.text = _with_evaluation_row(card.text, evaluation, old)
-    _write_atomically(readme, str(card))
+    write_atomic(readme, str(card))
     return readme
 
 
@@ -714,16 +715,6 @@ def _with_evaluation_row(text: str, evaluation: Mapping, old_results: list[EvalR
         head, rest = text.split(anchor, 1)
         return head.rstrip("\n") + "\n\n" + section + anchor + rest
     return text.rstrip("\n") + "\n\n" + section
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file in the same folder and a rename: readers see the old or the new."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- push
