@@ -463,8 +463,7 @@ def _span(bucket: dict) -> str:
 
 def update_card(result: dict, caption: str) -> Path:
     """Put the model's own length figure and bucket table into its folder's card (a marked README section)."""
-    from .files import write_atomic
-    from .hub import with_marked_section
+    from .hub import with_marked_section, write_atomic
     from .plotting import plot_length_curves
 
     folder = Path(result["path"])

@@ -11,19 +11,21 @@ A folder written by `save_model_folder` loads anywhere transformers is installed
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import re
 import shutil
-from collections.abc import Mapping
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.dynamic_module_utils import custom_object_save
 
 from .families import FAMILIES
-from .files import write_atomic
 from .models.pipeline_text2text import TASK, Text2TextPipeline
 
 NOT_RECORDED = "not recorded"
@@ -715,6 +717,48 @@ def _with_evaluation_row(text: str, evaluation: Mapping, old_results: list[EvalR
         head, rest = text.split(anchor, 1)
         return head.rstrip("\n") + "\n\n" + section + anchor + rest
     return text.rstrip("\n") + "\n\n" + section
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+# The package's one atomic writer: everything written for the user (translations, scores, reports, model cards,
+# figures) goes to a temporary file beside the target, renamed over it when complete, so an error or Ctrl-C leaves
+# the old file (or none), never half of a new one; the file gets the mode a plain open(path, "w") would give (an
+# existing file's own, else 0o666 less the umask), not mkstemp's 0o600.
+
+
+def _mode_of_plain_open(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: an existing file keeps its own, a new one gets
+    ``0o666`` less the process umask."""
+    with contextlib.suppress(FileNotFoundError):
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (``str`` as UTF-8) to ``path`` through a temporary file beside it and a rename: a failure or
+    an interrupt leaves the old file (or none), never a partial one. Creates the parent folder."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so writers that look at it pick the same format: matplotlib)
+    that is renamed to ``path`` when the block succeeds and removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _mode_of_plain_open(path))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- push

@@ -19,6 +19,7 @@ tokenizer (``hf_seq2seq.data.tokenize_parallel(..., target_tokenizer=...)`` does
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,7 +28,6 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .families import TEXT_MODEL_TYPES
-from .files import iter_text_lines  # the package's one line reader (its rules: hf_seq2seq.files)
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -41,6 +41,8 @@ __all__ = [
     "save_tokenizers",
     "load_tokenizers",
     "iter_text_lines",
+    "read_text_lines",
+    "decode_lines",
     "check_tokenizer_fits_model",
 ]
 
@@ -48,6 +50,59 @@ PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)  # ids 0, 1, 2, 3 in this order
 TOKENIZER_MODELS = ("bpe", "unigram")
 SOURCE_SUBFOLDER, TARGET_SUBFOLDER = "source_tokenizer", "target_tokenizer"
+
+
+# ------------------------------------------------------------------------------------------------ text files
+# The package's one line reader: corpora, tokenizer training texts, `translate --input`, `evaluate --source` and
+# stdin are all read under these rules:
+# - a path must exist and not be a folder; a named pipe (<(zcat test.de.gz), /dev/stdin) is a file to read;
+# - a .gz name is read as gzip;
+# - text is UTF-8: a line that is not is an error naming the file, the line and the byte, with the fix (iconv);
+# - a NUL byte is an error (a binary or UTF-16 file read as text would otherwise be trained on as garbage);
+# - a byte-order mark at the start of the first line is dropped (left in, it changes the first sentence's tokens);
+# - the line ending (\n or \r\n) is removed and nothing else: spaces and empty lines are kept, since line N of an
+#   output answers line N of the input.
+
+
+def decode_lines(raw_lines: Iterable[bytes], where: str) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` (1-based) of raw byte lines under the line reader's rules (above); ``where`` names the source in
+    errors (a file name, ``<stdin>``)."""
+    for lineno, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{where}, line {lineno}: text is not valid UTF-8 ({e.reason} at byte {e.start}); "
+                "convert it, e.g. iconv -f latin1 -t utf-8"
+            ) from None
+        if "\x00" in line:
+            raise ValueError(
+                f"{where}, line {lineno}: contains a NUL byte (at character {line.index(chr(0)) + 1}); "
+                "this looks like a binary or UTF-16 file, not UTF-8 text"
+            )
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        yield lineno, line.rstrip("\r\n")
+
+
+def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 text file (gzipped if ``.gz``), read lazily.
+
+    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` naming the file (and line) for a folder,
+    text that is not UTF-8 or a NUL byte.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a text file")
+    if not path.exists():  # not is_file(): a pipe such as <(zcat file.gz) or /dev/stdin is a fine input
+        raise FileNotFoundError(f"{path} does not exist")
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        yield from decode_lines(f, str(path))
+
+
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file (``.gz`` too), as :func:`iter_text_lines` reads them."""
+    return [line for _, line in iter_text_lines(path)]
 
 
 def _iter_texts(texts_or_files) -> Iterator[str]:

@@ -543,7 +543,7 @@ def test_evaluate_reads_a_pipe(folder, tmp_path):
     import os
     import threading
 
-    from hf_seq2seq.files import read_text_lines
+    from hf_seq2seq.tokenization import read_text_lines
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -619,7 +619,7 @@ def test_output_equal_to_input_is_refused_and_kept(folder, tmp_path, capsys):
 
 
 def test_outputs_are_replaced_whole_or_not_at_all(tmp_path):
-    from hf_seq2seq.files import write_atomic
+    from hf_seq2seq.hub import write_atomic
 
     out = tmp_path / "out.txt"
     out.write_text("the old translations\n", encoding="utf-8")

@@ -1,4 +1,5 @@
-"""hf_seq2seq.files: the one line reader (its rules) and the one atomic writer (whole or nothing, plain permissions)."""
+"""The package's one line reader (``tokenization.read_text_lines``: its rules) and one atomic writer
+(``hub.write_atomic`` / ``hub.atomic_path``: whole or nothing, plain permissions)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import stat
 
 import pytest
 
-from hf_seq2seq.files import atomic_path, read_text_lines, write_atomic
+from hf_seq2seq.hub import atomic_path, write_atomic
+from hf_seq2seq.tokenization import read_text_lines
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ MODELS = f"{PACKAGE}.models"
 LAYERS = {
     "dependencies": 0,  # the version check the package root runs first: stdlib and packaging only
     "families": 1,
-    "files": 1,  # the one line reader and atomic writer: standard library only
     PACKAGE: 2,  # the package root registers the Auto classes: models, pipelines, the tokenizer trainer
     "tokenization": 2,
     "data": 2,

@@ -15,7 +15,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import read_text_lines, write_atomic
 from .common import add_generation_args, fail
 
 
@@ -61,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def analyze_main(argv: Sequence[str] | None = None) -> int:
     from ..analysis import analyze_model, gold_alignments, length_buckets, model_label, source_lengths
+    from ..tokenization import read_text_lines
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -108,6 +108,7 @@ def _model_options(args) -> dict:
 
 def _write_outputs(results, sources, gold, args) -> list[Path]:
     from ..analysis import markdown_tables, update_card
+    from ..hub import write_atomic
     from ..plotting import plot_alignment_grid, plot_length_curves
 
     out = Path(args.output_dir)

@@ -1,14 +1,12 @@
 """What the commands share: the generation options, reading stdin, refusing an output that is an input, opening an
 image, and the one-line error exit. Loading a folder is the library's (:mod:`hf_seq2seq.inference`), reading and
-writing files too (:mod:`hf_seq2seq.files`)."""
+writing files too (``tokenization.read_text_lines``, ``hub.write_atomic``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-
-from ..files import decode_lines
 
 
 class CommandError(ValueError):
@@ -69,7 +67,9 @@ def translate_options(args) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- input
 def read_stdin() -> list[str]:
-    """The lines of stdin, under the rules of :mod:`hf_seq2seq.files`."""
+    """The lines of stdin, under the rules of the package's line reader (:mod:`hf_seq2seq.tokenization`)."""
+    from ..tokenization import decode_lines
+
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:  # a text stream that was put in place of stdin (tests, notebooks)
         return [

@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import read_text_lines, write_atomic
 from .common import add_generation_args, check_outputs, fail, translate_options
 
 
@@ -37,8 +36,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     )
     add_generation_args(parser)
     args = parser.parse_args(argv)
+    from ..hub import write_atomic
     from ..inference import load_engine
     from ..metrics import corpus_scores
+    from ..tokenization import read_text_lines
 
     try:
         check_outputs(

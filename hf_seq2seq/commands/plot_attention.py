@@ -6,7 +6,6 @@ import argparse
 from collections.abc import Sequence
 
 from ..families import CAPTIONING_MODEL_TYPE, FAMILIES
-from ..files import atomic_path
 from .common import add_trust_arg, check_outputs, fail, generate_kwargs, open_image, positive_int
 
 
@@ -49,6 +48,7 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.image is not None:
         return _plot_image_attention(parser.prog, args)
+    from ..hub import atomic_path
     from ..inference import folder_model_type, load_model
     from ..plotting import attention_matrix, plot_attention
 
@@ -78,6 +78,7 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _plot_image_attention(prog: str, args) -> int:
+    from ..hub import atomic_path
     from ..inference import load_captioner
     from ..plotting import caption_attention, plot_attention_over_image
 

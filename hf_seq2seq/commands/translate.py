@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..files import read_text_lines, write_atomic
 from .common import add_generation_args, check_outputs, fail, positive_int, read_stdin, translate_options
 
 ENGINES = (
@@ -65,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 def translate_main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..hub import write_atomic
     from ..inference import load_engine
+    from ..tokenization import read_text_lines
 
     try:
         check_outputs({"--output": args.output}, {"--input": args.input})
