@@ -43,6 +43,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("hf_seq2seq.commands.push", "push_main", "upload a saved model folder to the Hub"),
     "analyze": ("hf_seq2seq.commands.analyze", "analyze_main", "BLEU by source length, attention alignment"),
     "export": ("hf_seq2seq.commands.export", "export_main", "export a saved model to CTranslate2 or ONNX"),
+    "serve": (
+        "hf_seq2seq.commands.serve",
+        "serve_main",
+        "serve models over HTTP (LibreTranslate API, /v1, a page)",
+    ),
     "average-checkpoints": (
         "hf_seq2seq.commands.average_checkpoints",
         "average_checkpoints_main",

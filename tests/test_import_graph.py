@@ -35,6 +35,7 @@ LAYERS = {
     "training": 4,
     "export": 4,  # the exporters and the export folder format
     "inference": 4,  # loading a folder or an export, the engines, the translate loop (reads export folders)
+    "serving": 5,  # hf-seq2seq serve's app, batcher and schemas: over inference; only commands/serve.py imports it
     "analysis": 5,
     "commands": 5,
     "averaging": 5,
