@@ -1,8 +1,6 @@
-"""Unit tests of the attention scores and the masked softmax (hf_seq2seq/attention.py)."""
+"""Unit tests of the attention scores and the masked softmax (hf_seq2seq/models/attention.py)."""
 
 from __future__ import annotations
-
-from functools import partial
 
 import pytest
 import torch
@@ -116,54 +114,3 @@ def test_invalid_score_configuration():
     with pytest.raises(ValueError, match=r"\(B, Hq\) or \(B, T, Hq\)"):
         score = build_score("dot", H, H, H)
         score(torch.randn(H), torch.randn(B, S, H), torch.randn(B, S, H))
-
-
-def test_cpu_inference_kernels_compute_the_same_function(inputs):
-    """fast_linear / fast_tanh / the additive score's sigmoid form (taken under no_grad on CPU) equal the plain
-    ops they replace (taken when autograd records), up to rounding; and they record no graph."""
-    from hf_seq2seq.models.attention import cpu_inference, fast_linear, fast_tanh
-
-    queries, keys, _ = inputs
-    x, w, b = torch.randn(5, 3, 6), torch.randn(4, 6), torch.randn(4)  # 15 rows: oneDNN, tanh fused
-    with torch.no_grad():
-        assert cpu_inference(x) and not cpu_inference(x.double())
-        torch.testing.assert_close(fast_linear(x, w, b), nn_linear(x, w, b))
-        torch.testing.assert_close(fast_linear(x, w, None, "tanh"), torch.tanh(nn_linear(x, w)))
-        big = torch.randn(8192) * 10  # above the size where the sigmoid form starts
-        torch.testing.assert_close(fast_tanh(big), torch.tanh(big), atol=1e-6, rtol=0)
-    assert not cpu_inference(x)  # autograd on: the plain ops
-    for name in ("bahdanau", "concat"):
-        torch.manual_seed(0)
-        score = build_score(name, H, H, 7)
-        pre = score.precompute_keys(keys)
-        recorded = score(queries, keys, pre)
-        with torch.no_grad():
-            torch.testing.assert_close(score(queries, keys, pre), recorded, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(score(queries[:, 1], keys, pre), recorded[:, 1], atol=1e-5, rtol=1e-5)
-
-
-def nn_linear(x, w, b=None):
-    return torch.nn.functional.linear(x, w, b)
-
-
-@pytest.mark.parametrize("rows", [1, 5])
-def test_fast_linear_relaid_weights_follow_updates(rows):
-    """Weights above the re-layout size are laid out once for the kernel (W^T for one row, oneDNN's packing for
-    more) and kept: an in-place update, a new ``.data`` and another weight of the same shape must all be seen."""
-    from hf_seq2seq.models.attention import _RELAY_MIN_WEIGHT, fast_linear
-
-    layer = torch.nn.Linear(400, _RELAY_MIN_WEIGHT // 400 + 8)
-    x = torch.randn(rows, 400)
-    close = partial(
-        torch.testing.assert_close, atol=1e-4, rtol=1e-4
-    )  # rounding; a stale layout is off by O(1)
-    with torch.no_grad():
-        for _ in range(2):  # the second call reads the kept layout
-            close(fast_linear(x, layer.weight, layer.bias), layer(x))
-        close(fast_linear(x[None], layer.weight, None, "tanh"), torch.tanh(x @ layer.weight.T)[None])
-        layer.weight.mul_(-2.0)  # in place: the version counter moves
-        close(fast_linear(x, layer.weight, layer.bias), layer(x))
-        layer.weight.data = torch.randn_like(layer.weight)  # new storage
-        close(fast_linear(x, layer.weight, layer.bias), layer(x))
-        other = torch.randn_like(layer.weight)
-        close(fast_linear(x, other), x @ other.T)

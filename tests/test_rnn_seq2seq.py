@@ -171,9 +171,13 @@ def test_fast_path_equals_step_loop(kw):
 
 @pytest.mark.parametrize("kw", GRID, ids=_id)
 def test_inference_step_equals_recorded_step(kw):
-    """Without autograd on CPU (every generate() step) the decoder step runs its own cell and oneDNN matmuls
-    (_cell_step, attention.fast_linear); with autograd it runs nn.GRU / nn.LSTM and nn.Linear. Same function."""
-    model = make_model(**{"decoder_layers": 2, **kw})  # two layers at least: the stacked cell
+    """With the package's CPU kernels applied (hf_seq2seq.inference.cpu_kernels), a step without autograd (every
+    generate() step) runs the written-out cell and oneDNN matmuls; with autograd, nn.GRU / nn.LSTM and nn.Linear.
+    Same function, for every decoder of the grid."""
+    from hf_seq2seq.inference.cpu_kernels import optimize_for_cpu_inference
+
+    # two layers at least: the stacked cell
+    model = optimize_for_cpu_inference(make_model(**{"decoder_layers": 2, **kw}))
     ids, mask = make_batch()
     enc = model.get_encoder()(ids, mask)
     recorded_cache = fast_cache = None

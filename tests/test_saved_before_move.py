@@ -102,6 +102,7 @@ def test_old_and_resaved_folders_load_without_the_package(tmp_path, monkeypatch)
         assert sorted(p.name for p in new.iterdir()) == sorted(p.name for p in old.iterdir()), name
         for key in ("auto_map", "custom_pipelines", "model_type"):
             assert config_of(new).get(key) == config_of(old).get(key), (name, key)
+        assert "mkldnn" not in "".join(p.read_text(encoding="utf-8") for p in new.glob("*.py"))  # plain torch
     package_pipeline = {}
     for name in TEXT_NAMES:
         folder = FIXTURES / name

@@ -14,8 +14,7 @@ Dimension legend: B batch, T target steps, S source length, Hq query (decoder st
 size, A attention size. Masks: ``mask`` is ``(B, S)``, nonzero/True on real tokens; padding is filled with
 ``torch.finfo(dtype).min`` before the softmax, so its weight is exactly 0.
 
-This file ships to the Hub as custom code (a flat sibling of the modeling files): it imports only torch and its
-sibling ``modeling_seq2seq_utils.py`` (the CPU inference kernels, re-exported here).
+This file ships to the Hub as custom code (a flat sibling of the modeling files): it imports only torch.
 """
 
 from __future__ import annotations
@@ -23,15 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The CPU inference kernels live with what both families share: the Transformer folder ships that file, not this
-# one. Re-exported here under their old names (tests read _RELAY_MIN_WEIGHT from this module).
-from .modeling_seq2seq_utils import _RELAY_MIN_WEIGHT, cpu_inference, fast_linear, fast_tanh, linear_module  # noqa: F401
-
 __all__ = [
-    "cpu_inference",
-    "fast_linear",
-    "fast_tanh",
-    "linear_module",
     "AdditiveScore",
     "DotScore",
     "GeneralScore",
@@ -67,19 +58,14 @@ class AdditiveScore(nn.Module):
 
     def precompute_keys(self, keys: torch.Tensor) -> torch.Tensor:
         """(B, S, Hk) -> U_a h_j (B, S, A)."""
-        return linear_module(self.key_proj, keys)
+        return self.key_proj(keys)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, precomputed: torch.Tensor) -> torch.Tensor:
         q, squeeze = _as_steps(query)
         # (B, T, 1, A) + (B, 1, S, A) -> tanh -> v_a -> (B, T, S). The sum is a fresh tensor, so tanh overwrites it
         # (the add's backward needs no output): one (B, T, S, A) tensor instead of two, the largest of a step.
-        summed = linear_module(self.query_proj, q).unsqueeze(2) + precomputed.unsqueeze(1)
-        if cpu_inference(summed):
-            # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) (see fast_tanh): two passes over (B, T, S, A), not four
-            hidden = torch.sigmoid_(summed.mul_(2))
-            scores = self.energy(hidden).squeeze(-1).mul_(2).sub_(self.energy.weight.sum())
-        else:
-            scores = self.energy(torch.tanh_(summed)).squeeze(-1)
+        summed = self.query_proj(q).unsqueeze(2) + precomputed.unsqueeze(1)
+        scores = self.energy(torch.tanh_(summed)).squeeze(-1)
         return scores.squeeze(1) if squeeze else scores
 
 
@@ -125,7 +111,7 @@ class GeneralScore(_DotProductScore):
         self.key_proj = nn.Linear(key_size, query_size, bias=False)  # W_a
 
     def precompute_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        return linear_module(self.key_proj, keys)
+        return self.key_proj(keys)
 
 
 ATTENTION_SCORES: dict[str, type[nn.Module]] = {

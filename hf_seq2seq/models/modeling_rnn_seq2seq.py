@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, LinearAttentionLayer
@@ -41,7 +41,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .attention import attend, build_score, cpu_inference, fast_linear, fast_tanh, linear_module
+from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right
 
@@ -102,32 +102,6 @@ def _single_layer_view(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
             device="meta",
         )
     return views[input_size]
-
-
-# On CPU, nn.LSTM runs through oneDNN, which re-packs the weights on every call. For one step of a small batch (every
-# generate() step at batch 1, greedy or beam) the re-packing costs several times the step itself: a 2-layer
-# 512-unit LSTM step took 5.0 ms through oneDNN and 1.2 ms through ATen's own kernels at batch 1 (process CPU time,
-# 1 thread); they break even at about 48 rows, and oneDNN is faster above. nn.GRU never uses oneDNN. Inference steps
-# (no autograd) take _RNNDecoderBase._cell_step instead; this covers one-step calls that record gradients.
-_ONEDNN_LSTM_MIN_ROWS = 48
-
-
-def _onednn_repack_dominates(inputs: torch.Tensor) -> bool:
-    """One eager CPU step (B, 1, in) of fewer than ``_ONEDNN_LSTM_MIN_ROWS`` rows. Never while compiling or
-    exporting: a graph must not branch on its (dynamic) batch size, and it has no per-call re-packing to avoid."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    return inputs.device.type == "cpu" and inputs.shape[1] == 1 and inputs.shape[0] < _ONEDNN_LSTM_MIN_ROWS
-
-
-def _without_onednn(rnn: nn.RNNBase, inputs: torch.Tensor | PackedSequence, hx: Any) -> Any:
-    """``rnn(inputs, hx)`` with oneDNN off (ATen's LSTM kernels; same function, last-bit rounding may differ).
-    The switch is process-wide, so it is restored at once; only the enabled flag is touched."""
-    previous = torch.backends.mkldnn.set_flags(False, None, None, None)[0]
-    try:
-        return rnn(inputs, hx)
-    finally:
-        torch.backends.mkldnn.set_flags(previous, None, None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -403,13 +377,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         src_len = embedded.shape[1]
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         if not per_layer:
-            if isinstance(self.rnn, nn.LSTM) and embedded.shape[0] == 1 and cpu_inference(embedded):
-                # One source (every batch-1 translation): oneDNN's LSTM re-packs its weights per call, 8.5 ms for
-                # the 2-layer 512-unit Multi30k encoder against 3.9 ms through ATen's kernels (from 2 sources on
-                # the two are even). Not while tracing: the export keeps the plain call.
-                packed_out, final = _without_onednn(self.rnn, packed, None)
-            else:
-                packed_out, final = self.rnn(packed)
+            packed_out, final = self.rnn(packed)
             states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src_len)
             return (states, *(final if isinstance(final, tuple) else (final, None)), None)
         finals_h, finals_c, layer_states = [], [], []
@@ -521,44 +489,10 @@ class _RNNDecoderBase(nn.Module):
 
     def _rnn(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """inputs (B, T, in) -> outputs of the top layer (B, T, H) and the new (hidden, cell)."""
-        if inputs.shape[1] == 1 and not self.training and cpu_inference(inputs):
-            out, state = self._cell_step(inputs[:, 0], state)
-            return out.unsqueeze(1), state
         hx = (state.hidden, state.cell) if state.cell is not None else state.hidden
-        if state.cell is not None and _onednn_repack_dominates(inputs):
-            outputs, new = _without_onednn(self.rnn, inputs, hx)
-        else:
-            outputs, new = self.rnn(inputs, hx)
+        outputs, new = self.rnn(inputs, hx)
         hidden, cell = new if isinstance(new, tuple) else (new, None)
         return outputs, DecoderState(hidden, cell, state.feed)
-
-    def _cell_step(self, x: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        """One step of ``self.rnn`` for CPU inference (every ``generate()`` step): x (B, in) -> the top layer's
-        output (B, H) and the new state. The same weights and cell equations as ATen's ``gru_cell`` /
-        ``lstm_cell`` (``nn.GRU`` / ``nn.LSTM`` with one time step, eval mode), written out so that the matmuls
-        go through :func:`fast_linear` and the tanh through :func:`fast_tanh` (2.2x and 5x faster there); the
-        LSTM also skips oneDNN's per-call weight re-packing of ``nn.LSTM`` on CPU."""
-        rnn = self.rnn
-        hidden, cells = [], []
-        for layer in range(rnn.num_layers):
-            w_ih, w_hh, b_ih, b_hh = (
-                getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            )
-            h = state.hidden[layer]
-            if state.cell is not None:  # gates i, f, g, o
-                gates = fast_linear(x, w_ih, b_ih).add_(fast_linear(h, w_hh, b_hh))
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f).mul_(state.cell[layer]).add_(torch.sigmoid(i).mul_(fast_tanh(g)))
-                x = torch.sigmoid(o).mul_(fast_tanh(c))
-                cells.append(c)
-            else:  # gates r, z, n: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h
-                i_r, i_z, i_n = fast_linear(x, w_ih, b_ih).chunk(3, dim=1)
-                h_r, h_z, h_n = fast_linear(h, w_hh, b_hh).chunk(3, dim=1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                n = fast_tanh(h_n.mul_(r).add_(i_n))
-                x = (h - n).mul_(z).add_(n)
-            hidden.append(x)
-        return x, DecoderState(torch.stack(hidden), torch.stack(cells) if cells else None, state.feed)
 
     def step(self, input_emb, state: DecoderState, memory: Memory, mask):
         raise NotImplementedError
@@ -658,6 +592,7 @@ class ChoDecoder(_RNNDecoderBase):
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config, config.embedding_size + config.hidden_size)
         self.readout = nn.Linear(2 * config.hidden_size + config.embedding_size, config.hidden_size)
+        self.readout_activation = nn.Tanh()
 
     def memory(self, encoder_outputs: RNNSeq2SeqEncoderOutput, keys: torch.Tensor | None = None) -> Memory:
         states = encoder_outputs.last_hidden_state
@@ -666,7 +601,7 @@ class ChoDecoder(_RNNDecoderBase):
     def step(self, input_emb, state, memory, mask):
         context = memory.context  # (B, H)
         out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
-        output = linear_module(self.readout, torch.cat([out[:, 0], context, input_emb], dim=-1), "tanh")
+        output = self.readout_activation(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
         return output, state, None
 
     def _teacher_forced(self, embedded, state, memory, mask, fast, per_layer):
@@ -674,7 +609,7 @@ class ChoDecoder(_RNNDecoderBase):
             return self._loop(embedded, state, memory, mask, per_layer)
         context = memory.context.unsqueeze(1).expand(-1, embedded.shape[1], -1)  # (B, T, H)
         outs, state = self._rnn(torch.cat([embedded, context], dim=-1), state)
-        outputs = torch.tanh(self.readout(torch.cat([outs, context, embedded], dim=-1)))
+        outputs = self.readout_activation(self.readout(torch.cat([outs, context, embedded], dim=-1)))
         return DecoderOutput(outputs, state, None, None)
 
 
@@ -695,12 +630,13 @@ class BahdanauDecoder(_RNNDecoderBase):
         size = config.hidden_size
         self.score = build_score("bahdanau", size, size, size)
         self.readout = nn.Linear(2 * size + config.embedding_size, size)
+        self.readout_activation = nn.Tanh()
 
     def step(self, input_emb, state, memory, mask):
         scores = self.score(state.hidden[-1], memory.values, memory.keys)  # query s_{t-1}: (B, S)
         context, attn = attend(scores, memory.values, mask)  # (B, H), (B, S)
         out, state = self._rnn(torch.cat([input_emb, context], dim=-1).unsqueeze(1), state)
-        output = linear_module(self.readout, torch.cat([out[:, 0], context, input_emb], dim=-1), "tanh")
+        output = self.readout_activation(self.readout(torch.cat([out[:, 0], context, input_emb], dim=-1)))
         return output, state, attn
 
 
@@ -722,6 +658,7 @@ class LuongDecoder(_RNNDecoderBase):
         size = config.hidden_size
         self.score = build_score(config.attention, size, size, size)
         self.combine = nn.Linear(2 * size, size, bias=False)  # W_c, eq. (5)
+        self.combine_activation = nn.Tanh()
 
     def initial_state(self, encoder_outputs):
         state = super().initial_state(encoder_outputs)
@@ -732,7 +669,7 @@ class LuongDecoder(_RNNDecoderBase):
 
     def _attend(self, h, memory, mask):
         context, attn = attend(self.score(h, memory.values, memory.keys), memory.values, mask)
-        return linear_module(self.combine, torch.cat([context, h], dim=-1), "tanh"), attn
+        return self.combine_activation(self.combine(torch.cat([context, h], dim=-1))), attn
 
     def step(self, input_emb, state, memory, mask):
         x = torch.cat([input_emb, state.feed], dim=-1) if state.feed is not None else input_emb
@@ -954,8 +891,8 @@ class RNNDecoderLMMixin:
         )
         hidden = self.dropout(out.outputs)
         if self.output_projection is not None:
-            hidden = linear_module(self.output_projection, hidden)
-        logits = linear_module(self.lm_head, hidden)  # (B, T, V)
+            hidden = self.output_projection(hidden)
+        logits = self.lm_head(hidden)  # (B, T, V)
 
         loss = None if labels is None else self._loss(logits, labels, out.attentions)
         attn = out.attentions

@@ -28,10 +28,9 @@ Deviations from the paper, stated once:
 
 Decoding speed (same equations, same tokens): the cross-attention K/V are computed once per source sentence; at one
 query per row the ``sdpa`` model calls ``F.scaled_dot_product_attention`` directly (on CPU with large B·H, the eager
-matmul form, faster there than torch's CPU flash kernel). In fp32 CPU inference (``generate()``) the projections,
-the FFN and the LM head go through ``linear_module`` (oneDNN's matmul and pre-laid-out weights instead of MKL's sgemm,
-which takes a slow path on AMD CPUs: generate() 1.4x faster at beam 5 batch 32, see docs/benchmarks.md); with
-autograd, tracing or compilation they stay plain ``nn.Linear`` calls.
+matmul form, faster there than torch's CPU flash kernel). Every projection is a plain ``nn.Linear`` call; the
+package's CPU inference kernels (``hf_seq2seq.inference.cpu_kernels``, applied when the package loads a model) swap
+them for oneDNN's matmul on pre-laid-out weights without touching this file.
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
-from .modeling_seq2seq_utils import linear_module, output_options, save_with_code, shift_tokens_right
+from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -246,18 +245,18 @@ class TransformerSeq2SeqAttention(nn.Module):
         """
         batch, length, _ = hidden_states.shape
         if self.is_cross_attention:
-            (query,) = self._split_heads(linear_module(self.q_proj, hidden_states), 1)
+            (query,) = self._split_heads(self.q_proj(hidden_states), 1)
             if cache is not None and cache.is_updated.get(self.layer_idx):
                 layer = cache.cross_attention_cache.layers[self.layer_idx]
                 key, value = layer.keys, layer.values  # type: ignore[union-attr]  # an attention layer
             else:
                 # key_value_states: the encoder states (B, S, D), always given to a cross-attention
-                key, value = self._split_heads(linear_module(self.kv_proj, key_value_states), 2)  # type: ignore[arg-type]
+                key, value = self._split_heads(self.kv_proj(key_value_states), 2)
                 if cache is not None:
                     key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = self._split_heads(linear_module(self.qkv_proj, hidden_states), 3)
+            query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)
             if cache is not None:
                 key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
 
@@ -283,7 +282,7 @@ class TransformerSeq2SeqAttention(nn.Module):
                         dropout_p=self.dropout if self.training else 0.0,
                         scale=self.scaling,
                     )  # (B, H, 1, Dh)
-                    return linear_module(self.out_proj, output.transpose(1, 2).reshape(batch, 1, -1)), None
+                    return self.out_proj(output.transpose(1, 2).reshape(batch, 1, -1)), None
         output, weights = attention_interface(
             self,
             query,
@@ -293,7 +292,7 @@ class TransformerSeq2SeqAttention(nn.Module):
             dropout=self.dropout if self.training else 0.0,
             scaling=self.scaling,
         )
-        output = linear_module(self.out_proj, output.reshape(batch, length, -1))
+        output = self.out_proj(output.reshape(batch, length, -1))
         return output, weights
 
 
@@ -309,8 +308,8 @@ class TransformerSeq2SeqFeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _dropout(self.activation(linear_module(self.fc1, x)), self.activation_dropout, self.training)
-        return linear_module(self.fc2, x)
+        x = _dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
+        return self.fc2(x)
 
 
 class _ResidualBlock(GradientCheckpointingLayer):
@@ -871,7 +870,7 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
         )
-        logits = linear_module(self.lm_head, outputs.last_hidden_state)  # (B, T, D) -> (B, T, V)
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, D) -> (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
