@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..families import CAPTIONING_MODEL_TYPE
+from .cpu_kernels import optimize_for_cpu_inference
 from .engines import CTranslate2Engine, Engine, GenerateEngine, max_source_length
 
 ENGINES = ("torch", "ctranslate2", "onnxruntime")
@@ -184,19 +185,8 @@ def load_model(
     check_tokenizer_fits_model(tokenizer, model.config, model_path)
     model = model.to(device).eval()
     if cpu_kernels and model.device.type == "cpu":
-        model = _optimize_for_cpu(model)
+        model = optimize_for_cpu_inference(model)
     return model, tokenizer
-
-
-def _optimize_for_cpu(model):
-    import importlib
-
-    try:  # by name until the module lands (issue 24, item 4): the import graph test cannot resolve a missing file
-        cpu_kernels = importlib.import_module(f"{__package__}.cpu_kernels")
-    except ImportError:
-        return model
-    optimized = cpu_kernels.optimize_for_cpu_inference(model)
-    return model if optimized is None else optimized
 
 
 def load_captioner(
