@@ -133,10 +133,9 @@ def _fake_distribution(folder: Path, name: str, version: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(
-    ("name", "version", "range_"), [("transformers", "4.57.1", ">=5.24"), ("torch", "2.5.1", ">=2.6")]
-)
-def test_import_and_cli_refuse_an_unsupported_version_in_one_line(tmp_path, name, version, range_):
+@pytest.mark.parametrize(("name", "version"), [("transformers", "4.57.1"), ("torch", "2.5.1")])
+def test_import_and_cli_refuse_an_unsupported_version_in_one_line(tmp_path, name, version):
+    range_ = str(declared()[name].specifier)
     env = {**os.environ, "PYTHONPATH": str(_fake_distribution(tmp_path, name, version))}
     imported = subprocess.run(
         [sys.executable, "-c", "import hf_seq2seq"], env=env, capture_output=True, text=True

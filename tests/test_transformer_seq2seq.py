@@ -265,8 +265,9 @@ def test_padded_batch_equals_each_sentence_alone(norm_style, position_embedding)
         alone["attention_mask"] = torch.ones_like(alone["input_ids"])
         single = model.generate(**alone, **GEN, output_scores=True, return_dict_in_generate=True)
         assert torch.equal(single.sequences[0], batch_out.sequences[i])
+        # fp32 rounding differs with the batch's matmul shapes (1.3e-5 seen under torch 2.9); a mask bug is >1e-3
         for s_batch, s_alone in zip(batch_out.scores, single.scores):
-            torch.testing.assert_close(s_batch[i : i + 1], s_alone, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(s_batch[i : i + 1], s_alone, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
