@@ -161,6 +161,13 @@ def add_rnn_args(parser) -> None:
     )
     group.add_argument("--overhead", action="store_true", help="per-step cost of generate() itself")
     group.add_argument("--profile", action="store_true", help="top operators of one generate() call")
+    group.add_argument(
+        "--after_cpu_kernels",
+        choices=["on", "off"],
+        default="on",
+        help="apply hf_seq2seq.inference.cpu_kernels.optimize_for_cpu_inference to the 'after' model, as the "
+        "package's loader does on CPU (default on; the 'before' model runs its checkout's code as it is)",
+    )
 
 
 def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Path):
@@ -208,8 +215,17 @@ def _rnn_models(name: str, spec: str, args, before_code, after_code, workdir: Pa
         lines = read_lines(MULTI30K / f"test_2016_flickr.{args.src_lang}.gz", args.sentences)
         sources = tokenizer(lines)["input_ids"]
     before = getattr(mod_b, model_class).from_pretrained(folder).eval()
-    after = getattr(mod_a, model_class).from_pretrained(folder).eval()
+    after = _as_loaded(getattr(mod_a, model_class).from_pretrained(folder).eval(), args)
     return before, after, sources, spec == "random"
+
+
+def _as_loaded(model, args):
+    """The 'after' model as the package's inference loader hands it out: with the CPU kernels (issue 24)."""
+    if args.after_cpu_kernels == "on":
+        from hf_seq2seq.inference.cpu_kernels import optimize_for_cpu_inference
+
+        return optimize_for_cpu_inference(model)
+    return model
 
 
 def _batches(sources: list[list[int]], size: int) -> list[dict]:
@@ -323,6 +339,7 @@ def _overhead(name: str, before, after, before_code, after_code, args) -> dict:
         torch.manual_seed(0)
         config = conf.RNNSeq2SeqConfig(**preset, embedding_size=8, hidden_size=8, vocab_size=16)
         tiny[side] = mod.RNNSeq2SeqForConditionalGeneration(config).eval()
+    tiny["after"] = _as_loaded(tiny["after"], args)
     steps, reps = 32, 5
     row = {}
     for _ in range(2):  # alternate twice; keep the second (warm) round
@@ -540,6 +557,7 @@ def before_after_main(args, argv: list[str] | None) -> int:
         "threads": torch.get_num_threads(),
         "before": str(args.before),
         "malloc": malloc,
+        "after_cpu_kernels": args.after_cpu_kernels,
         "fixed_length": args.fixed_length,
         "command": command.strip(),
     }
@@ -570,7 +588,9 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
         f"cell); random presets decode {args.sentences} random sources of {args.src_len // 2}-{args.src_len} "
         f"tokens, exactly {args.new_tokens} new tokens each ({_FIXED_LENGTH[meta['fixed_length']]}). Median of "
         f"{args.repeats} passes. Speedup = before time / after time, in wall time and in process CPU time (all "
-        f"threads; less sensitive to other jobs). Memory allocator: {meta['malloc']}.",
+        f"threads; less sensitive to other jobs). Memory allocator: {meta['malloc']}. The 'after' model "
+        f"{'has' if meta.get('after_cpu_kernels', 'off') == 'on' else 'does not have'} the package's CPU kernels "
+        "applied (`optimize_for_cpu_inference`, what the inference loader does on CPU).",
         "",
         "| model | mode | batch | before sent/s | after sent/s | after tok/s | speedup (wall) | speedup (CPU) "
         "| same tokens |",
