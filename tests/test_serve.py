@@ -15,6 +15,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +137,23 @@ def test_attention_status_models_metrics_page(served, folders):
     status, _, page = request(served + "/")
     assert status == 200 and 'id="heatmap"' in page and "://" not in page  # no CDN: works offline
     assert request(served + "/docs")[0] == 200
+
+
+def test_curl_examples_in_the_docs_run_verbatim(served):
+    """Every `curl` line of docs/deployment.md's serving section, against this server (only the port differs)."""
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("## Serving over HTTP")[1]
+    commands = [line for line in section.splitlines() if line.startswith("curl ")]
+    assert len(commands) >= 5
+    port = served.rsplit(":", 1)[1]
+    for command in commands:
+        result = subprocess.run(
+            ["bash", "-c", command.replace("127.0.0.1:5000", f"127.0.0.1:{port}") + " -f"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, (command, result.stderr)
+        if "/metrics" not in command:
+            assert "error" not in json.loads(result.stdout), command
 
 
 def test_openapi_file_is_what_the_app_generates():
@@ -310,3 +329,18 @@ def test_serve_command_refuses_bad_options_in_one_line(tmp_path, capsys):
     assert status == 1 and "--engine 'tensorrt' is invalid; valid choices: auto, torch" in line
     status, line = run("--model", f"a={tmp_path}", "--model", f"a={tmp_path}")
     assert status == 1 and "each model needs its own name" in line
+
+
+@pytest.mark.slow
+def test_bench_server_quick_runs_and_reports_every_cell(tmp_path):
+    """benchmarks/bench_server.py --quick (tiny models, 16 sentences, N = 1 and 4): every cell answered, no error."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_server
+
+    out = tmp_path / "bench_server"
+    assert bench_server.main(["--quick", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    cells = {(r["model"], r["engine"], r["clients"]) for r in report["rows"]}
+    assert len(cells) == len(report["rows"]) == 2 * sum(len(e) for e in bench_server.ENGINES.values())
+    assert all(r["errors"] == 0 and r["sent_s"] > 0 and r["offline_sent_s"] > 0 for r in report["rows"])
+    assert "load (1 min)" in out.with_suffix(".md").read_text()

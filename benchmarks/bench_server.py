@@ -1,0 +1,338 @@
+"""Benchmark: `hf-seq2seq serve` under N concurrent clients against the same engine's offline `translate`, in one run.
+
+For each model × engine (the Transformer on torch and CTranslate2 int8, the bi-GRU on torch and onnxruntime), the
+Multi30k test2016 sources (the first ``--n``) are translated twice, taking turns so that a change in the shared
+machine's load hits both sides alike:
+
+- **offline**: :meth:`Engine.translate` in this process, batches of ``--batch_size`` (what ``hf-seq2seq translate``
+  does), and one sentence at a time (the direct engine call a request replaces);
+- **server**: a real ``hf-seq2seq serve`` process on 127.0.0.1 with the same engine and ``--threads``, and N client
+  threads (``--clients``, default 1 8 32 128) each sending one sentence per ``POST /v1/translate`` on a kept-alive
+  connection: sentences/s, latency p50/p95/p99, errors (anything but 200).
+
+Reported: the server's throughput as a share of offline (target at N = 32: >= 80%), and at N = 1 its overhead per
+request over the direct engine call (target <= 5 ms). ``--compete`` adds the N = 32 row again with a competing CPU
+job (one busy process) running. The machine's 1-minute load average is recorded before and after each row. Models:
+``--model NAME=FOLDER`` (trained folders, ``FAMILY`` = transformer / bigru as NAME), or, by default, a small
+Transformer and bi-GRU trained here for ``--train_steps`` steps on Multi30k (under-trained: real sentence lengths,
+not real quality). ``--quick`` runs a seconds-long version (tiny models, few sentences) for the tests.
+
+    python benchmarks/bench_server.py --n 200 --clients 1 8 32 128 --compete
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from harness import (
+    MULTI30K,
+    ROOT,
+    bench_parser,
+    env_line,
+    environment,
+    load_average,
+    markdown_table,
+    read_lines,
+)
+from harness import write_report as _write_report
+
+ENGINES = {
+    "transformer": [("torch", None), ("ctranslate2", "int8")],
+    "bigru": [("torch", None), ("onnxruntime", None)],
+}
+
+
+def parse_args(argv):
+    parser = bench_parser(__doc__, "bench_server", threads=1, threads_help="intra-op threads of each engine")
+    parser.add_argument("--model", action="append", default=[], help="transformer=FOLDER or bigru=FOLDER")
+    parser.add_argument("--n", type=int, default=200, help="test2016 sentences")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--batch_size", type=int, default=32, help="offline translate's batch size")
+    parser.add_argument("--num_beams", type=int, default=1, help="beam size on both sides (default: greedy)")
+    parser.add_argument("--max_wait_ms", type=float, default=5.0, help="the server's --max_wait_ms")
+    parser.add_argument("--train_steps", type=int, default=300, help="steps of the models trained here")
+    parser.add_argument("--compete", action="store_true", help="repeat N = 32 with a competing CPU job")
+    parser.add_argument("--quick", action="store_true", help="tiny models, 16 sentences, N = 1 and 4 (tests)")
+    parser.add_argument("--workdir", default=None, help="where models and exports go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.clients, args.train_steps = min(args.n, 16), [1, 4], 10
+    return args
+
+
+# ------------------------------------------------------------------------------------------------- models
+def train_models(workdir: Path, steps: int, quick: bool) -> dict[str, Path]:
+    """A Transformer and a bi-GRU (Bahdanau) trained ``steps`` steps on Multi30k de→en (batch 64, Adam 1e-3)."""
+    import torch
+
+    from hf_seq2seq import (
+        RNNSeq2SeqConfig,
+        RNNSeq2SeqForConditionalGeneration,
+        TransformerSeq2SeqConfig,
+        TransformerSeq2SeqForConditionalGeneration,
+        train_tokenizer,
+    )
+    from hf_seq2seq.hub import save_model_folder
+
+    n_train = 2000 if quick else 29000
+    src = read_lines(MULTI30K / "train.de.gz", n_train)
+    tgt = read_lines(MULTI30K / "train.en.gz", n_train)
+    tokenizer = train_tokenizer(src + tgt, vocab_size=500 if quick else 4000)
+    size = 32 if quick else 128
+    models = {
+        "transformer": TransformerSeq2SeqForConditionalGeneration(
+            TransformerSeq2SeqConfig(
+                vocab_size=len(tokenizer), d_model=size, encoder_layers=2, decoder_layers=2,
+                num_attention_heads=4, ffn_dim=4 * size, dropout=0.1, max_position_embeddings=128,
+            )
+        ),
+        "bigru": RNNSeq2SeqForConditionalGeneration(
+            RNNSeq2SeqConfig(
+                vocab_size=len(tokenizer), embedding_size=size, hidden_size=size, cell="gru",
+                attention="bahdanau", bidirectional_encoder=True, dropout=0.1, max_position_embeddings=128,
+            )
+        ),
+    }  # fmt: skip
+    folders = {}
+    generator = torch.Generator().manual_seed(0)
+    for name, model in models.items():
+        torch.manual_seed(0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if not quick else 1e-2)
+        model.train()
+        for _ in range(steps):
+            index = torch.randint(len(src), (64,), generator=generator).tolist()
+            batch = tokenizer(
+                [src[i] for i in index],
+                text_target=[tgt[i] for i in index],
+                padding=True,
+                return_tensors="pt",
+            )
+            batch["labels"] = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        model.eval()
+        model.generation_config.max_new_tokens = 16 if quick else 64
+        model.generation_config.num_beams = 1
+        folders[name] = save_model_folder(model, tokenizer, workdir / name)
+        print(f"trained {name}: {steps} steps", file=sys.stderr)
+    return folders
+
+
+def engine_folders(folders: dict[str, Path], workdir: Path) -> list[tuple[str, str, str | None, Path]]:
+    """``(family, engine, compute_type, folder)`` per cell: exports made here for ctranslate2 / onnxruntime."""
+    from hf_seq2seq.export import export_ctranslate2, export_onnx
+
+    cells = []
+    for family, folder in folders.items():
+        for engine, compute in ENGINES[family]:
+            if engine == "ctranslate2":
+                folder_ = export_ctranslate2(
+                    folder, workdir / f"{family}_ct2_int8", quantization="int8", force=True
+                )
+            elif engine == "onnxruntime":
+                folder_ = export_onnx(folder, workdir / f"{family}_onnx", force=True)
+            else:
+                folder_ = folder
+            cells.append((family, engine, compute, Path(folder_)))
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def offline(engine, sentences: list[str], batch_size: int, num_beams: int) -> dict:
+    start = time.perf_counter()
+    engine.translate(sentences, batch_size=batch_size, num_beams=num_beams)
+    batched = time.perf_counter() - start
+    singles = []
+    for sentence in sentences[: max(8, len(sentences) // 4)]:
+        t = time.perf_counter()
+        engine.translate([sentence], num_beams=num_beams)
+        singles.append(time.perf_counter() - t)
+    return {"sent_s": len(sentences) / batched, "single_ms": 1000 * sorted(singles)[len(singles) // 2]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
+
+
+def load_clients(port: int, model: str, sentences: list[str], clients: int, num_beams: int) -> dict:
+    """``clients`` threads, each on its own kept-alive connection, sending one sentence per request."""
+    pending = list(enumerate(sentences))
+    lock = threading.Lock()
+    latencies, errors = [], []
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if not pending:
+                    break
+                _, sentence = pending.pop()
+            body = json.dumps({"model": model, "segments": [sentence], "num_beams": num_beams})
+            t = time.perf_counter()
+            try:
+                connection.request("POST", "/v1/translate", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except OSError as err:
+                status = type(err).__name__
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            latency = time.perf_counter() - t
+            with lock:
+                latencies.append(latency)
+                if status != 200:
+                    errors.append(status)
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {
+        "sent_s": len(sentences) / wall,
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p95_ms": 1000 * percentile(latencies, 0.95),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "errors": len(errors),
+    }
+
+
+def start_server(cells, args, workdir: Path) -> tuple[subprocess.Popen, int]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    port = _free_port()
+    command = [sys.executable, "-m", "hf_seq2seq.cli", "serve", "--port", str(port), "--log_level", "warning"]
+    command += [
+        "--threads",
+        str(args.threads),
+        "--max_wait_ms",
+        str(args.max_wait_ms),
+        "--max_queue",
+        "100000",
+    ]
+    for family, engine, _, folder in cells:
+        command += ["--model", f"{family}-{engine}={folder}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    log = open(workdir / "server.log", "w")  # noqa: SIM115  (closed with the process)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {(workdir / 'server.log').read_text()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ready")
+            if connection.getresponse().status == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("the server did not become ready in 300 s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _busy() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def measure(cells, args, sentences, port) -> list[dict]:
+    from hf_seq2seq.inference import load_engine
+
+    rows = []
+    for family, engine_name, compute, folder in cells:
+        engine = load_engine(folder, engine_name, args.threads, compute, device="cpu")
+        name = f"{family}-{engine_name}"
+        load_clients(port, name, sentences[:8], 4, args.num_beams)  # warm-up
+        runs = [(n, False) for n in args.clients] + ([(32, True)] if args.compete else [])
+        for clients, compete in runs:
+            busy = _busy() if compete else None
+            try:
+                load_before = load_average()[0]
+                base = offline(engine, sentences, args.batch_size, args.num_beams)
+                served = load_clients(port, name, sentences, clients, args.num_beams)
+                again = offline(engine, sentences, args.batch_size, args.num_beams)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+            off = (base["sent_s"] + again["sent_s"]) / 2
+            single = (base["single_ms"] + again["single_ms"]) / 2
+            row = {"model": family, "engine": engine_name + (f" {compute}" if compute else ""), "clients": clients,
+                   "competing_job": compete, "offline_sent_s": off, "direct_call_ms": single, **served,
+                   "ratio": served["sent_s"] / off, "load_before": load_before, "load_after": load_average()[0]}  # fmt: skip
+            if clients == 1:
+                row["overhead_ms"] = served["p50_ms"] - single
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def markdown(report: dict) -> list[str]:
+    rows = [
+        [r["model"], r["engine"], r["clients"] if not r["competing_job"] else f"{r['clients']} + busy job",
+         f"{r['offline_sent_s']:.1f}", f"{r['sent_s']:.1f}", f"{100 * r['ratio']:.0f}%", f"{r['p50_ms']:.0f}",
+         f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}", r["errors"],
+         f"{r['overhead_ms']:+.1f}" if "overhead_ms" in r else "", f"{r['load_before']:.1f} → {r['load_after']:.1f}"]
+        for r in report["rows"]
+    ]  # fmt: skip
+    header = ["model", "engine", "clients", "offline sent/s", "server sent/s", "server/offline", "p50 ms",
+              "p95 ms", "p99 ms", "errors", "N=1 overhead ms", "load (1 min)"]  # fmt: skip
+    meta = report["meta"]
+    lines = ["# hf-seq2seq serve under load", "", env_line(meta), ""]
+    lines += [f"Models: {meta['models']}. {meta['n']} Multi30k test2016 sentences, beam {meta['num_beams']}, "
+              f"{meta['threads']} intra-op thread(s) per engine, server --max_wait_ms {meta['max_wait_ms']}, "
+              f"offline batch {meta['batch_size']}.", ""]  # fmt: skip
+    lines += markdown_table(header, rows, "lllrrrrrrrrl")
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        given = dict(spec.split("=", 1) for spec in args.model)
+        if given:
+            folders, trained = {k: Path(v) for k, v in given.items()}, "given folders"
+        else:
+            folders = train_models(workdir, args.train_steps, args.quick)
+            trained = f"a Transformer and a bi-GRU trained here for {args.train_steps} steps on Multi30k"
+        cells = engine_folders(folders, workdir)
+        sentences = [s for s in read_lines(MULTI30K / "test_2016_flickr.de.gz", args.n)]
+        meta = environment("cpu", "bench_server.py", argv, n=len(sentences), num_beams=args.num_beams,
+                           max_wait_ms=args.max_wait_ms, batch_size=args.batch_size, models=trained)  # fmt: skip
+        process, port = start_server(cells, args, workdir)
+        try:
+            rows = measure(cells, args, sentences, port)
+        finally:
+            process.terminate()
+            process.wait(60)
+    report = {"meta": {**meta, "load_average_end": load_average()}, "rows": rows}
+    _write_report(args.out, report, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
