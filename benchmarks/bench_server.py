@@ -108,7 +108,7 @@ def train_models(workdir: Path, steps: int, quick: bool) -> dict[str, Path]:
         torch.manual_seed(0)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if not quick else 1e-2)
         model.train()
-        for _ in range(steps):
+        for step in range(steps):
             index = torch.randint(len(src), (64,), generator=generator).tolist()
             batch = tokenizer(
                 [src[i] for i in index],
@@ -120,6 +120,8 @@ def train_models(workdir: Path, steps: int, quick: bool) -> dict[str, Path]:
             model(**batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+            if (step + 1) % 50 == 0:
+                print(f"{name}: step {step + 1} of {steps}", file=sys.stderr, flush=True)
         model.eval()
         model.generation_config.max_new_tokens = 16 if quick else 64
         model.generation_config.num_beams = 1

@@ -415,6 +415,8 @@ def _add_libretranslate_routes(app: FastAPI, server: Server) -> None:
                 result["alternatives"] = [t[1:] for t in texts]
         return JSONResponse(result)
 
+    # POST too: LibreTranslate answers both, and libretranslatepy before 2.1.4 POSTs
+    @app.post("/languages", include_in_schema=False)
     @app.get("/languages", response_model=list[Language], tags=["LibreTranslate"], summary="Languages served")
     async def languages():
         targets: dict[str, list[str]] = {}
