@@ -344,3 +344,32 @@ def test_bench_server_quick_runs_and_reports_every_cell(tmp_path):
     assert len(cells) == len(report["rows"]) == 2 * sum(len(e) for e in bench_server.ENGINES.values())
     assert all(r["errors"] == 0 and r["sent_s"] > 0 and r["offline_sent_s"] > 0 for r in report["rows"])
     assert "load (1 min)" in out.with_suffix(".md").read_text()
+
+
+def test_models_file_and_model_options(tmp_path, folders):
+    from hf_seq2seq.serving import parse_model_option, read_models_file
+    from hf_seq2seq.serving.models import detect_engine
+
+    spec = parse_model_option(f"de-en={folders['de-en']}")
+    assert (spec.name, spec.source, spec.target, spec.engine) == ("de-en", "de", "en", "auto")
+    assert parse_model_option(str(folders["rnn"])).name == "rnn"
+    assert detect_engine(folders["de-en"]) == "torch"
+    if "rnn-onnx" in folders:
+        assert detect_engine(folders["rnn-onnx"]) == "onnxruntime"
+    good = tmp_path / "models.yaml"
+    good.write_text(f"models:\n  - {{name: bigru, path: {folders['rnn']}, source: de, target: en}}\n")
+    (spec,) = read_models_file(good)
+    assert (spec.name, spec.source, spec.target) == ("bigru", "de", "en")
+    for text, message in [
+        ("models: []", "needs a non-empty list under 'models:'"),
+        ("models:\n  - {path: x}", "models[0] needs 'name' and 'path'"),
+        ("models:\n  - {name: a, path: x, beams: 2}", "models[0] has unknown keys ['beams']"),
+        ("models:\n  - {name: a, path: x, engine: tensorrt}", "--engine 'tensorrt' is invalid"),
+        ("models: [", "cannot read it"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            read_models_file(bad)
+    with pytest.raises(ValueError, match="give NAME=PATH"):
+        parse_model_option("=x")
