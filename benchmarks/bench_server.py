@@ -62,7 +62,18 @@ def parse_args(argv):
     parser.add_argument("--train_steps", type=int, default=300, help="steps of the models trained here")
     parser.add_argument("--compete", action="store_true", help="repeat N = 32 with a competing CPU job")
     parser.add_argument("--quick", action="store_true", help="tiny models, 16 sentences, N = 1 and 4 (tests)")
-    parser.add_argument("--workdir", default=None, help="where models and exports go (default: a temp dir)")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="where models and exports go (default: a temp dir); models found there are reused",
+    )
+    parser.add_argument(
+        "--no_load_table", action="store_true", help="skip the N-clients table (e.g. overload only)"
+    )
+    parser.add_argument("--overload", type=float, default=0, help="seconds of open-loop overload (0: none)")
+    parser.add_argument("--overload_cell", default="bigru-torch", help="FAMILY-ENGINE the overload runs on")
+    parser.add_argument("--overload_factor", type=float, default=4.0, help="offered rate / measured capacity")
+    parser.add_argument("--overload_queue", type=int, default=64, help="the overloaded server's --max_queue")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.clients, args.train_steps = min(args.n, 16), [1, 4], 10
@@ -213,8 +224,7 @@ def load_clients(port: int, model: str, sentences: list[str], clients: int, num_
     }
 
 
-def start_server(cells, args, workdir: Path) -> tuple[subprocess.Popen, int]:
-    sys.path.insert(0, str(ROOT / "tests"))
+def start_server(cells, args, workdir: Path, max_queue: int = 100000) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     command = [sys.executable, "-m", "hf_seq2seq.cli", "serve", "--port", str(port), "--log_level", "warning"]
     command += [
@@ -288,6 +298,81 @@ def measure(cells, args, sentences, port) -> list[dict]:
     return rows
 
 
+def _open_loop(port: int, name: str, sentences: list[str], rate: float, seconds: float) -> list[tuple]:
+    """Requests fired at ``rate`` per second for ``seconds`` without waiting for answers (asyncio + httpx, no
+    connection limit: a true open loop), each with a 30 s limit: ``(status, latency from its send time)``."""
+    import asyncio
+
+    import httpx
+
+    async def run() -> list[tuple]:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
+        ) as client:
+
+            async def one(sentence: str) -> tuple:
+                t = time.perf_counter()
+                try:
+                    response = await client.post(
+                        "/v1/translate", json={"model": name, "segments": [sentence]}
+                    )
+                    status = response.status_code
+                except httpx.HTTPError as err:
+                    status = type(err).__name__
+                return status, time.perf_counter() - t
+
+            tasks, start, sent = [], time.perf_counter(), 0
+            while (now := time.perf_counter() - start) < seconds:
+                for _ in range(int(now * rate) + 1 - sent):
+                    tasks.append(asyncio.create_task(one(sentences[sent % len(sentences)])))
+                    sent += 1
+                await asyncio.sleep(0.002)
+            return list(await asyncio.gather(*tasks))
+
+    return asyncio.run(run())
+
+
+def overload(cells, args, sentences, workdir: Path) -> dict:
+    """The cell's own server with ``--overload_queue``: capacity (N = 32), ``--overload_factor`` × capacity offered
+    open-loop for ``--overload`` s (every answer counted, the server's RSS sampled), then capacity again."""
+    import psutil
+
+    cell = next(c for c in cells if f"{c[0]}-{c[1]}" == args.overload_cell)
+    name = f"{cell[0]}-{cell[1]}"
+    process, port = start_server([cell], args, workdir, max_queue=args.overload_queue)
+    try:
+        server = psutil.Process(process.pid)
+        load_clients(port, name, sentences[:8], 4, args.num_beams)  # warm-up
+        before = load_clients(port, name, sentences, 32, args.num_beams)["sent_s"]
+        rss, stop = [server.memory_info().rss], threading.Event()
+
+        def sample():
+            while not stop.wait(0.25):
+                rss.append(server.memory_info().rss)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        load_before = load_average()[0]
+        results = _open_loop(port, name, sentences, args.overload_factor * before, args.overload)
+        stop.set()
+        sampler.join()
+        after = load_clients(port, name, sentences, 32, args.num_beams)["sent_s"]
+    finally:
+        process.terminate()
+        process.wait(60)
+    ok = [lat for status, lat in results if status == 200]
+    busy = [lat for status, lat in results if status == 503]
+    other = [status for status, _ in results if status not in (200, 503)]
+    return {"cell": name, "seconds": args.overload, "capacity_before": before, "capacity_after": after,
+            "offered_rate": args.overload_factor * before, "sent": len(results), "ok": len(ok), "503": len(busy),
+            "other": len(other), "other_kinds": sorted({str(o) for o in other}),
+            "ok_p99_ms": 1000 * percentile(ok, 0.99), "ok_max_ms": 1000 * max(ok, default=math.nan),
+            "503_p99_ms": 1000 * percentile(busy, 0.99), "503_max_ms": 1000 * max(busy, default=math.nan),
+            "rss_start_mb": rss[0] / 2**20, "rss_peak_mb": max(rss) / 2**20, "queue": args.overload_queue,
+            "load_before": load_before, "load_after": load_average()[0]}  # fmt: skip
+
+
 def markdown(report: dict) -> list[str]:
     rows = [
         [r["model"], r["engine"], r["clients"] if not r["competing_job"] else f"{r['clients']} + busy job",
@@ -303,8 +388,28 @@ def markdown(report: dict) -> list[str]:
     lines += [f"Models: {meta['models']}. {meta['n']} Multi30k test2016 sentences, beam {meta['num_beams']}, "
               f"{meta['threads']} intra-op thread(s) per engine, server --max_wait_ms {meta['max_wait_ms']}, "
               f"offline batch {meta['batch_size']}.", ""]  # fmt: skip
-    lines += markdown_table(header, rows, "lllrrrrrrrrl")
+    if report["rows"]:
+        lines += markdown_table(header, rows, "lllrrrrrrrrl")
+    o = report.get("overload")
+    if o:
+        lines += ["", f"Overload: {o['cell']}, {o['seconds']:.0f} s of requests offered open-loop at "
+                  f"{o['offered_rate']:.0f}/s ({args_factor(o)}× the {o['capacity_before']:.1f} sentences/s measured "
+                  f"at N = 32 just before), server --max_queue {o['queue']}.", ""]  # fmt: skip
+        lines += markdown_table(
+            ["sent", "200", "503", "other", "200 p99 / max ms", "503 p99 / max ms", "RSS start → peak MB",
+             "N = 32 sent/s before → after", "load (1 min)"],
+            [[o["sent"], o["ok"], o["503"], f"{o['other']} {o['other_kinds'] or ''}".strip(),
+              f"{o['ok_p99_ms']:.0f} / {o['ok_max_ms']:.0f}", f"{o['503_p99_ms']:.0f} / {o['503_max_ms']:.0f}",
+              f"{o['rss_start_mb']:.0f} → {o['rss_peak_mb']:.0f}",
+              f"{o['capacity_before']:.1f} → {o['capacity_after']:.1f}",
+              f"{o['load_before']:.1f} → {o['load_after']:.1f}"]],
+            "rrrrrrrrl",
+        )  # fmt: skip
     return lines
+
+
+def args_factor(o: dict) -> str:
+    return f"{o['offered_rate'] / o['capacity_before']:.0f}" if o["capacity_before"] else "?"
 
 
 def main(argv=None) -> int:
@@ -316,8 +421,12 @@ def main(argv=None) -> int:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         given = dict(spec.split("=", 1) for spec in args.model)
+        saved = {name: workdir / name for name in ENGINES if (workdir / name / "config.json").is_file()}
         if given:
             folders, trained = {k: Path(v) for k, v in given.items()}, "given folders"
+        elif args.workdir and not args.quick and len(saved) == len(ENGINES):
+            folders = saved
+            trained = f"a Transformer and a bi-GRU trained by an earlier run in {args.workdir}"
         else:
             folders = train_models(workdir, args.train_steps, args.quick)
             trained = f"a Transformer and a bi-GRU trained here for {args.train_steps} steps on Multi30k"
@@ -325,13 +434,16 @@ def main(argv=None) -> int:
         sentences = [s for s in read_lines(MULTI30K / "test_2016_flickr.de.gz", args.n)]
         meta = environment("cpu", "bench_server.py", argv, n=len(sentences), num_beams=args.num_beams,
                            max_wait_ms=args.max_wait_ms, batch_size=args.batch_size, models=trained)  # fmt: skip
-        process, port = start_server(cells, args, workdir)
-        try:
-            rows = measure(cells, args, sentences, port)
-        finally:
-            process.terminate()
-            process.wait(60)
-    report = {"meta": {**meta, "load_average_end": load_average()}, "rows": rows}
+        rows = []
+        if not args.no_load_table:
+            process, port = start_server(cells, args, workdir)
+            try:
+                rows = measure(cells, args, sentences, port)
+            finally:
+                process.terminate()
+                process.wait(60)
+        extra = {"overload": overload(cells, args, sentences, workdir)} if args.overload else {}
+    report = {"meta": {**meta, "load_average_end": load_average()}, "rows": rows, **extra}
     _write_report(args.out, report, markdown(report))
     return 0
 

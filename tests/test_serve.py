@@ -338,8 +338,10 @@ def test_bench_server_quick_runs_and_reports_every_cell(tmp_path):
     import bench_server
 
     out = tmp_path / "bench_server"
-    assert bench_server.main(["--quick", "--out", str(out)]) == 0
+    assert bench_server.main(["--quick", "--out", str(out), "--overload", "2"]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
+    overload = report["overload"]
+    assert overload["sent"] > 0 and overload["ok"] + overload["503"] + overload["other"] == overload["sent"]
     cells = {(r["model"], r["engine"], r["clients"]) for r in report["rows"]}
     assert len(cells) == len(report["rows"]) == 2 * sum(len(e) for e in bench_server.ENGINES.values())
     assert all(r["errors"] == 0 and r["sent_s"] > 0 and r["offline_sent_s"] > 0 for r in report["rows"])

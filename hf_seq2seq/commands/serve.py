@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument(
         "--workers", type=positive_int, default=1, help="engine threads per model (default: 1)"
     )
+    batching.add_argument(
+        "--max_connections",
+        type=positive_int,
+        default=None,
+        help="connections / requests in progress; beyond: uvicorn answers 503 (plain text) at once (default: no "
+        "limit; see docs/deployment.md's overload measurement before setting one)",
+    )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max_input_chars", type=positive_int, default=5000, help="characters per segment")
     limits.add_argument("--max_segments", type=positive_int, default=128, help="segments per request")
@@ -159,6 +166,13 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     # handlers that is a clean exit, status 0, rather than death by the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=60)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=60,
+        limit_concurrency=args.max_connections,
+    )
     print("stopped: the requests in flight were answered", file=sys.stderr)
     return 0
