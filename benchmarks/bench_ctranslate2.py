@@ -36,6 +36,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from bench_generate import make_inputs
 from harness import (
     Dims,
     add_generation_args,
@@ -47,10 +48,6 @@ from harness import (
     timed_generate,
     write_report,
 )
-
-# isort: split
-# after harness, which puts scripts/ on sys.path while bench_generate.py is still there (issue 24 moves it here)
-from bench_generate import make_inputs
 
 MISSING = (
     "bench_ctranslate2.py needs the optional `ctranslate2` package (a benchmark-only dependency):\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 
 import torch
+from bench_generate import build_models, make_inputs
 from harness import (
     add_generation_args,
     bench_parser,
@@ -26,10 +27,6 @@ from harness import (
     timed_generate,
     write_report,
 )
-
-# isort: split
-# after harness, which puts scripts/ on sys.path while bench_generate.py is still there (issue 24 moves it here)
-from bench_generate import build_models, make_inputs
 
 VARIANTS = ("dynamic", "static", "static+compiled")
 

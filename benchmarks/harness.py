@@ -47,10 +47,6 @@ ROOT = BENCH_DIR.parent
 OUT_DIR = ROOT / "docs" / "benchmarks"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-# scripts/bench_generate.py joins this folder at the end of issue 24; until then the benchmarks that reuse its
-# model and inputs (bench_static_cache, bench_ctranslate2) import it from scripts/
-if not (BENCH_DIR / "bench_generate.py").is_file() and str(ROOT / "scripts") not in sys.path:
-    sys.path.append(str(ROOT / "scripts"))
 
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 SPECIAL_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)

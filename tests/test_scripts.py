@@ -1,5 +1,5 @@
-"""The benchmarks (benchmarks/, and scripts/bench_generate.py until it moves there) and the results script in
-scripts/ run end to end on tiny inputs and write what their docs say; the benchmark harness writes what it promises.
+"""The benchmarks (benchmarks/) and the results script in scripts/ run end to end on tiny inputs and write what
+their docs say; the benchmark harness writes what it promises.
 
 These are not speed measurements (those live in docs/, produced on real hardware): they check that every option the
 scripts document works, so a GPU session does not discover a broken flag after its start-up cost.
@@ -81,13 +81,6 @@ def test_harness_writes_json_and_markdown_with_the_environment(tmp_path, capsys)
     assert f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}" in capsys.readouterr().out
     args = harness.bench_parser("Benchmark: x.\n\nMore.", "bench_x", threads=3).parse_args([])
     assert (args.threads, Path(args.out)) == (3, ROOT / "docs" / "benchmarks" / "bench_x")
-
-
-def test_scripts_bench_common_still_serves_bench_generate():
-    """scripts/_bench_common.py re-exports the harness for scripts/bench_generate.py (until it moves)."""
-    import _bench_common
-
-    assert _bench_common.build_twins is harness.build_twins and _bench_common.ROOT == ROOT
 
 
 def test_bench_scaling_tiny_sweeps(tmp_path):
@@ -192,7 +185,7 @@ def test_bench_generate_rnn_fixed_length_by_min_new_tokens_and_tuned_malloc(tmp_
     import subprocess
 
     out = tmp_path / "rnn"
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_generate.py"), *RNN_TINY, "--out", str(out)]
+    cmd = [sys.executable, str(BENCHMARKS / "bench_generate.py"), *RNN_TINY, "--out", str(out)]
     done = subprocess.run(
         [*cmd, "--fixed_length", "min_new_tokens", "--malloc_tuned"], capture_output=True, text=True
     )

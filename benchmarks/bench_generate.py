@@ -10,8 +10,8 @@ included) for greedy search and beam search (5 beams), at batch 32 and batch 1, 
 max_new_tokens`` so every run generates exactly the same number of tokens. Warm-up, then ``--repeats`` runs per
 cell alternating ours / Marian; the median is reported.
 
-    python scripts/bench_generate.py                       # CPU, 2 threads
-    python scripts/bench_generate.py --device cuda --dtype bfloat16 --out docs/benchmarks/bench_generate_cuda
+    python benchmarks/bench_generate.py                       # CPU, 2 threads
+    python benchmarks/bench_generate.py --device cuda --dtype bfloat16 --out docs/benchmarks/bench_generate_cuda
 
 ``--family rnn`` measures the RNN family instead, before/after a change: the same weights run under this tree's
 code and under the code of another checkout (``--before DIR``, imported beside it under another package name),
@@ -21,49 +21,46 @@ both, the ratio in wall time and in process CPU time (steadier on a shared machi
 the same tokens; ``--overhead`` adds the per-step cost of ``generate()`` itself, from a tiny model with the same
 code (arithmetic ~0), and ``--profile`` the top operators of one ``generate()`` call.
 
-    python scripts/bench_generate.py --family rnn --before ../snap --models bigru_bahdanau=random \
+    python benchmarks/bench_generate.py --family rnn --before ../snap --models bigru_bahdanau=random \
         lstm_luong=random --out docs/benchmarks/bench_generate_rnn
 
 ``--family transformer --before DIR`` runs the same before/after comparison for the Transformer family (instead of
 the Marian twin): a trained folder, or the ``transformer=random`` preset of the Marian twin's dims (``--d_model``,
 ``--layers``, ``--heads``, ``--ffn_dim``, ``--vocab_size``).
 
-    python scripts/bench_generate.py --family transformer --before ../snap --models transformer=random \
+    python benchmarks/bench_generate.py --family transformer --before ../snap --models transformer=random \
         --out docs/benchmarks/bench_generate_transformer_before_after
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
-import transformers
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_common import (  # noqa: E402
+from harness import (
     MULTI30K,
+    OUT_DIR,
+    ROOT,
     Dims,
     add_generation_args,
+    bench_parser,
     build_twins,
-    device_name,
+    environment,
     import_modeling_from,
+    load_average,
+    markdown_table,
     read_lines,
     timed_generate,
+    write_report,
 )
 
 
 def build_models(args) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(ours, Marian) with identical weights: the shared Marian twin of ``_bench_common``."""
+    """(ours, Marian) with identical weights: the shared Marian twin of ``harness``."""
     dims = Dims(
         vocab_size=args.vocab_size,
         d_model=args.d_model,
@@ -506,7 +503,8 @@ def before_after_main(args, argv: list[str] | None) -> int:
     args.before = args.before or str(ROOT)
     args.models = args.models or DEFAULT_MODELS[args.family]
     malloc = tune_malloc() if args.malloc_tuned else "glibc defaults"
-    start_device = device_name("cpu")
+    # the device line (with the load average at start) before anything runs
+    meta = environment("cpu", "bench_generate.py", argv)
     family = FAMILY_CLASSES[args.family][0]
     before_code = import_modeling_from(args.before, "_bench_before_hf_seq2seq", family)
     after_code = import_modeling_from(ROOT, "_bench_after_hf_seq2seq", family)
@@ -546,27 +544,15 @@ def before_after_main(args, argv: list[str] | None) -> int:
             report["models"][name] = entry
             if args.joeynmt and name == "bigru_bahdanau" and spec == "random":
                 report["joeynmt"], report["joeynmt_parameters"] = _joeynmt_side_by_side(before, after, args)
-    load_end = os.getloadavg()[0]
-    command = "python scripts/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report["meta"] = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "device": start_device,
-        "load_average_end": round(load_end, 2),
-        "threads": torch.get_num_threads(),
+    report["meta"] = meta | {
+        "load_average_end": round(load_average()[0], 2),
         "before": str(args.before),
         "malloc": malloc,
         "after_cpu_kernels": args.after_cpu_kernels,
         "fixed_length": args.fixed_length,
-        "command": command.strip(),
     }
     default_out = "bench_generate_rnn" if args.family == "rnn" else "bench_generate_transformer_before_after"
-    out = Path(args.out or ROOT / "docs" / "benchmarks" / default_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_rnn_markdown(report, args, load_end))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    write_report(args.out or OUT_DIR / default_out, report, render_before_after(report, args))
     return 0
 
 
@@ -576,8 +562,10 @@ _FIXED_LENGTH = {
 }
 
 
-def _rnn_markdown(report: dict, args, load_end: float) -> str:
+def render_before_after(report: dict, args) -> list[str]:
+    """The Markdown of a before/after report (``--family rnn``, or ``--family transformer --before``)."""
     meta = report["meta"]
+    load_end = meta["load_average_end"]
     lines = [
         f"# generate() of the {'RNN' if args.family == 'rnn' else 'Transformer'} family: before / after",
         "",
@@ -592,16 +580,23 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
         f"{'has' if meta.get('after_cpu_kernels', 'off') == 'on' else 'does not have'} the package's CPU kernels "
         "applied (`optimize_for_cpu_inference`, what the inference loader does on CPU).",
         "",
-        "| model | mode | batch | before sent/s | after sent/s | after tok/s | speedup (wall) | speedup (CPU) "
-        "| same tokens |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, entry in report["models"].items():
-        for r in entry["cells"]:
-            lines.append(
-                f"| {name} | {r['mode']} | {r['batch']} | {r['before_sent_s']:.1f} | {r['after_sent_s']:.1f} | "
-                f"{r['after_tok_s']:.0f} | {r['speedup_wall']:.2f} | {r['speedup_cpu']:.2f} | {r['same_tokens']} |"
-            )
+    header = ["model", "mode", "batch", "before sent/s", "after sent/s", "after tok/s", "speedup (wall)"]
+    lines += markdown_table(
+        [*header, "speedup (CPU)", "same tokens"],
+        [
+            [name, r["mode"], r["batch"], f"{r['before_sent_s']:.1f}", f"{r['after_sent_s']:.1f}"]
+            + [
+                f"{r['after_tok_s']:.0f}",
+                f"{r['speedup_wall']:.2f}",
+                f"{r['speedup_cpu']:.2f}",
+                r["same_tokens"],
+            ]
+            for name, entry in report["models"].items()
+            for r in entry["cells"]
+        ],
+        "llrrrrrrl",
+    )
     overheads = {n: e["overhead"] for n, e in report["models"].items() if "overhead" in e}
     if overheads:
         lines += [
@@ -610,16 +605,21 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
             "(embedding/hidden 8, vocabulary 16: no arithmetic to speak of) and that tiny model's cached "
             "one-token forward alone. generate()'s own work per step = tiny generate − tiny forward.",
             "",
-            "| model | full before | full after | tiny before | tiny after | tiny forward before | "
-            "tiny forward after | generate() own |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name, o in overheads.items():
-            lines.append(
-                f"| {name} | {o['full_before_ms']:.2f} | {o['full_after_ms']:.2f} | {o['tiny_before_ms']:.2f} | "
-                f"{o['tiny_after_ms']:.2f} | {o['tiny_before_forward_ms']:.2f} | {o['tiny_after_forward_ms']:.2f} | "
-                f"{o['generate_own_ms']:.2f} |"
-            )
+        keys = [
+            "full_before_ms",
+            "full_after_ms",
+            "tiny_before_ms",
+            "tiny_after_ms",
+            "tiny_before_forward_ms",
+        ]
+        keys += ["tiny_after_forward_ms", "generate_own_ms"]
+        header = ["model", "full before", "full after", "tiny before", "tiny after", "tiny forward before"]
+        lines += markdown_table(
+            [*header, "tiny forward after", "generate() own"],
+            [[name, *(f"{o[k]:.2f}" for k in keys)] for name, o in overheads.items()],
+            "lrrrrrrr",
+        )
     for name, entry in report["models"].items():
         if "profile" in entry:
             lines += [
@@ -627,11 +627,14 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
                 f"Top operators, {name}, {entry['profile']['cell']} (torch.profiler, self CPU time):",
                 "",
             ]
-            lines += ["| op | calls | self ms | share |", "|---|---:|---:|---:|"]
-            for op in entry["profile"]["ops"]:
-                lines.append(
-                    f"| `{op['op']}` | {op['calls']} | {op['self_ms']:.1f} | {100 * op['share']:.0f}% |"
-                )
+            lines += markdown_table(
+                ["op", "calls", "self ms", "share"],
+                [
+                    [f"`{op['op']}`", op["calls"], f"{op['self_ms']:.1f}", f"{100 * op['share']:.0f}%"]
+                    for op in entry["profile"]["ops"]
+                ],
+                "lrrr",
+            )
     if "joeynmt" in report:
         lines += [
             "",
@@ -642,25 +645,27 @@ def _rnn_markdown(report: dict, args, load_end: float) -> str:
             f"so it has more parameters ({report['joeynmt_parameters']:,} against "
             f"{report['models']['bigru_bahdanau']['parameters']:,}); speed ratio = JoeyNMT time / our time.",
             "",
-            "| mode | batch | sentences | JoeyNMT s | before s | after s | after × JoeyNMT | before × JoeyNMT |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in report["joeynmt"]:
-            lines.append(
-                f"| {r['mode']} | {r['batch']} | {r['sentences']} | {r['joeynmt_cpu_s']:.2f} | {r['before_cpu_s']:.2f} "
-                f"| {r['after_cpu_s']:.2f} | {r['after_over_joeynmt']:.2f} | {r['before_over_joeynmt']:.2f} |"
-            )
+        header = ["mode", "batch", "sentences", "JoeyNMT s", "before s", "after s", "after × JoeyNMT"]
+        keys = ["joeynmt_cpu_s", "before_cpu_s", "after_cpu_s", "after_over_joeynmt", "before_over_joeynmt"]
+        lines += markdown_table(
+            [*header, "before × JoeyNMT"],
+            [
+                [r["mode"], r["batch"], r["sentences"], *(f"{r[k]:.2f}" for k in keys)]
+                for r in report["joeynmt"]
+            ],
+            "lrrrrrrr",
+        )
     lines += [
         "",
         f"{meta['threads']} torch threads; 1-minute load average {load_end:.1f} at the end (start: in the device "
         f"line) on {os.cpu_count()} cores. Single-pass times are in the JSON (`passes`).",
-        "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None):
+    parser = bench_parser(__doc__, None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
@@ -676,56 +681,24 @@ def main(argv: list[str] | None = None) -> int:
     add_rnn_args(parser)
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.family == "rnn" or args.before is not None:
         return before_after_main(args, argv)
-    args.out = args.out or str(ROOT / "docs" / "benchmarks" / "bench_generate")
 
-    start_device = device_name(args.device)  # on CPU: cores, threads and the load average at start
+    # on CPU the device line has the cores, threads and the load average at start: taken before anything runs
+    meta = environment(args.device, "bench_generate.py", argv)
     ours, marian = build_models(args)
     n_params = sum(p.numel() for p in ours.parameters())
-    rows = []
-    for batch in args.batches:
-        inputs = make_inputs(batch, args)
-        for beams in args.beams:
-            for _ in range(max(1, args.warmup)):  # at least one: its output is the same-tokens check
-                out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens, args.device)
-                out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens, args.device)
-            same = out_ours.shape == out_marian.shape and bool((out_ours == out_marian).all())
-            t_ours, t_marian = [], []
-            for _ in range(args.repeats):
-                t_ours.append(timed_generate(ours, inputs, beams, args.new_tokens, args.device)[1])
-                t_marian.append(timed_generate(marian, inputs, beams, args.new_tokens, args.device)[1])
-            tokens = batch * args.new_tokens
-            row = {
-                "mode": "greedy" if beams == 1 else f"beam {beams}",
-                "batch": batch,
-                "new_tokens": args.new_tokens,
-                "ours_tok_s": tokens / statistics.median(t_ours),
-                "marian_tok_s": tokens / statistics.median(t_marian),
-                "ours_times_s": t_ours,
-                "marian_times_s": t_marian,
-                "identical_output": same,
-            }
-            row["ratio"] = row["ours_tok_s"] / row["marian_tok_s"]
-            rows.append(row)
-            print(
-                f"{row['mode']:>7} batch {batch:>3}: ours {row['ours_tok_s']:9.1f} tok/s  marian "
-                f"{row['marian_tok_s']:9.1f} tok/s  ratio {row['ratio']:.3f}  identical output: {same}",
-                flush=True,
-            )
-
-    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    command = "python scripts/bench_generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    meta = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "device": start_device,
-        "load_average_end": None if args.device.startswith("cuda") else round(load_end, 2),
+    rows = [_twin_cell(ours, marian, batch, beams, args) for batch in args.batches for beams in args.beams]
+    meta |= {
+        "load_average_end": None if args.device.startswith("cuda") else round(load_average()[0], 2),
         "dtype": str(args.dtype).replace("torch.", ""),
         "attn_implementation": args.attn,
-        "threads": torch.get_num_threads(),
         "parameters": n_params,
         "dims": {
             "vocab_size": args.vocab_size,
@@ -735,11 +708,48 @@ def main(argv: list[str] | None = None) -> int:
             "ffn_dim": args.ffn_dim,
             "src_len": args.src_len,
         },
-        "command": command.strip(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    report = {"meta": meta, "results": rows}
+    write_report(args.out or OUT_DIR / "bench_generate", report, render(report, args))
+    return 0
+
+
+def _twin_cell(ours, marian, batch: int, beams: int, args) -> dict:
+    """One (batch, beams) cell: warm-up (whose last outputs are the same-tokens check), then ``--repeats`` timed
+    ``generate()`` calls per model, ours and Marian alternating."""
+    inputs = make_inputs(batch, args)
+    for _ in range(max(1, args.warmup)):  # at least one: its output is the same-tokens check
+        out_ours, _ = timed_generate(ours, inputs, beams, args.new_tokens, args.device)
+        out_marian, _ = timed_generate(marian, inputs, beams, args.new_tokens, args.device)
+    same = out_ours.shape == out_marian.shape and bool((out_ours == out_marian).all())
+    t_ours, t_marian = [], []
+    for _ in range(args.repeats):
+        t_ours.append(timed_generate(ours, inputs, beams, args.new_tokens, args.device)[1])
+        t_marian.append(timed_generate(marian, inputs, beams, args.new_tokens, args.device)[1])
+    tokens = batch * args.new_tokens
+    row = {
+        "mode": "greedy" if beams == 1 else f"beam {beams}",
+        "batch": batch,
+        "new_tokens": args.new_tokens,
+        "ours_tok_s": tokens / statistics.median(t_ours),
+        "marian_tok_s": tokens / statistics.median(t_marian),
+        "ours_times_s": t_ours,
+        "marian_times_s": t_marian,
+        "identical_output": same,
+    }
+    row["ratio"] = row["ours_tok_s"] / row["marian_tok_s"]
+    print(
+        f"{row['mode']:>7} batch {batch:>3}: ours {row['ours_tok_s']:9.1f} tok/s  marian "
+        f"{row['marian_tok_s']:9.1f} tok/s  ratio {row['ratio']:.3f}  identical output: {same}",
+        flush=True,
+    )
+    return row
+
+
+def render(report: dict, args) -> list[str]:
+    """The Markdown of a Marian-twin report (the default mode)."""
+    meta, rows = report["meta"], report["results"]
+    n_params = meta["parameters"]
     lines = [
         "# generate() throughput: TransformerSeq2Seq vs MarianMTModel",
         "",
@@ -754,26 +764,31 @@ def main(argv: list[str] | None = None) -> int:
         f"`generate()` call (encoder included), median of {args.repeats} runs after {args.warmup} warm-up runs, "
         "ours and Marian alternating.",
         "",
-        "| mode | batch | ours tok/s | Marian tok/s | ours / Marian | same output |",
-        "|---|---:|---:|---:|---:|---|",
+        *markdown_table(
+            ["mode", "batch", "ours tok/s", "Marian tok/s", "ours / Marian", "same output"],
+            [
+                [
+                    r["mode"],
+                    r["batch"],
+                    f"{r['ours_tok_s']:.1f}",
+                    f"{r['marian_tok_s']:.1f}",
+                    f"{r['ratio']:.2f}",
+                ]
+                + ["yes" if r["identical_output"] else "no"]
+                for r in rows
+            ],
+            "lrrrrl",
+        ),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']} | {r['batch']} | {r['ours_tok_s']:.1f} | {r['marian_tok_s']:.1f} | "
-            f"{r['ratio']:.2f} | {'yes' if r['identical_output'] else 'no'} |"
-        )
     if not args.device.startswith("cuda"):
         lines += [
             "",
-            f"CPU run with {meta['threads']} torch threads; 1-minute load average {load_end:.1f} at the end "
-            f"(start: in the device line above) on {os.cpu_count()} cores. On a shared machine other jobs may run "
-            "at the same time: absolute numbers are then noisy, the ratio less so (ours and Marian alternate under "
-            "the same load); the single-run times are in the JSON (`*_times_s`).",
+            f"CPU run with {meta['threads']} torch threads; 1-minute load average {meta['load_average_end']:.1f} at "
+            f"the end (start: in the device line above) on {os.cpu_count()} cores. On a shared machine other jobs "
+            "may run at the same time: absolute numbers are then noisy, the ratio less so (ours and Marian "
+            "alternate under the same load); the single-run times are in the JSON (`*_times_s`).",
         ]
-    lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
-    return 0
+    return lines
 
 
 if __name__ == "__main__":
