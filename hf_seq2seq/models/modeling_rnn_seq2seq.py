@@ -262,7 +262,10 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         return save_with_code(
-            self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
+            self,
+            self.hub_auto_class,
+            partial(super().save_pretrained, save_directory, *args, **kwargs),
+            save_directory,
         )
 
     @torch.no_grad()

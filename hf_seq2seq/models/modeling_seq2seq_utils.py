@@ -10,7 +10,12 @@ Dimensions: B batch, T target length.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,21 +23,74 @@ import torch
 __all__ = ["output_options", "save_with_code", "shift_tokens_right"]
 
 
-def save_with_code(model: Any, auto_class: str | None, save: Callable[[], Any]) -> Any:
+def save_with_code(
+    model: Any,
+    auto_class: str | None,
+    save: Callable[[], Any],
+    save_directory: str | os.PathLike | None = None,
+) -> Any:
     """Run ``save`` (``PreTrainedModel.save_pretrained``) with ``type(model)`` registered for ``auto_class``, so
     that every save (``Seq2SeqTrainer.save_model`` included) writes ``auto_map`` and copies the model's file and its flat
-    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent.
+    siblings: the folder then loads with ``trust_remote_code=True`` where this package is absent. The custom
+    pipeline files that ``config.custom_pipelines`` names are copied into ``save_directory`` too
+    (`copy_pipeline_files`): ``save_pretrained`` keeps that config entry but copies only the model's own imports.
 
     The registration is undone afterwards: a class registered for an Auto class counts as remote code, and
     ``generate()`` then inspects ``forward``'s signature at every decoding step (measurable on small models)."""
     cls = type(model)
     if auto_class is None or cls._auto_class is not None:  # loaded as remote code, or registered by the user
-        return save()
-    cls.register_for_auto_class(auto_class)
-    try:
-        return save()
-    finally:
-        cls._auto_class = None
+        result = save()
+    else:
+        cls.register_for_auto_class(auto_class)
+        try:
+            result = save()
+        finally:
+            cls._auto_class = None
+    if save_directory is not None:
+        copy_pipeline_files(model, save_directory)
+    return result
+
+
+def copy_pipeline_files(model: Any, save_directory: str | os.PathLike) -> None:
+    """Copy the module file of each pipeline in ``model.config.custom_pipelines`` (``{"impl":
+    "pipeline_text2text.Text2TextPipeline", ...}``) into ``save_directory`` where it is missing, so that
+    ``pipeline(model=folder, trust_remote_code=True)`` finds it. The file is a flat sibling of the model's own
+    module (this package's ``models/``, or the remote-code cache), or lies in the folder the model was loaded from;
+    where it is found nowhere the config entry is dropped, since a ``custom_pipelines`` without its file fails."""
+    pipelines = getattr(model.config, "custom_pipelines", None)
+    if not pipelines or not os.path.isdir(save_directory):
+        return
+    module_file = getattr(sys.modules.get(type(model).__module__), "__file__", None)
+    candidates = [Path(module_file).parent] if module_file else []
+    loaded_from = getattr(model.config, "_name_or_path", "")
+    if loaded_from and os.path.isdir(loaded_from):
+        candidates.append(Path(loaded_from))
+    missing = []
+    for task, entry in pipelines.items():
+        name = str(entry.get("impl", "")).split(".")[0] + ".py"
+        target = Path(save_directory) / name
+        if target.is_file():
+            continue
+        source = next((c / name for c in candidates if (c / name).is_file()), None)
+        if source is None:
+            missing.append(task)
+            continue
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+    if missing:
+        _drop_pipelines(Path(save_directory) / "config.json", missing)
+
+
+def _drop_pipelines(config_file: Path, tasks: list[str]) -> None:
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    kept = {k: v for k, v in config.get("custom_pipelines", {}).items() if k not in tasks}
+    if kept:
+        config["custom_pipelines"] = kept
+    else:
+        config.pop("custom_pipelines", None)
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:

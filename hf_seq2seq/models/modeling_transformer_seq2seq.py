@@ -636,7 +636,10 @@ class TransformerSeq2SeqPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         return save_with_code(
-            self, self.hub_auto_class, partial(super().save_pretrained, save_directory, *args, **kwargs)
+            self,
+            self.hub_auto_class,
+            partial(super().save_pretrained, save_directory, *args, **kwargs),
+            save_directory,
         )
 
     def __init__(self, config: TransformerSeq2SeqConfig, *args, **kwargs):
