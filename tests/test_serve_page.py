@@ -6,9 +6,11 @@ HF_SEQ2SEQ_PAGE_SCREENSHOT=path, there too: docs/serving_page.png is made that w
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,21 +36,27 @@ FLAGS = [
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's chromium and chromium-driver, installed with apt when missing (a fresh CI machine)."""
-    if not (CHROMIUM.exists() and DRIVER.exists()):
-        apt = shutil.which("apt-get")
-        if apt is None or os.geteuid() != 0:
-            pytest.skip(
-                "headless Chromium is not installed and apt-get (as root) is not available to install it"
+    if CHROMIUM.exists() and DRIVER.exists():
+        return CHROMIUM
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        pytest.skip("headless Chromium is not installed and apt-get (as root) is not available to install it")
+    # pytest-xdist workers may get here together: one installs, the others wait on the lock, then find it there
+    with open(Path(tempfile.gettempdir()) / "hf_seq2seq_chromium_install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (CHROMIUM.exists() and DRIVER.exists()):
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            wait = ["-o", "DPkg::Lock::Timeout=600"]
+            subprocess.run(
+                [apt, *wait, "update", "-q"], check=False, capture_output=True, env=env, timeout=900
             )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([apt, "update", "-q"], check=False, capture_output=True, env=env, timeout=600)
-        result = subprocess.run(
-            [apt, "install", "-y", "-q", "chromium", "chromium-driver"], capture_output=True, text=True, env=env,
-            timeout=900,
-        )  # fmt: skip
-        assert result.returncode == 0, (
-            f"apt-get install chromium chromium-driver failed: {result.stderr[-2000:]}"
-        )
+            result = subprocess.run(
+                [apt, *wait, "install", "-y", "-q", "chromium", "chromium-driver"], capture_output=True, text=True,
+                env=env, timeout=1200,
+            )  # fmt: skip
+            assert result.returncode == 0, (
+                f"apt-get install chromium chromium-driver failed: {result.stderr[-2000:]}"
+            )
     return CHROMIUM
 
 
