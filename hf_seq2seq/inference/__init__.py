@@ -13,7 +13,14 @@
 - :func:`translate`, :func:`translate_with_engine`, :func:`translate_lines` — hypothesis strings only.
 """
 
-from .engines import CTranslate2Engine, Engine, GenerateEngine, Translation, max_source_length
+from .engines import (
+    CTranslate2Engine,
+    Engine,
+    GenerateEngine,
+    Translation,
+    max_source_length,
+    max_target_length,
+)
 from .loading import (
     ENGINES,
     ModelLoadError,
@@ -39,6 +46,7 @@ __all__ = [
     "load_engine",
     "load_model",
     "max_source_length",
+    "max_target_length",
     "resolve_device",
     "translate",
     "translate_lines",

@@ -55,8 +55,20 @@ def max_source_length(max_positions, tokenizer) -> int:
     return min(limits) if limits else DEFAULT_MAX_SOURCE_LENGTH
 
 
+def max_target_length(model_type: str | None, max_positions) -> int | None:
+    """The most tokens a model can generate: a Transformer decoder has ``max_position_embeddings`` positions (the
+    start token and the first ``N - 1`` generated tokens fill them when the ``N``-th is predicted); an RNN decoder has
+    no such limit (its ``max_position_embeddings`` only truncates sources): ``None``."""
+    if model_type == "transformer_seq2seq" and isinstance(max_positions, int) and max_positions > 0:
+        return max_positions
+    return None
+
+
 class Engine:
     """Base: a tokenizer, generation defaults, :meth:`generate_ids` and :meth:`translate`."""
+
+    # the decoder's positions (see `max_target_length`): longer requests are capped to it, with one warning
+    max_target_length: int | None = None
 
     def __init__(self, path: Path | None, tokenizer, max_source_length: int, generation_config):
         self.path, self.tokenizer, self.max_source_length = path, tokenizer, max_source_length
@@ -64,6 +76,22 @@ class Engine:
         self.default_beams = (gen.num_beams if gen is not None else None) or 1
         # None: generate() takes the folder's own limit (max_new_tokens or max_length)
         self.default_max_new_tokens = gen.max_new_tokens if gen is not None else None
+        self._warned_cap = False
+
+    def _cap_new_tokens(self, max_new_tokens: int | None) -> int | None:
+        """``max_new_tokens`` within the decoder's positions; the first time a request goes beyond them, one line
+        on stderr says so (a run is never failed for asking too much)."""
+        limit = self.max_target_length
+        if limit is None or max_new_tokens is None or max_new_tokens <= limit:
+            return max_new_tokens
+        if not self._warned_cap:
+            self._warned_cap = True
+            print(
+                f"warning: max_new_tokens={max_new_tokens} is more than the model's {limit} decoder positions "
+                f"(max_position_embeddings); generating at most {limit} tokens",
+                file=sys.stderr,
+            )
+        return limit
 
     # ------------------------------------------------------------------------------------------------ search
     def search(
@@ -158,7 +186,7 @@ class Engine:
         if not sources:
             return []
         num_beams = max(num_beams or self.default_beams, n_best)
-        max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        max_new_tokens = self._cap_new_tokens(max_new_tokens or self.default_max_new_tokens)
         hyps, scores = self.search(
             [list(s) for s in sources], num_beams, n_best, max_new_tokens, return_scores
         )
@@ -204,8 +232,12 @@ class GenerateEngine(Engine):
     @classmethod
     def from_model(cls, model, tokenizer, path: Path | None = None, **generate_kwargs) -> GenerateEngine:
         """An engine around a model already in memory (just trained, or loaded by :func:`load_model`)."""
-        limit = max_source_length(getattr(model.config, "max_position_embeddings", None), tokenizer)
-        return cls(path, tokenizer, limit, model.eval(), **generate_kwargs)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        engine = cls(
+            path, tokenizer, max_source_length(positions, tokenizer), model.eval(), **generate_kwargs
+        )
+        engine.max_target_length = max_target_length(getattr(model.config, "model_type", None), positions)
+        return engine
 
     @torch.inference_mode()
     def cross_attention(self, source_ids: list[int], target_ids: list[int]):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..families import CAPTIONING_MODEL_TYPE
 from .cpu_kernels import optimize_for_cpu_inference
-from .engines import CTranslate2Engine, Engine, GenerateEngine, max_source_length
+from .engines import CTranslate2Engine, Engine, GenerateEngine, max_source_length, max_target_length
 
 ENGINES = ("torch", "ctranslate2", "onnxruntime")
 
@@ -276,8 +276,11 @@ def load_engine(
         from ..export.onnx_model import ORTModelForSeq2SeqLM
 
         model = ORTModelForSeq2SeqLM.from_export(path, threads=threads)
-        return GenerateEngine(path, tokenizer, limit, model, **generate_kwargs)
-    return CTranslate2Engine(path, tokenizer, limit, _generation_config(path), threads, compute_type)
+        loaded: Engine = GenerateEngine(path, tokenizer, limit, model, **generate_kwargs)
+    else:
+        loaded = CTranslate2Engine(path, tokenizer, limit, _generation_config(path), threads, compute_type)
+    loaded.max_target_length = max_target_length(info.get("model_type"), info.get("max_source_length"))
+    return loaded
 
 
 def _generation_config(path: Path):
