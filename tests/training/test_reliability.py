@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 
 from hf_seq2seq.training import COMPLETE_MARKER, DEBUG_NAN_ENV, DEBUG_PAUSE_ENV, list_checkpoints
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train.py"
 PACKAGE = ROOT / "hf_seq2seq"
 MAX_STEPS = 8

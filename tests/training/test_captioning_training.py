@@ -25,7 +25,7 @@ from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.training import parse_args, train_main
 from hf_seq2seq.training.captioning import caption_scores
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train.py"
 MAX_STEPS = 30
 NUM_TRAIN = 400

@@ -301,7 +301,7 @@ def test_missing_engine_package_is_named(transformer, tmp_path):
 @pytest.mark.parametrize("transformer", ["post-sinusoidal-scaled-tied-relu"], indirect=True)
 def test_bench_serving_runs_on_tiny_inputs(transformer, data, tmp_path):
     """benchmarks/bench_serving.py end to end (every engine, both batch sizes) on a few lines."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import bench_serving
 
     folder, _ = transformer

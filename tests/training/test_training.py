@@ -27,7 +27,7 @@ from hf_seq2seq.training import (
     train_main,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train.py"
 MAX_STEPS = 6
 NUM_VALIDATION = 40

@@ -31,7 +31,7 @@ pytest.importorskip("uvicorn")
 from hf_seq2seq.inference import GenerateEngine, load_engine, load_model  # noqa: E402
 from hf_seq2seq.serving import ServedModel, ServerSettings, create_app, openapi_schema  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

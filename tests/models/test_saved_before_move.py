@@ -32,7 +32,7 @@ from transformers import (
 
 import hf_seq2seq  # noqa: F401  (registers the model types)
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "saved_before_models_move"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saved_before_models_move"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 NAMES = list(EXPECTED["outputs"])
 TEXT_NAMES = [n for n in NAMES if n != "captioning"]
