@@ -9,7 +9,7 @@ The model is a tiny Bahdanau GRU (untrained: every hypothesis runs to --max_new_
 decoder) with a BPE tokenizer trained on the embedded ``numbers`` task, whose German sentences are the input;
 every 50th input line is empty. Reported: wall time, peak RSS of the translate process (``ru_maxrss``) and RSS
 samples at each tenth of the run (flat = bounded), output line count, whether empty lines stayed empty, and
-whether the tqdm progress bar was drawn. Numbers, not assertions (tests/test_reliability.py runs a 500-line
+whether the tqdm progress bar was drawn. Numbers, not assertions (tests/training/test_reliability.py runs a 500-line
 version and asserts).
 """
 

@@ -1,7 +1,7 @@
 """Import transformers' own common model tests (``../shared/transformers_tests``) for our model classes.
 
 transformers tests every model inside the library with ``ModelTesterMixin``, ``GenerationTesterMixin`` and
-``ConfigTester``; ``tests/test_hf_common_*.py`` wire them for our classes the way the library's
+``ConfigTester``; ``tests/models/test_hf_common_*.py`` wire them for our classes the way the library's
 ``tests/models/bart/test_modeling_bart.py`` does. Two things make that possible from outside the library:
 
 - the shared folder is put first on ``sys.path`` so that its package is ``tests`` (its files import

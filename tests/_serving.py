@@ -1,4 +1,4 @@
-"""Helpers of the server tests (tests/test_serve.py, tests/test_serve_page.py): tiny model folders and exports
+"""Helpers of the server tests (tests/serving/test_serve.py, tests/serving/test_serve_page.py): tiny model folders and exports
 built here, a real `hf-seq2seq serve` process on a free 127.0.0.1 port, or the same app under uvicorn in a thread
 of the test process (when a test needs to hand the app an engine of its own)."""
 

@@ -1,5 +1,5 @@
 """hf_seq2seq.inference: the one loader and the one translate loop (the engines' agreement with each other is in
-test_export.py; the commands' behaviour in test_commands.py and test_bad_input.py)."""
+export/test_export.py; the commands' behaviour in commands/test_commands.py and the test_bad_*_input.py files)."""
 
 from __future__ import annotations
 

@@ -296,7 +296,7 @@ def test_missing_captions_image_and_bad_plot_inputs(run, tmp_path, capsys):
 # Same global batch, different layout: 1 process x 2 accumulation steps == 2 processes x 1 (docs/training.md, "What a
 # step is"). Both layouts see the same micro-batches (the same shuffled list on every rank, micro-batch m*world + r),
 # so the only difference is the order of float32 sums (gloo all-reduce vs sequential accumulation), amplified a
-# little by Adam over the steps: the same tolerance as the text test (tests/test_training.py).
+# little by Adam over the steps: the same tolerance as the text test (tests/training/test_training.py).
 DDP_STEPS = 10
 DDP_VALIDATION = 13  # 4 validation batches of 4 (the last one short): 2 per rank
 DDP_LOSS_RTOL = 1e-4

@@ -1,6 +1,6 @@
 """Every Accelerate launch config in configs/accelerate/ runs scripts/train.py on CPU with gloo (issue 18, item 1).
 
-The runs are those of tests/test_training.py (tiny Transformer, Multi30k slice, 6 steps) launched through the config
+The runs are those of tests/training/test_training.py (tiny Transformer, Multi30k slice, 6 steps) launched through the config
 files, with only what a CPU needs overridden on the command line (process count, ``--mixed_precision no``,
 ``ACCELERATE_USE_CPU=1``). Each distributed run must give, step by step, the losses of one process with the same
 global batch (1 process x 2 accumulation steps), save the same model (plain keys: no wrapper prefix), and resume
@@ -10,7 +10,7 @@ from its own checkpoint to exactly the uninterrupted run.
 - ``multi_node.yaml`` — two ``accelerate launch`` invocations (``--num_machines 2 --machine_rank 0/1``) meeting at
   127.0.0.1, one process each.
 - ``cpu_two_processes.yaml`` — 2 processes, gloo DDP: resumes the multi-node run on one machine (the DDP run from
-  scratch is tests/test_training.py's).
+  scratch is tests/training/test_training.py's).
 - ``fsdp.yaml`` — Accelerate's FSDP plugin, version 2, 2 processes, sharded and full state-dict checkpoints.
   Accelerate enables FSDP only on GPU-like back-ends, so these runs go through tests/_fsdp_cpu_train.py, which hands
   Accelerate the CPU process group as if it were a GPU one (its docstring says exactly what it changes).
