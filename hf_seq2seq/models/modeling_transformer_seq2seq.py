@@ -145,8 +145,9 @@ class TransformerSeq2SeqSinusoidalPositions(nn.Module):
         return self.table[past_length : past_length + length]
 
     def lookup(self, positions: torch.Tensor) -> torch.Tensor:
-        """Positions given as a (T,) tensor → (T, D) (the static-cache path; no Python int needed)."""
-        return self.table.index_select(0, positions)
+        """Positions given as a (T,) or (B, T) tensor → (T, D) or (B, T, D) (the static-cache path, and the
+        encoder's positions counted from its mask; no Python int needed)."""
+        return F.embedding(positions, self.table)
 
 
 class TransformerSeq2SeqLearnedPositions(nn.Embedding):
@@ -158,7 +159,8 @@ class TransformerSeq2SeqLearnedPositions(nn.Embedding):
         return super().forward(positions)
 
     def lookup(self, positions: torch.Tensor) -> torch.Tensor:
-        """Positions given as a (T,) tensor → (T, D) (the static-cache path; no Python int needed)."""
+        """Positions given as a (T,) or (B, T) tensor → (T, D) or (B, T, D) (the static-cache path, and the
+        encoder's positions counted from its mask; no Python int needed)."""
         return super().forward(positions)
 
 
@@ -450,9 +452,17 @@ class _Embedder(nn.Module):
         return inputs_embeds * self.embed_scale
 
     def embed(
-        self, input_ids: torch.Tensor | None, past_length: int = 0, inputs_embeds: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor | None,
+        past_length: int = 0,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """input_ids (B, T) (or inputs_embeds (B, T, D)) at absolute positions P .. P + T - 1 → (B, T, D)."""
+        """input_ids (B, T) (or inputs_embeds (B, T, D)) at absolute positions P .. P + T - 1 → (B, T, D).
+
+        With ``attention_mask`` (B, T) (the encoder's source mask) a token's position is the number of tokens
+        before it, not its slot: position_i = sum_{j<i} mask_j (padding slots take their neighbour's and stay
+        masked), so a left-padded row is encoded as the same row right-padded (or unpadded)."""
         hidden = self._tokens(input_ids, inputs_embeds)
         length = hidden.shape[1]
         if past_length + length > self.max_positions:
@@ -460,7 +470,12 @@ class _Embedder(nn.Module):
                 f"sequence of {past_length + length} positions exceeds max_position_embeddings="
                 f"{self.max_positions}; truncate the input or raise max_position_embeddings"
             )
-        hidden = hidden + self.embed_positions(past_length, length).to(hidden.dtype)
+        if attention_mask is None:
+            positions = self.embed_positions(past_length, length)  # (T, D)
+        else:
+            counted = (attention_mask.long().cumsum(-1) - 1).clamp(min=0) + past_length  # (B, T)
+            positions = self.embed_positions.lookup(counted)  # (B, T, D)
+        hidden = hidden + positions.to(hidden.dtype)
         return _dropout(hidden, self.dropout, self.training)
 
     def embed_at(
@@ -506,7 +521,8 @@ class TransformerSeq2SeqEncoder(_Embedder):
         output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict
         )
-        hidden_states = self.embed(input_ids, inputs_embeds=inputs_embeds)
+        # positions counted from the mask: left padding gives what right padding gives
+        hidden_states = self.embed(input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
         mask = _padding_mask(attention_mask, hidden_states.dtype)
         all_hidden: tuple[torch.Tensor, ...] | None = (hidden_states,) if output_hidden_states else None
         all_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
