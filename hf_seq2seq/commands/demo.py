@@ -53,10 +53,18 @@ MODELS = {
 }
 
 
+DEMO_TASKS = (
+    "numbers",
+    "dates",
+)  # hf_seq2seq.tasks.TASKS, spelled out so that a bad --task fails before torch loads
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hf-seq2seq demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--output_dir", default="demo_output", help="Where the model folders and the PNG go.")
-    p.add_argument("--task", default="numbers", help="Embedded task: 'numbers' or 'dates'.")
+    p.add_argument(
+        "--task", default="numbers", choices=DEMO_TASKS, help="Embedded task: 'numbers' or 'dates'."
+    )
     p.add_argument("--num_examples", type=int, default=4000, help="Training pairs generated.")
     p.add_argument(
         "--num_test", type=int, default=200, help="Held-out test pairs (also the validation size)."

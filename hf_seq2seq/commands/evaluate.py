@@ -52,6 +52,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
                 f"{len(references)}: the files must be line-aligned"
             )
+        for option, path, lines in (
+            ("--source", args.source, sources),
+            ("--reference", args.reference, references),
+        ):
+            if not any(line.strip() for line in lines):
+                raise ValueError(f"{option} {path} has no non-empty line: there is nothing to score")
         if args.update_card and not (Path(args.model) / "README.md").is_file():
             raise FileNotFoundError(
                 f"--update_card: {args.model} is not a model folder with a README.md card"
