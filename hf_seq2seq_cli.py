@@ -11,7 +11,11 @@ own module (and with it torch) is imported only when that command runs. Each com
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
+import tempfile
+from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": (
@@ -64,6 +68,78 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------- pre-flight
+# Options that name a file the command reads, a model folder, or a place it writes. They are checked here, before the
+# command's module (and with it torch and transformers, seconds of imports) is loaded, so a mistyped path or an
+# output in a read-only place ends in one line at once, not after the work (the commands check them again).
+INPUT_OPTIONS = ("--input", "--source", "--reference", "--config", "--image", "--models_file")
+MODEL_OPTIONS = ("--model", "--template")
+OUTPUT_OPTIONS = ("--output", "--output_dir", "--hypotheses", "--write_openapi")
+# a Hub repository id ("name" or "owner/name"); anything else that does not exist here is a mistyped path
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def option_values(argv: list[str]) -> list[tuple[str, str]]:
+    """``(option, value)`` pairs of ``argv`` (``--opt value`` and ``--opt=value``), up to a ``--``."""
+    pairs = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if token.startswith("--") and "=" in token:
+            pairs.append(tuple(token.split("=", 1)))
+        elif token.startswith("--") and i + 1 < len(argv):
+            pairs.append((token, argv[i + 1]))
+    return pairs  # type: ignore[return-value]
+
+
+def _writable(path: Path) -> bool:
+    """Whether a file can be created where ``path`` goes (its nearest existing folder): a real probe, since
+    permission bits say nothing on a read-only mount or for root."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".hf_seq2seq_probe_")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _model_problem(option: str, value: str) -> str | None:
+    value = value.split("=", 1)[1] if option == "--model" and "=" in value else value  # serve: NAME=PATH
+    if Path(value).expanduser().exists():
+        return None
+    first = value.split("/", 1)[0]
+    if _HUB_ID.fullmatch(value) and not Path(first).is_dir():
+        return None  # a Hub repository id: the loader asks the Hub
+    return f"--model {value}: folder not found (relative paths are read from {os.getcwd()})".replace(
+        "--model", option, 1
+    )
+
+
+def preflight(argv: list[str]) -> str | None:
+    """The first problem with a path option of ``argv`` (one line), or None. Non-UTF-8 arguments too."""
+    if "-h" in argv or "--help" in argv:
+        return None
+    for token in argv:
+        if any("\udc80" <= ch <= "\udcff" for ch in token):  # undecodable bytes (surrogateescape)
+            shown = token.encode("utf-8", "surrogateescape")
+            return f"argument {shown!r} is not valid UTF-8; pass text in UTF-8"
+    for option, value in option_values(argv):
+        path = Path(value).expanduser()
+        if option in INPUT_OPTIONS and value != "-" and not path.is_file():
+            return f"{option} {value} " + ("is a folder, not a file" if path.is_dir() else "does not exist")
+        if option in MODEL_OPTIONS and (problem := _model_problem(option, value)):
+            return problem
+        if option in OUTPUT_OPTIONS and not _writable(path):
+            return f"{option} {value}: cannot write there (read-only or no permission); choose another place"
+        if option == "--model" and "--update_card" in argv and path.is_dir() and not _writable(path):
+            return f"--update_card: {value} is read-only; its README.md card cannot be updated"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -73,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hf-seq2seq: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    problem = preflight(rest)
+    if problem:
+        print(f"hf-seq2seq {name}: error: {problem}", file=sys.stderr)
+        return 1
+    try:
+        return _run(name, rest)
+    except KeyboardInterrupt:  # Ctrl-C, during the imports too: one line (outputs are written atomically)
+        print(f"hf-seq2seq {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(name: str, rest: list[str]) -> int:
     module_name, func_name, _ = COMMANDS[name]
     try:
         func = getattr(importlib.import_module(module_name), func_name)
@@ -82,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hf-seq2seq {name}: {error}", file=sys.stderr)
         return 1
-    try:
-        return int(func(rest) or 0)
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (outputs are written atomically)
-        print(f"hf-seq2seq {name}: interrupted", file=sys.stderr)
-        return 130
+    return int(func(rest) or 0)
 
 
 if __name__ == "__main__":
