@@ -65,3 +65,38 @@ def test_model_save_pretrained_keeps_the_pipeline_file(tmp_path, family):
     folders = [str(f) for f in (resaved, tmp_path / "trainer", remote, piped)]
     proc = run_without_package(PIPELINE_LOADS.format(folders=folders))
     assert len(proc.stdout.strip().splitlines()) == 4
+
+
+def test_captioning_model_save_pretrained_keeps_the_pipeline_file(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from hf_seq2seq.captioning_data import render_scene
+    from hf_seq2seq.hub import save_captioning_folder
+    from hf_seq2seq.models.configuration_rnn_captioning import ImageCaptioningConfig
+    from hf_seq2seq.models.image_processing_rnn_captioning import ImageCaptioningImageProcessor
+    from hf_seq2seq.models.modeling_rnn_captioning import ImageCaptioningForConditionalGeneration
+    from hf_seq2seq.tokenization import train_tokenizer
+
+    tok = train_tokenizer([render_scene(7, i)["caption"] for i in range(50)], vocab_size=100)
+    config = ImageCaptioningConfig(
+        image_size=32, encoder_channels=[4, 8], vocab_size=len(tok), embedding_size=8, hidden_size=16
+    )
+    proc = ImageCaptioningImageProcessor.for_image_size(32)
+    original = save_captioning_folder(
+        ImageCaptioningForConditionalGeneration(config).eval(), tok, proc, tmp_path / "original"
+    )
+    resaved = tmp_path / "resaved"
+    AutoModelForImageTextToText.from_pretrained(original).save_pretrained(resaved)
+    tok.save_pretrained(resaved)
+    proc.save_pretrained(resaved)
+    assert "image-captioning" in json.loads((resaved / "config.json").read_text())["custom_pipelines"]
+    assert (resaved / "pipeline_image_captioning.py").is_file()
+    image = tmp_path / "scene.png"
+    render_scene(3, 1)["image"].save(image)
+    run_without_package(
+        f"""
+        from transformers import pipeline
+        captioner = pipeline(model={str(resaved)!r}, trust_remote_code=True)
+        print(captioner({str(image)!r}, max_new_tokens=3))
+        """
+    )
