@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -220,6 +221,12 @@ def train_tokenizer(
             raise RuntimeError(
                 f"special token {token} got id {backend.token_to_id(token)}, expected {expected_id}"
             )
+    if backend.get_vocab_size() > vocab_size:  # BPE keeps every character of the corpus, whatever the budget
+        warnings.warn(
+            f"vocab_size={vocab_size} is below what the corpus needs (its characters and the special tokens): "
+            f"the tokenizer has {backend.get_vocab_size()} entries",
+            stacklevel=2,
+        )
     return _wrap(backend, model_max_length)
 
 

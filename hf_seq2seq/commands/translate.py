@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 def translate_main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.engine == "torch" and args.compute_type is not None:
+        parser.error(
+            "--compute_type applies to --engine ctranslate2 only (torch: load the folder in its dtype)"
+        )
     from ..hub import write_atomic
     from ..inference import load_engine
     from ..tokenization import read_text_lines
