@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,6 +86,12 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         gold = gold_alignments(args.alignment, sources, references) if args.alignment else None
         lengths = source_lengths(sources)
         buckets = length_buckets(lengths, args.min_bucket_size)
+        if len(buckets) == 1:
+            print(
+                f"warning: {len(lengths)} sentences give one length bucket (--min_bucket_size="
+                f"{args.min_bucket_size}): no breakdown by source length; lower --min_bucket_size for one",
+                file=sys.stderr,
+            )
         results = [
             analyze_model(m, label, sources, references, lengths, buckets, gold, **_model_options(args))
             for m, label in zip(args.models, labels, strict=True)

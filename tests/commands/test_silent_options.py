@@ -24,3 +24,20 @@ def test_a_vocab_size_below_the_alphabet_is_said():
     with pytest.warns(UserWarning, match=r"vocab_size=5 is below .* the tokenizer has \d+ entries"):
         tok = train_tokenizer(["hello world, abc xyz"] * 3, vocab_size=5)
     assert len(tok) > 5
+
+
+def test_analyze_on_fewer_sentences_than_a_bucket_says_so(tmp_path, capsys):
+    from hub_server import tiny_model, tiny_tokenizer
+
+    from hf_seq2seq.hub import save_model_folder
+
+    tok = tiny_tokenizer()
+    folder = save_model_folder(tiny_model("transformer", len(tok)), tok, tmp_path / "model")
+    src, ref = tmp_path / "src.de", tmp_path / "ref.en"
+    src.write_text("drei und zwanzig\nsieben\n", encoding="utf-8")
+    ref.write_text("twenty-three\nseven\n", encoding="utf-8")
+    status = cli_main(["analyze", str(folder), "--source", str(src), "--reference", str(ref),
+                       "--output_dir", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "2 sentences give one length bucket (--min_bucket_size=50)" in err
