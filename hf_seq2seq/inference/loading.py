@@ -60,6 +60,34 @@ def _looks_like_path(model_path: str) -> bool:
     return p.startswith(("/", ".", "~")) or p.count("/") > 1
 
 
+def _check_hub_reachable(repo_id: str) -> None:
+    """For a name that is no folder here and may be a Hub repository id: one quick request to the Hub, so that an
+    unreachable Hub (or a mistyped relative folder, read as a repository id) fails at once in one line rather than
+    after a minute of transformers' retries. Offline mode and repositories in the local cache are left to
+    transformers; any answer from the Hub (found, not found, gated) too."""
+    import os
+
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        if try_to_load_from_cache(repo_id, "config.json") is not None:
+            return
+    except ValueError:  # not a valid repository id: transformers says so
+        return
+    try:
+        model_info(repo_id, timeout=10)
+    except HfHubHTTPError:
+        return  # the Hub answered: transformers says what it found
+    except Exception as err:  # a network error (DNS, refused, timeout): the Hub cannot be asked
+        raise FileNotFoundError(
+            f"--model {repo_id}: no such folder here ({os.getcwd()}), and the Hub, where it would be a repository "
+            f"id, cannot be reached ({type(err).__name__}: {err})"
+        ) from None
+
+
 def folder_model_type(model_path: str | Path) -> str | None:
     """The ``model_type`` in a folder's config.json; ``None`` when there is none to read (a Hub repo id, a missing
     or broken file: the loaders report those)."""
@@ -78,8 +106,9 @@ def check_model_folder(model_path: str | Path) -> str | None:
     model_path = str(model_path)
     local = Path(model_path).expanduser()
     if not local.exists():
-        if _looks_like_path(model_path):
+        if _looks_like_path(model_path) or (local.parent != Path(".") and local.parent.is_dir()):
             raise FileNotFoundError(f"--model {model_path}: folder not found")
+        _check_hub_reachable(model_path)
         return None  # a Hub repo id: transformers reports what it finds there
     if local.is_file():
         hint = (

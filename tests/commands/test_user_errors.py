@@ -197,3 +197,28 @@ def test_ctrl_c_during_the_imports_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(hf_seq2seq_cli.COMMANDS, "translate", ("interrupted_command", "main", ""))
     assert cli_main(["translate"]) == 130
     assert capsys.readouterr().err.strip() == "hf-seq2seq translate: interrupted"
+
+
+def test_an_unreachable_hub_fails_at_once_for_a_name_that_is_no_folder(tmp_path):
+    """``runs/tr`` typed from the wrong folder reads as a Hub repository id; with the Hub out of reach (a closed
+    port here) one quick request says so, instead of a minute of retries before "couldn't connect"."""
+    src = tmp_path / "src.txt"
+    src.write_text("drei\n", encoding="utf-8")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT="http://127.0.0.1:9",
+        HF_HOME=str(tmp_path / "hf_home"),
+        PYTHONPATH=str(PROJECT_ROOT),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_seq2seq.cli", "translate", "--model", "runs/tr", "--input", str(src)],
+        cwd=tmp_path,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--model runs/tr: no such folder here" in err and "cannot be reached" in err
