@@ -56,3 +56,14 @@ def run_without_package(
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# transformers' common tests (tests/models/test_hf_common_*.py) that compile the model or load it again in each
+# dtype: seconds each, for what the rest of the suite covers in eager fp32. `make test` still runs them.
+SLOW_COMMON_TESTS = ("compil", "test_bc_torch_dtype")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name.startswith("test_hf_common_") and any(s in item.name for s in SLOW_COMMON_TESTS):
+            item.add_marker(pytest.mark.slow)

@@ -282,6 +282,7 @@ def test_export_refusals_are_one_clear_line(rnn, tmp_path, capsys):
     assert err.startswith("hf-seq2seq export: error:") and "\n" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transformer", ["post-sinusoidal-scaled-tied-relu"], indirect=True)
 def test_missing_engine_package_is_named(transformer, tmp_path):
     folder, _ = transformer

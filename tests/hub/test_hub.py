@@ -148,6 +148,7 @@ def _hub_env(hub, tmp_path) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_push_one_commit_and_load_back_without_the_package(tokenizer, tmp_path, hub):
     model = tiny_model("transformer", len(tokenizer), seed=2)
     folder = save_model_folder(model, tokenizer, tmp_path / "tiny", card=CARD)

@@ -77,6 +77,7 @@ def test_overlong_input_is_truncated_with_a_warning(tokenizer):
         pipe(long_text, truncation=False)
 
 
+@pytest.mark.slow
 def test_remote_code_in_a_fresh_process_gives_the_same_text(tokenizer, tmp_path):
     expected = {}
     for family in FAMILIES:

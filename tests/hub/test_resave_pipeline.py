@@ -34,6 +34,7 @@ def _folder(tmp_path, family):
     return save_model_folder(tiny_model(family, len(tok)), tok, tmp_path / "original")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["rnn", "transformer"])
 def test_model_save_pretrained_keeps_the_pipeline_file(tmp_path, family):
     original = _folder(tmp_path, family)

@@ -268,6 +268,7 @@ def test_image_processor_roundtrip_and_pipeline(tmp_path, tokenizer):
     assert both == [{"generated_text": expected}] * 2
 
 
+@pytest.mark.slow
 def test_remote_code_loads_without_package(tmp_path, tokenizer):
     model = make_model(vocab_size=len(tokenizer))
     proc = ImageCaptioningImageProcessor.for_image_size(SIZE)
@@ -536,6 +537,7 @@ def _box_cells(box, grid: int, image_size: int) -> torch.Tensor:
     return rows[:, None] & cols[None, :]
 
 
+@pytest.mark.slow
 def test_learns_shapes_task_and_attends_to_named_object(tmp_path):
     size, steps = 32, 600
     train = [render_scene(0, i, size) for i in range(3000)]

@@ -94,6 +94,7 @@ def _resave(name: str, target: Path) -> None:
             shutil.copy(Path(hf_seq2seq.__file__).parent / "models" / code.name, code)
 
 
+@pytest.mark.slow
 def test_old_and_resaved_folders_load_without_the_package(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))  # remote code of this test only
     for name in NAMES:

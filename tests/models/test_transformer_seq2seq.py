@@ -200,6 +200,7 @@ def test_static_cache_longer_than_positions_raises():
         model.generate(**batch_inputs(), max_new_tokens=12, cache_implementation="static")
 
 
+@pytest.mark.slow
 def test_compiled_static_generate_equals_eager():
     """The decoder step compiles as one graph (fullgraph=True: no graph break) with a static cache and gives the
     same tokens. Greedy through generate()'s own compile_config (it compiles the steps after the first; forced on
@@ -418,6 +419,7 @@ def test_untied_weights_are_separate(tmp_path):
         assert {"lm_head.weight", "model.decoder.embed_tokens.weight"} <= set(f.keys())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm_style, position_embedding", [("post", "sinusoidal")])
 def test_remote_code_load_in_fresh_process(tmp_path, norm_style, position_embedding):
     model = tiny_model(norm_style, position_embedding)

@@ -134,6 +134,7 @@ def test_bench_generate_same_tokens(tmp_path):
     assert text.count("| yes |") == 2  # greedy and beam 2: both models produced the same tokens
 
 
+@pytest.mark.slow
 def test_bench_generate_rnn_before_after_same_tokens(tmp_path):
     """--family rnn: the 'before' checkout (here this tree itself) and this tree decode the same tokens; the
     --overhead and --profile options run."""
@@ -179,6 +180,7 @@ RNN_TINY += ["--vocab_size", "300", "--sentences", "2", "--batches", "2", "--bea
 RNN_TINY += ["--repeats", "1", "--warmup", "0", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_bench_generate_rnn_fixed_length_by_min_new_tokens_and_tuned_malloc(tmp_path):
     """--fixed_length min_new_tokens and --malloc_tuned run (in a child process: mallopt changes the allocator of the
     whole process)."""

@@ -19,6 +19,7 @@ from _serving import build_models, request, server_thread
 pytest.importorskip("fastapi")
 selenium = pytest.importorskip("selenium")
 
+pytestmark = pytest.mark.slow  # a headless browser against a real server
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = [
     "--headless",

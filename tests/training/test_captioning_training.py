@@ -85,6 +85,7 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_training_run_leaves_loadable_captioning_folder(run, tmp_path):
     from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, pipeline
 
@@ -135,6 +136,7 @@ def test_training_run_leaves_loadable_captioning_folder(run, tmp_path):
     assert direct  # a non-empty caption
 
 
+@pytest.mark.slow
 def test_validation_scores_every_image_once_with_all_references(run):
     _, evals = _history(run)
     assert [e["step"] for e in evals] == [15, 30]
@@ -176,6 +178,7 @@ def test_cider_when_pycocoevalcap_is_installed():
     assert right > wrong >= 0.0
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(run, tmp_path):
     out = tmp_path / "resumed"
     _train(_args(out, "--stop_after_step", "20", "--save_steps", "10"))
@@ -193,6 +196,7 @@ def test_resume_equals_uninterrupted(run, tmp_path):
         torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_trains_from_a_flickr8k_folder(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -218,6 +222,7 @@ def test_trains_from_a_flickr8k_folder(tmp_path):
     assert (out / "final_model" / "preprocessor_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_plot_attention_over_image_and_caption_command(run, tmp_path, capsys):
     from hf_seq2seq.inference import load_captioner
     from hf_seq2seq.plotting import caption_attention
@@ -272,6 +277,7 @@ def test_bad_captioning_options_fail_clearly(extra, message, capsys):
     assert "train.py: error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_missing_captions_image_and_bad_plot_inputs(run, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()

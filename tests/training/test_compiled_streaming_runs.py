@@ -18,6 +18,7 @@ import pytest
 from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test trains in subprocesses
 
 
 def _train(

@@ -313,6 +313,7 @@ def test_saved_folder_holds_only_safetensors_weights(tmp_path):
         assert not pickled, f"{family}: pickled weights {pickled}"
 
 
+@pytest.mark.slow
 def test_remote_code_needs_explicit_trust(tmp_path):
     from hf_seq2seq.hub import save_model_folder
 

@@ -303,6 +303,7 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
+@pytest.mark.slow
 def test_module_entry_point_names_itself():
     """``python -m hf_seq2seq.training`` says so in its usage line and its errors (not "train.py")."""
     prog = "python -m hf_seq2seq.training"
@@ -346,6 +347,7 @@ def test_scheduled_sampling_replaces_gold_inputs_by_predictions_at_the_given_rat
     assert torch.equal(mixed[:, 1:][~real], gold[:, 1:][~real])
 
 
+@pytest.mark.slow
 def test_max_train_minutes_stops_early_then_validates_and_saves(tmp_path):
     """--max_train_minutes ends the run long before --max_steps, and the run still ends with a saved model."""
     from hf_seq2seq.training import DataArguments, ModelArguments, run_training
@@ -376,6 +378,7 @@ def test_max_train_minutes_must_be_positive(tmp_path):
         parse_args([*_base(tmp_path), "--max_train_minutes", "0"])
 
 
+@pytest.mark.slow
 def test_early_stopping_and_checkpoint_retention(tmp_path):
     """--early_stopping_patience stops after N validations without improvement; --save_total_limit keeps the last K
     checkpoints plus the best one."""
