@@ -266,6 +266,15 @@ def update(run: Run, loop: LoopState, g: int, G: int, loss_value: float, grad_no
     if state.step % run.train_args.logging_steps == 0 or state.step == 1:
         tps = loop.window_tokens / max(time.perf_counter() - loop.window_start, 1e-9)
         loop.bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
+        if loop.bar.disable and run.is_main:  # no bar (--disable_progress_bar): one log line instead
+            logger.info(
+                "step %d/%d loss %.4f lr %.2e %.0f target tokens/s",
+                state.step,
+                run.train_args.max_steps,
+                loss_value,
+                lr,
+                tps,
+            )
         if run.log_with is not None:
             run.accelerator.log(
                 {"train/loss": loss_value, "train/lr": lr, "train/target_tokens_per_s": tps}, step=state.step
