@@ -53,10 +53,8 @@ MODELS = {
 }
 
 
-DEMO_TASKS = (
-    "numbers",
-    "dates",
-)  # hf_seq2seq.tasks.TASKS, spelled out so that a bad --task fails before torch loads
+# hf_seq2seq.tasks.TASKS, spelled out for a fast --help (tests/commands/test_user_errors.py checks they agree)
+DEMO_TASKS = ("numbers", "dates")
 
 
 def build_parser() -> argparse.ArgumentParser:
