@@ -133,7 +133,7 @@ def preflight(argv: list[str]) -> str | None:
             return f"{option} {value} " + ("is a folder, not a file" if path.is_dir() else "does not exist")
         if option in MODEL_OPTIONS and (problem := _model_problem(option, value)):
             return problem
-        if option in OUTPUT_OPTIONS and not _writable(path):
+        if option in OUTPUT_OPTIONS and value != "-" and not _writable(path):
             return f"{option} {value}: cannot write there (read-only or no permission); choose another place"
         if option == "--model" and "--update_card" in argv and path.is_dir() and not _writable(path):
             return f"--update_card: {value} is read-only; its README.md card cannot be updated"
