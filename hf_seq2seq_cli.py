@@ -79,6 +79,31 @@ OUTPUT_OPTIONS = ("--output", "--output_dir", "--hypotheses", "--write_openapi")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
+# the flags (options without a value) of the commands whose positional arguments are paths, and what those are
+FLAGS = ("--force", "--no_check", "--trust_remote_code", "--no_path")
+POSITIONAL_PATHS = {
+    "export": (("--model", "model_dir"), ("--output", "out_dir")),
+    "caption": (("--input", "image"),),
+}
+
+
+def positional_values(name: str, argv: list[str]) -> list[tuple[str, str, str]]:
+    """``(kind, label, value)`` for the positional paths of ``name`` (export: the model and output folders; caption:
+    the images), kinds as the option tables name them; the last kind repeats. (analyze checks its models itself.)"""
+    kinds = POSITIONAL_PATHS.get(name)
+    if not kinds:
+        return []
+    values, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token.startswith("--"):
+            skip = "=" not in token and token not in FLAGS
+        else:
+            values.append(token)
+    return [(*kinds[min(i, len(kinds) - 1)], v) for i, v in enumerate(values)]
+
+
 def option_values(argv: list[str]) -> list[tuple[str, str]]:
     """``(option, value)`` pairs of ``argv`` (``--opt value`` and ``--opt=value``), up to a ``--``."""
     pairs = []
@@ -108,7 +133,7 @@ def _writable(path: Path) -> bool:
 
 
 def _model_problem(option: str, value: str) -> str | None:
-    value = value.split("=", 1)[1] if option == "--model" and "=" in value else value  # serve: NAME=PATH
+    value = value.split("=", 1)[1] if "=" in value else value  # serve: --model NAME=PATH
     if Path(value).expanduser().exists():
         return None
     first = value.split("/", 1)[0]
@@ -119,22 +144,24 @@ def _model_problem(option: str, value: str) -> str | None:
     )
 
 
-def preflight(argv: list[str]) -> str | None:
-    """The first problem with a path option of ``argv`` (one line), or None. Non-UTF-8 arguments too."""
+def preflight(argv: list[str], name: str = "") -> str | None:
+    """The first problem with a path option (or a positional path of command ``name``) of ``argv`` (one line), or
+    None. Non-UTF-8 arguments too."""
     if "-h" in argv or "--help" in argv:
         return None
     for token in argv:
         if any("\udc80" <= ch <= "\udcff" for ch in token):  # undecodable bytes (surrogateescape)
             shown = token.encode("utf-8", "surrogateescape")
             return f"argument {shown!r} is not valid UTF-8; pass text in UTF-8"
-    for option, value in option_values(argv):
+    entries = [(o, o, v) for o, v in option_values(argv)] + positional_values(name, argv)
+    for option, label, value in entries:
         path = Path(value).expanduser()
         if option in INPUT_OPTIONS and value != "-" and not path.is_file():
-            return f"{option} {value} " + ("is a folder, not a file" if path.is_dir() else "does not exist")
-        if option in MODEL_OPTIONS and (problem := _model_problem(option, value)):
+            return f"{label} {value} " + ("is a folder, not a file" if path.is_dir() else "does not exist")
+        if option in MODEL_OPTIONS and (problem := _model_problem(label, value)):
             return problem
         if option in OUTPUT_OPTIONS and value != "-" and not _writable(path):
-            return f"{option} {value}: cannot write there (read-only or no permission); choose another place"
+            return f"{label} {value}: cannot write there (read-only or no permission); choose another place"
         if option == "--model" and "--update_card" in argv and path.is_dir() and not _writable(path):
             return f"--update_card: {value} is read-only; its README.md card cannot be updated"
     return None
@@ -149,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hf-seq2seq: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    problem = preflight(rest)
+    problem = preflight(rest, name)
     if problem:
         print(f"hf-seq2seq {name}: error: {problem}", file=sys.stderr)
         return 1

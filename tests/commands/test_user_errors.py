@@ -222,3 +222,13 @@ def test_an_unreachable_hub_fails_at_once_for_a_name_that_is_no_folder(tmp_path)
     assert proc.returncode == 1 and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert "--model runs/tr: no such folder here" in err and "cannot be reached" in err
+
+
+def test_positional_paths_are_checked_before_the_imports(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    _one_line(_cli(["export", "runs/a/b", str(tmp_path / "o"), "--format", "onnx"]), 1, "model_dir runs/a/b")
+    _one_line(_cli(["export", str(model), "/sys/o", "--format", "onnx", "--force"]), 1, "out_dir /sys/o")
+    _one_line(
+        _cli(["caption", "--model", str(model), "--no_path", "nope.png"]), 1, "image nope.png does not exist"
+    )
