@@ -160,6 +160,7 @@ def folders(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_analyze_end_to_end(folders, numbers_pairs, tmp_path, capsys):
     sources, references = numbers_pairs
     (tmp_path / "src.de").write_text("".join(s + "\n" for s in sources), encoding="utf-8")

@@ -222,6 +222,7 @@ def test_regenerated_card_takes_the_recipe_run_config_recorded(text_run, tmp_pat
     _assert_no_machine_path(folder, root, MULTI30K.parent)
 
 
+@pytest.mark.slow
 def test_captioning_card_from_an_image_folder(tmp_path):
     images = tmp_path / "flickr_like"
     images.mkdir()

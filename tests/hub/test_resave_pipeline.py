@@ -68,6 +68,7 @@ def test_model_save_pretrained_keeps_the_pipeline_file(tmp_path, family):
     assert len(proc.stdout.strip().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_captioning_model_save_pretrained_keeps_the_pipeline_file(tmp_path):
     from transformers import AutoModelForImageTextToText
 

@@ -32,6 +32,7 @@ from hf_seq2seq.inference import GenerateEngine, load_engine, load_model  # noqa
 from hf_seq2seq.serving import ServedModel, ServerSettings, create_app, openapi_schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test talks to a real server process
 
 
 @pytest.fixture(scope="module")
