@@ -256,6 +256,9 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, force: bool = False,
     import hf_seq2seq  # noqa: F401  (registers our model types)
 
     out_dir = prepare_output(out_dir, force)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar: a line of stderr for a sub-second load
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, use_safetensors=True).eval().float()
     if config["model_type"] == "transformer_seq2seq":
         io = _transformer_io(model.config)

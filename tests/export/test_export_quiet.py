@@ -1,0 +1,34 @@
+"""Issue 28, row 15: ``hf-seq2seq export`` prints its result, not transformers' "Loading weights" bar."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hub_server import tiny_model, tiny_tokenizer
+
+from hf_seq2seq.hub import save_model_folder
+
+
+def test_onnx_export_draws_no_loading_bar(tmp_path):
+    pytest.importorskip("onnxruntime")
+    tok = tiny_tokenizer()
+    folder = save_model_folder(tiny_model("transformer", len(tok)), tok, tmp_path / "model")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hf_seq2seq.cli",
+            "export",
+            str(folder),
+            str(tmp_path / "onnx"),
+            "--format",
+            "onnx",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Loading weights" not in proc.stderr, proc.stderr
