@@ -55,8 +55,8 @@ def copy_pipeline_files(model: Any, save_directory: str | os.PathLike) -> None:
     """Copy the module file of each pipeline in ``model.config.custom_pipelines`` (``{"impl":
     "pipeline_text2text.Text2TextPipeline", ...}``) into ``save_directory`` where it is missing, so that
     ``pipeline(model=folder, trust_remote_code=True)`` finds it. The file is a flat sibling of the model's own
-    module (this package's ``models/``, or the remote-code cache), or lies in the folder the model was loaded from;
-    where it is found nowhere the config entry is dropped, since a ``custom_pipelines`` without its file fails."""
+    module (this package's ``models/``, or the remote-code cache), or lies in the folder (or Hub repository) the model
+    was loaded from; where it is found nowhere the config entry is dropped, since a ``custom_pipelines`` without its file fails."""
     pipelines = getattr(model.config, "custom_pipelines", None)
     if not pipelines or not os.path.isdir(save_directory):
         return
@@ -72,6 +72,9 @@ def copy_pipeline_files(model: Any, save_directory: str | os.PathLike) -> None:
         if target.is_file():
             continue
         source = next((c / name for c in candidates if (c / name).is_file()), None)
+        if source is None and loaded_from and not os.path.isdir(loaded_from):
+            # loaded from a Hub repository: its copy (cached, or fetched)
+            source = _hub_file(loaded_from, name)
         if source is None:
             missing.append(task)
             continue
@@ -79,6 +82,16 @@ def copy_pipeline_files(model: Any, save_directory: str | os.PathLike) -> None:
             shutil.copyfile(source, target)
     if missing:
         _drop_pipelines(Path(save_directory) / "config.json", missing)
+
+
+def _hub_file(repo_id: str, name: str) -> Path | None:
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(repo_id, name, _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError):  # offline, no such repository, not a repository id
+        return None
+    return Path(found) if found else None
 
 
 def _drop_pipelines(config_file: Path, tasks: list[str]) -> None:

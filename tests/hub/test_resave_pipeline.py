@@ -6,6 +6,10 @@ trust_remote_code=True)`` loads it in a Python without this package. (The PEFT v
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from conftest import run_without_package
@@ -102,3 +106,50 @@ def test_captioning_model_save_pretrained_keeps_the_pipeline_file(tmp_path):
         print(captioner({str(image)!r}, max_new_tokens=3))
         """
     )
+
+
+def test_a_model_loaded_from_the_hub_resaves_with_its_pipeline_file(tmp_path):
+    """Loaded by repository id (the pipeline file is not beside the model's module in the remote-code cache): the
+    copy comes from the repository."""
+    from hub_server import LoopbackHub
+
+    from hf_seq2seq.hub import push_model_folder
+
+    original = _folder(tmp_path, "transformer")
+    hub = LoopbackHub().start()
+    try:
+        from huggingface_hub import constants
+
+        offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
+        try:
+            push_model_folder(original, "user/tiny", endpoint=hub.url, token="x")
+        finally:
+            constants.HF_HUB_OFFLINE = offline
+        resaved = tmp_path / "resaved"
+        code = f"""
+            import os
+            from transformers import AutoModelForSeq2SeqLM
+            model = AutoModelForSeq2SeqLM.from_pretrained("user/tiny", trust_remote_code=True)
+            model.save_pretrained({str(resaved)!r})
+            print(sorted(os.listdir({str(resaved)!r})))
+            """
+        env = dict(
+            HF_ENDPOINT=hub.url,
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_TOKEN="x",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_XET="1",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys\nsys.modules['hf_seq2seq'] = None\n" + textwrap.dedent(code)],
+            env=dict(os.environ, PYTHONPATH="", **env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert (resaved / "pipeline_text2text.py").is_file(), proc.stdout
+    assert "custom_pipelines" in json.loads((resaved / "config.json").read_text())
