@@ -86,7 +86,7 @@ style: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_graph.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/project/test_import_graph.py
 
 clean:
 	rm -rf $(VENV) .venv-oldest .venv-latest build *.egg-info

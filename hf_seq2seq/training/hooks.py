@@ -1,4 +1,4 @@
-"""Test hooks, kept out of the training loop's logic (tests/test_reliability.py drives them by environment).
+"""Test hooks, kept out of the training loop's logic (tests/training/test_reliability.py drives them by environment).
 
 - ``HF_SEQ2SEQ_DEBUG_PAUSE="save:N"`` pauses the main process after it has written part of checkpoint N's temporary
   folder (``model.safetensors`` cut to half its size, no ``COMPLETE`` marker); ``"step:N"`` pauses every process in

@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = "hf_seq2seq"
-ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 # The package of the files that ship to the Hub as remote code (CONTRIBUTING.md, "Hard layout rule"): below every
 # other layer, and importing only its own flat siblings
