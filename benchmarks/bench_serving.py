@@ -36,7 +36,7 @@ from harness import (
 
 from hf_seq2seq.export import export_ctranslate2, export_onnx, load_engine
 from hf_seq2seq.export.common import read_model_config
-from hf_seq2seq.export.engines import GenerateEngine
+from hf_seq2seq.inference import GenerateEngine
 from hf_seq2seq.metrics import corpus_scores
 
 RUNS = Path("/work/cpu_runs/out")

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    from hf_seq2seq.training import train_main
+    from hf_seq2seq.commands.train import train_main
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_seq2seq.training import train_main
+    from hf_seq2seq.commands.train import train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(train_main(prog="train.py"))

@@ -13,11 +13,11 @@ import sys
 from accelerate.state import PartialState
 from accelerate.utils import DistributedType
 
-from hf_seq2seq.training import train_main
+from hf_seq2seq.commands.train import train_main
 
 if __name__ == "__main__":
     state = PartialState(cpu=True)
     if state.distributed_type != DistributedType.MULTI_CPU:
         sys.exit(f"_fsdp_cpu_train.py: expected a MULTI_CPU launch, got {state.distributed_type}")
     state.distributed_type = DistributedType.MULTI_GPU  # the FSDP branch of AcceleratorState.__init__
-    sys.exit(train_main())
+    sys.exit(train_main(prog="_fsdp_cpu_train.py"))

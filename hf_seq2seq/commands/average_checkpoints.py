@@ -1,5 +1,5 @@
 """``hf-seq2seq average-checkpoints``: the mean of a run's last N checkpoints as a model folder
-(:mod:`hf_seq2seq.averaging`)."""
+(:mod:`hf_seq2seq.training.averaging`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,12 @@ def average_checkpoints_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--run_dir needs --last N (the number of checkpoints to average)")
     if args.checkpoints is not None and args.last is not None:
         parser.error("--last only applies to --run_dir")
-    from ..averaging import CheckpointAveragingError, default_template, last_checkpoints, write_averaged_model
+    from ..training.averaging import (
+        CheckpointAveragingError,
+        default_template,
+        last_checkpoints,
+        write_averaged_model,
+    )
 
     try:
         if args.run_dir is not None:

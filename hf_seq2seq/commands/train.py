@@ -1,12 +1,27 @@
-"""``hf-seq2seq train``: :func:`hf_seq2seq.training.loop.train_main` (the options of ``scripts/train.py``), with its
-messages and ``--help`` naming ``hf-seq2seq train``."""
+"""``hf-seq2seq train`` (also ``scripts/train.py`` and ``python -m hf_seq2seq.training``): parse the options of
+:mod:`hf_seq2seq.training.arguments` (a recipe file and/or flags), run :func:`hf_seq2seq.training.run_training`, and
+turn its errors into one line and an exit status."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
-    from ..training.loop import train_main as run
+def train_main(argv: Sequence[str] | None = None, prog: str = "hf-seq2seq train") -> int:
+    """Train from the command line ``argv`` (``sys.argv[1:]`` when None); ``prog`` names the entry point in messages
+    and ``--help``. Returns the exit status: 0 for a completed or interrupted run, 1 for a failed one, 2 for bad
+    options."""
+    from ..training import parse_args, run_training
 
-    return run(None if argv is None else list(argv), prog="hf-seq2seq train")
+    try:
+        data_args, model_args, train_args = parse_args(None if argv is None else list(argv), prog=prog)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = run_training(data_args, model_args, train_args)
+    except (ValueError, FloatingPointError, FileNotFoundError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    return 0 if result["status"] in ("completed", "interrupted") else 1

@@ -9,7 +9,8 @@ One module per concern, each importing only the ones above it in this list:
 - :mod:`.evaluation` — the one sharded validation loop, the best-model decision, the model card's facts;
 - :mod:`.task` — the :class:`~.task.TrainingTask` protocol, :func:`~.task.build_training_task` and the text task;
   :mod:`.captioning` — the image one;
-- :mod:`.setup` — everything built before the first step; :mod:`.loop` — :func:`run_training` and ``train_main``.
+- :mod:`.setup` — everything built before the first step; :mod:`.loop` — :func:`run_training` (its command line is
+  :mod:`hf_seq2seq.commands.train`).
 
 Every name that was importable from the former single-file ``hf_seq2seq.training`` still is, from here; two
 were renamed (issue 24) and still resolve, with a ``DeprecationWarning``: ``make_task`` (now
@@ -49,7 +50,7 @@ from .checkpointing import (
 )
 from .evaluation import CARD_METRIC_KEYS, ValidationBatch, evaluate_model, validation_loop
 from .hooks import DEBUG_NAN_ENV, DEBUG_PAUSE_ENV
-from .loop import run_training, train_main
+from .loop import run_training
 from .losses import scheduled_sampling_inputs, token_loss_sum
 from .recipe import build_parser, parse_args
 from .setup import Run, build_optimizer, build_scheduler
@@ -115,7 +116,6 @@ __all__ = [
     "tokenize_train",
     "tokenize_validation",
     "token_loss_sum",
-    "train_main",
     "validation_loop",
 ]
 
@@ -132,4 +132,13 @@ def __getattr__(name: str):
             stacklevel=2,
         )
         return globals()[new]
+    if name == "train_main":  # moved to the commands layer (issue 24): a lazy front-door re-export, PEP 562
+        warnings.warn(
+            "hf_seq2seq.training.train_main moved to hf_seq2seq.commands.train.train_main; the old path will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from ..commands.train import train_main
+
+        return train_main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

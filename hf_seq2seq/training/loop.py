@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from .arguments import MAX_CONSECUTIVE_SKIPS, DataArguments, ModelArguments, Tra
 from .checkpointing import save_checkpoint
 from .evaluation import model_card, validate, write_history
 from .losses import scheduled_sampling_inputs
-from .recipe import parse_args
 from .setup import Run, set_up
 
 logger = logging.getLogger("hf_seq2seq.training")
@@ -349,19 +347,3 @@ def finish(run: Run, loop: LoopState) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
-
-
-def train_main(argv: list[str] | None = None, prog: str = "train.py") -> int:
-    """Entry point of ``scripts/train.py`` and ``hf-seq2seq train`` (``prog`` names it in messages); returns the
-    exit status."""
-    try:
-        data_args, model_args, train_args = parse_args(argv, prog=prog)
-    except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        result = run_training(data_args, model_args, train_args)
-    except (ValueError, FloatingPointError, FileNotFoundError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 1
-    return 0 if result["status"] in ("completed", "interrupted") else 1

@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard
 
 from hf_seq2seq.captioning_data import render_scene
 from hf_seq2seq.commands import evaluate_main
+from hf_seq2seq.commands.train import train_main
 from hf_seq2seq.hub import (
     EVAL_TABLE_BEGIN,
     EVAL_TABLE_END,
@@ -25,7 +26,6 @@ from hf_seq2seq.hub import (
     public_path,
     scrub_paths,
 )
-from hf_seq2seq.training import train_main
 
 NUM_TEST = 6
 RECIPE = """# a tiny Transformer recipe, with paths of this machine in it

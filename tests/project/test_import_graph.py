@@ -1,5 +1,5 @@
 """The package's imports run one way (docs/design.md): the Hub-shipped model code (``models/``) ← families ←
-tokenization/data/plotting ← hub ← training ← commands/demo/averaging ← cli, with no cycle.
+tokenization/data/plotting ← hub ← training ← commands ← cli, with no cycle.
 
 Every ``import`` statement of every module is read with ``ast`` — function-level imports included, since those are
 how a cycle hides — and resolved to the package module it names. The one exception: a package ``__init__``'s lazy
@@ -38,7 +38,6 @@ LAYERS = {
     "serving": 5,  # hf-seq2seq serve's app, batcher and schemas: over inference; only commands/serve.py imports it
     "analysis": 5,
     "commands": 5,
-    "averaging": 5,
     "cli": 6,
 }
 DEFAULT_LAYER = 5
@@ -110,6 +109,8 @@ def _is_hub_file(module: str) -> bool:
 
 
 def _layer(module: str) -> int:
+    if module.endswith(".__main__"):  # ``python -m <package>``: an entry point, like cli, that nothing imports
+        return LAYERS["cli"]
     return 0 if _is_hub_file(module) else LAYERS.get(_top(module), DEFAULT_LAYER)
 
 
@@ -157,6 +158,14 @@ def test_imports_run_one_way():
         if _layer(t) > _layer(m)
     ]
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
+
+
+def test_entry_points_are_imported_by_no_module():
+    graph = _graph()
+    entry_points = [m for m in graph if m.endswith(".__main__")]
+    assert f"{PACKAGE}.training.__main__" in entry_points
+    wrong = [f"{m} imports {t}" for m, edges in graph.items() for t, _, _ in edges if t in entry_points]
+    assert not wrong, wrong
 
 
 def test_models_import_only_models():

@@ -15,6 +15,7 @@ from hub_server import tiny_model, tiny_tokenizer
 
 from hf_seq2seq import train_tokenizer
 from hf_seq2seq.cli import main as cli_main
+from hf_seq2seq.commands.train import train_main
 from hf_seq2seq.hub import save_model_folder
 from hf_seq2seq.training import (
     ModelArguments,
@@ -24,7 +25,6 @@ from hf_seq2seq.training import (
     parse_args,
     prepare_output_dir,
     set_generation_defaults,
-    train_main,
 )
 
 
@@ -103,7 +103,7 @@ def test_recipe_value_out_of_range_or_wrong_type(tmp_path, recipe, message):
 def test_command_line_value_out_of_range(tmp_path, capsys, argv, message):
     assert train_main(["--task", "numbers", "--output_dir", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("train.py: error: ") and message in err
+    assert err.startswith("hf-seq2seq train: error: ") and message in err
 
 
 def test_command_line_value_of_the_wrong_type(tmp_path, capsys):

@@ -22,7 +22,8 @@ from test_training import _train_one_process, _train_two_processes
 
 from hf_seq2seq.captioning_data import render_scene
 from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.training import parse_args, train_main
+from hf_seq2seq.commands.train import train_main
+from hf_seq2seq.training import parse_args
 from hf_seq2seq.training.captioning import caption_scores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,7 +275,7 @@ def test_bad_captioning_options_fail_clearly(extra, message, capsys):
     with pytest.raises(ValueError, match=message):
         parse_args(extra)
     assert train_main([*extra, "--output_dir", "/nonexistent/never-written"]) == 2
-    assert "train.py: error:" in capsys.readouterr().err
+    assert "hf-seq2seq train: error:" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -75,7 +75,7 @@ def _losses(out: Path) -> list[float]:
 
 
 def test_streaming_compiled_run_resumes_exactly_and_saves_plain_keys(tmp_path):
-    from hf_seq2seq.averaging import write_averaged_model
+    from hf_seq2seq.training.averaging import write_averaged_model
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     _train(full)
@@ -147,7 +147,7 @@ def test_bf16_weights_compiled_run_resumes_exactly_and_saves_fp32_masters(tmp_pa
     float32 masters (finer than bf16) under the model's own keys."""
     from safetensors.torch import load_file
 
-    from hf_seq2seq.averaging import write_averaged_model
+    from hf_seq2seq.training.averaging import write_averaged_model
 
     opts = ("--bf16_weights", "--gradient_accumulation_steps", "2", "--max_grad_norm", "0.5")
     full, resumed = tmp_path / "full", tmp_path / "resumed"

@@ -217,7 +217,7 @@ def test_fsdp2_matches_one_process_and_resumes(multi30k_dir, tmp_path, reference
 def _assert_fsdp_checkpoints_hold_full_weights(out: Path, reference: Path) -> None:
     """Every FSDP checkpoint also holds model.safetensors: the 1-process run's checkpoint at the same step, the same
     keys (tied weights once), and `average-checkpoints` reads them."""
-    from hf_seq2seq.averaging import average_checkpoints
+    from hf_seq2seq.training.averaging import average_checkpoints
 
     steps = [RESUME_STEP, MAX_STEPS]
     for step in steps:

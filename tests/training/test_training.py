@@ -18,13 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_seq2seq.commands.train import train_main
 from hf_seq2seq.training import (
     COMPLETE_MARKER,
     TrainArguments,
     list_checkpoints,
     parse_args,
     prepare_output_dir,
-    train_main,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

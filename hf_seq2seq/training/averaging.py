@@ -39,8 +39,8 @@ from pathlib import Path
 import torch
 from transformers.core_model_loading import revert_weight_conversion
 
-from .data import DataError
-from .training.checkpointing import COMPLETE_MARKER, list_checkpoints
+from ..data import DataError
+from .checkpointing import COMPLETE_MARKER, list_checkpoints
 
 __all__ = [
     "CheckpointAveragingError",
@@ -283,7 +283,7 @@ def _auto_model_class(folder: Path):
 
     import hf_seq2seq  # noqa: F401  (registers our model types)
 
-    from .families import BY_MODEL_TYPE
+    from ..families import BY_MODEL_TYPE
 
     try:
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")

@@ -1,4 +1,4 @@
-"""Checkpoint averaging (hf_seq2seq.averaging, `hf-seq2seq average-checkpoints`) on tiny models and a real run.
+"""Checkpoint averaging (hf_seq2seq.training.averaging, `hf-seq2seq average-checkpoints`) on tiny models and a real run.
 
 Invariants: N copies average to exactly themselves (same generate() output), two checkpoints average to their
 hand-computed mean, the written folder loads with AutoModelForSeq2SeqLM (tied weights still tied) and translates,
@@ -18,16 +18,16 @@ from hub_server import tiny_model, tiny_tokenizer
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_seq2seq.averaging import (
+from hf_seq2seq.cli import main as cli_main
+from hf_seq2seq.data import DataError
+from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.inference import translate_lines
+from hf_seq2seq.training.averaging import (
     CheckpointAveragingError,
     average_checkpoints,
     last_checkpoints,
     write_averaged_model,
 )
-from hf_seq2seq.cli import main as cli_main
-from hf_seq2seq.data import DataError
-from hf_seq2seq.hub import save_model_folder
-from hf_seq2seq.inference import translate_lines
 
 SENTENCES = ["drei und zwanzig", "neun hundert sieben", "zwanzig"]
 
