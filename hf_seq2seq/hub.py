@@ -70,9 +70,12 @@ EVAL_TABLE_HEADER = (
 )
 # --mixed_precision as the card's hardware line names it
 PRECISION_NAMES = {"no": "fp32", "fp16": "fp16 mixed precision", "bf16": "bf16 mixed precision"}
-# An absolute POSIX path inside free text (a recipe, an option value): a "/" that does not continue a word, a URL or
-# a relative path; or a Windows drive path.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"`,;()\[\]{}<>|]+|\b[A-Za-z]:\\[^\s'\"`,;|]+")
+# A path of the author's machine inside free text (a recipe, an option value): an absolute POSIX path (a "/" that does
+# not continue a word, a URL or a relative path), a relative path that starts by leaving the working directory
+# ("../"), or a Windows drive path.
+_ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.:/~-])(?:/|(?:\.\./)+)[^\s'\"`,;()\[\]{}<>|]+|\b[A-Za-z]:\\[^\s'\"`,;|]+"
+)
 
 
 # ---------------------------------------------------------------------------------------------------- saving
@@ -225,23 +228,27 @@ def _write_images(
 
 # ------------------------------------------------------------------------------------------- what a card may show
 def public_path(value, cwd=None) -> str:
-    """``value`` as a card may show it: an absolute path becomes relative to the working directory when it lies
-    inside it, else its base name (an absolute path describes the author's machine, not the model); anything else
-    is returned unchanged."""
+    """``value`` as a card may show it: a path becomes relative to the working directory when it lies inside it,
+    else its base name (``/home/alice/data/train`` and ``../shared/data/train`` describe the author's machine, not
+    the model); anything else (a relative path inside the working directory, a Hub id) is returned unchanged."""
     text = str(value)
     if PureWindowsPath(text).drive and PureWindowsPath(text).is_absolute():
         return PureWindowsPath(text).name
+    cwd = Path(cwd or os.getcwd())
     if not PurePosixPath(text).is_absolute():
-        return text
+        if os.path.normpath(text).split("/")[0] != "..":
+            return text
+        text = os.path.join(cwd, text)  # leaves the working directory, maybe to come back into it
     try:
-        relative = Path(os.path.normpath(text)).relative_to(Path(cwd or os.getcwd()))
+        relative = Path(os.path.normpath(text)).relative_to(cwd)
     except ValueError:
         return PurePosixPath(text).name
     return relative.as_posix() if relative.parts else "."
 
 
 def scrub_paths(text: str, cwd=None) -> str:
-    """``text`` with every absolute path in it shown by `public_path` (recipes and option values may hold some)."""
+    """``text`` with every absolute path, and every relative one that starts with ``../``, shown by `public_path`
+    (recipes and option values may hold some)."""
     return _ABSOLUTE_PATH.sub(lambda m: public_path(m.group(0), cwd), str(text))
 
 

@@ -66,6 +66,7 @@ def _first_validation_source(options: dict) -> str | None:
 def card_from_run(run_dir: Path, folder: Path, args) -> dict:
     """The card dict `training.evaluation.model_card` would have written, rebuilt from the run's saved files."""
     from hf_seq2seq.hub import dataset_display_name, public_path, public_training_args
+    from hf_seq2seq.training.recipe import recipe_as_run
 
     options = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
     history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
@@ -100,7 +101,11 @@ def card_from_run(run_dir: Path, folder: Path, args) -> dict:
     recipe = args.config or options.get("config")  # run_config.json records --config since issue 18
     if recipe and Path(recipe).is_file():
         card["recipe"] = public_path(recipe)
-        card["recipe_text"] = Path(recipe).read_text(encoding="utf-8")
+        card["recipe_text"] = recipe_as_run(  # the file merged with the options that ran
+            Path(recipe).read_text(encoding="utf-8"),
+            {k: v for k, v in options.items() if k != "config"},
+            json_format=recipe.endswith(".json"),
+        )
     return card
 
 

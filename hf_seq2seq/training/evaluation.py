@@ -17,6 +17,7 @@ import torch
 from .arguments import args_to_dict
 from .checkpointing import plain_model
 from .losses import token_loss_sum
+from .recipe import recipe_as_run
 
 logger = logging.getLogger("hf_seq2seq.training")
 
@@ -158,15 +159,19 @@ def model_card(run, metrics: dict, final: bool = False) -> dict:
     from ..hub import hardware_description, public_path, public_training_args
 
     state, train_args = run.state, run.train_args
+    options = args_to_dict(run.data_args, run.model_args, train_args)
+    recipe_text = train_args.recipe_text
+    if recipe_text is not None:  # the file merged with the command line: what ran
+        recipe_text = recipe_as_run(recipe_text, options, json_format=train_args.recipe.endswith(".json"))
     facts = {
         **{k: v for k, v in run.task.card_facts().items() if k != "example"},
         "model_name": Path(train_args.output_dir).resolve().name,
         "eval_split": "validation",
         "num_eval_sentences": metrics.get("num_sentences"),
         "num_beams": train_args.num_beams,
-        "training_args": public_training_args(args_to_dict(run.data_args, run.model_args, train_args)),
+        "training_args": public_training_args(options),
         "recipe": public_path(train_args.recipe) if train_args.recipe else None,
-        "recipe_text": train_args.recipe_text,
+        "recipe_text": recipe_text,
         "steps": state.step,
         "epochs": state.epoch,
         "train_time": time.perf_counter() - run.run_start,

@@ -4,6 +4,7 @@ command line wins; recipe values are type-checked here because argparse converts
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -119,3 +120,63 @@ def parse_args(
         outputs[2].recipe = known.config
         outputs[2].recipe_text = Path(known.config).read_text(encoding="utf-8")
     return tuple(outputs)
+
+
+def _option_defaults() -> dict:
+    defaults = {}
+    for cls in ARGUMENT_CLASSES:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                factory = f.default_factory
+                defaults[f.name] = factory() if factory is not dataclasses.MISSING else f.default
+    return defaults
+
+
+def _same(written, ran) -> bool:
+    """Whether a recipe value is the one that ran: YAML reads ``3e-3`` or ``yes`` as strings, argparse converts them."""
+    if isinstance(written, str) and isinstance(ran, (bool, int, float)) and not isinstance(ran, str):
+        if isinstance(ran, bool):
+            return written.lower() in (
+                ("yes", "true", "t", "y", "1") if ran else ("no", "false", "f", "n", "0")
+            )
+        try:
+            return float(written) == ran
+        except ValueError:
+            return False
+    return written == ran
+
+
+def recipe_as_run(recipe_text: str, options: dict, json_format: bool = False) -> str:
+    """The recipe as the run used it, for the model card: the recipe's keys in its order with the values that ran
+    (a command-line option given beside ``--config`` wins over the file), then every other option that differs from
+    its default (given on the command line, or derived from one). A YAML recipe keeps its opening comment lines and
+    gets one more naming the options that are not as the file says. ``options`` is what ran
+    (`arguments.args_to_dict`); the card shows paths by `hub.scrub_paths`."""
+    import yaml
+
+    def value(key, v):
+        if key == "model_config" and isinstance(v, str):
+            try:
+                return json.loads(v)
+            except json.JSONDecodeError:
+                return v
+        return v
+
+    try:
+        recipe = json.loads(recipe_text) if json_format else yaml.safe_load(recipe_text)
+    except (json.JSONDecodeError, yaml.YAMLError):
+        return recipe_text
+    recipe = recipe if isinstance(recipe, dict) else {}
+    defaults = _option_defaults()
+    merged = {k: value(k, options.get(k, v)) for k, v in recipe.items()}
+    merged.update(
+        {k: value(k, v) for k, v in options.items() if k not in recipe and k in defaults and v != defaults[k]}
+    )
+    changed = [k for k, v in merged.items() if k not in recipe or not _same(value(k, recipe[k]), v)]
+    if json_format:
+        return json.dumps(merged, indent=2, ensure_ascii=False)
+    comments = list(itertools.takewhile(lambda line: line.startswith("#"), recipe_text.splitlines()))
+    if changed:
+        comments.append("# as it ran; not as in the file: " + ", ".join(f"--{k}" for k in changed))
+    body = yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=100)
+    return "\n".join([*comments, body.rstrip("\n")])

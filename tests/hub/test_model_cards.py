@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -32,10 +33,17 @@ RECIPE = """# a tiny Transformer recipe, with paths of this machine in it
 model_type: transformer
 model_config: {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "num_attention_heads": 2, "ffn_dim": 64}
 train_prefix: {data}/train
-validation_prefix: {data}/val
+validation_prefix: {relative_data}/val
 learning_rate: 3e-3
 warmup_steps: 2
 """
+
+
+OVERRIDES = [
+    "--model_config", json.dumps({"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "num_attention_heads": 2,
+                                  "ffn_dim": 32}),
+    "--warmup_steps", "1",
+]  # fmt: skip
 
 
 def _text_args(output_dir: Path) -> list[str]:
@@ -80,10 +88,14 @@ def text_run(tmp_path_factory, multi30k_dir) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cards")
     (root / "recipes").mkdir()
     recipe = root / "recipes" / "tiny.yaml"
-    recipe.write_text(RECIPE.replace("{data}", str(multi30k_dir)), encoding="utf-8")
+    relative = os.path.relpath(multi30k_dir, root)  # ../../.../multi30k: outside the working directory
+    recipe.write_text(
+        RECIPE.replace("{data}", str(multi30k_dir)).replace("{relative_data}", relative), encoding="utf-8"
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        assert train_main(["--config", str(recipe), *_text_args(root / "runs" / "tiny")]) == 0
+        # the command line overrides two of the recipe's values (the model's sizes, warmup) and adds others
+        assert train_main(["--config", str(recipe), *OVERRIDES, *_text_args(root / "runs" / "tiny")]) == 0
     return root, root / "runs" / "tiny"
 
 
@@ -103,6 +115,38 @@ def test_training_card_has_no_local_path_and_records_recipe_data_and_hardware(te
         assert "| `output_dir` | `runs/tiny` |" in text and "| `train_prefix` | `train` |" in text
         assert f"**Hardware**: 1 x CPU {cpu_model_name()} (1 thread), fp32;" in text
         assert card.data.eval_results[0].dataset_type == multi30k_dir.name.lower()
+
+
+def _card_recipe(text: str) -> tuple[list[str], dict]:
+    """The comment lines and the values of the card's Recipe block."""
+    import yaml
+
+    block = text.split("<details><summary>Recipe ", 1)[1].split("```yaml\n", 1)[1].split("\n```", 1)[0]
+    return [line for line in block.splitlines() if line.startswith("#")], yaml.safe_load(block)
+
+
+def test_card_recipe_shows_what_ran_not_the_file(text_run, multi30k_dir):
+    """Issue 28 row 13: the Recipe block is the recipe merged with the command line (the model that was built, the
+    schedule that ran), so it can be given back to --config; data paths outside the working directory are base
+    names whether the recipe wrote them absolute or relative."""
+    root, run = text_run
+    folder = run / "final_model"
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    comments, ran = _card_recipe(text)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    for key, value in ran["model_config"].items():
+        assert config[key] == value, key  # the sizes of the saved model, not the recipe file's
+    options = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
+    assert ran["warmup_steps"] == options["warmup_steps"] and ran["max_steps"] == options["max_steps"]
+    assert ran["learning_rate"] == options["learning_rate"]  # a recipe value kept
+    assert "max_steps" not in RECIPE and "learning_rate" in RECIPE
+    assert list(ran)[:3] == ["model_type", "model_config", "train_prefix"]  # the file's order first
+    assert comments[0] == "# a tiny Transformer recipe, with paths of this machine in it"
+    assert "--model_config" in comments[-1] and "--warmup_steps" in comments[-1]
+    assert "--learning_rate" not in comments[-1]  # 3e-3 in YAML is the 0.003 that ran
+    assert (ran["train_prefix"], ran["validation_prefix"]) == ("train", "val")
+    assert os.path.relpath(multi30k_dir, root) not in text and "../" not in text.split("## Evaluation")[0]
+    assert "| `validation_prefix` | `val` |" in text
 
 
 def _test_files(tmp_path: Path, multi30k_dir: Path) -> tuple[Path, Path]:
@@ -260,17 +304,21 @@ def test_captioning_card_from_an_image_folder(tmp_path):
         ("/home/alice/data/multi30k/train", "train"),  # outside the working directory: the base name
         ("{cwd}/configs/x.yaml", "configs/x.yaml"),  # inside it: relative
         ("C:\\Users\\alice\\train.jsonl", "train.jsonl"),
-        ("../shared/data/multi30k/train", "../shared/data/multi30k/train"),  # relative paths are kept
+        ("../shared/data/multi30k/train", "train"),  # relative, outside the working directory: the base name
+        ("data/multi30k/train", "data/multi30k/train"),  # relative, inside it: kept
+        ("../{cwdname}/data/train", "data/train"),  # leaves the working directory and comes back into it
         ("bentrevett/multi30k", "bentrevett/multi30k"),
     ],
 )
 def test_public_path(value, shown, tmp_path):
-    assert public_path(value.replace("{cwd}", str(tmp_path)), cwd=tmp_path) == shown
+    value = value.replace("{cwd}", str(tmp_path)).replace("{cwdname}", tmp_path.name)
+    assert public_path(value, cwd=tmp_path) == shown
 
 
 def test_scrub_paths_keeps_urls_and_relative_paths(tmp_path):
-    text = "see https://github.com/mjpost/sacrebleu; data: /srv/x/multi30k/val and ./a/b, de/en\n"
-    assert scrub_paths(text, cwd=tmp_path) == text.replace("/srv/x/multi30k/val", "val")
+    text = "see https://github.com/mjpost/sacrebleu; data: /srv/x/multi30k/val and ./a/b, de/en, ../../d/test.de\n"
+    shown = text.replace("/srv/x/multi30k/val", "val").replace("../../d/test.de", "test.de")
+    assert scrub_paths(text, cwd=tmp_path) == shown
 
 
 @pytest.mark.parametrize(
