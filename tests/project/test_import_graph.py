@@ -34,6 +34,7 @@ LAYERS = {
     "hub": 3,
     "training": 4,
     "export": 4,  # the exporters and the export folder format
+    "convert": 4,  # model conversion (Marian, JoeyNMT): over models, families, tokenization, hub
     "inference": 4,  # loading a folder or an export, the engines, the translate loop (reads export folders)
     "serving": 5,  # hf-seq2seq serve's app, batcher and schemas: over inference; only commands/serve.py imports it
     "analysis": 5,
@@ -109,7 +110,9 @@ def _is_hub_file(module: str) -> bool:
 
 
 def _layer(module: str) -> int:
-    if module.endswith(".__main__"):  # ``python -m <package>``: an entry point, like cli, that nothing imports
+    if module.endswith(
+        ".__main__"
+    ):  # ``python -m <package>``: an entry point, like cli, that nothing imports
         return LAYERS["cli"]
     return 0 if _is_hub_file(module) else LAYERS.get(_top(module), DEFAULT_LAYER)
 
