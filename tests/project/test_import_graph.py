@@ -110,9 +110,8 @@ def _is_hub_file(module: str) -> bool:
 
 
 def _layer(module: str) -> int:
-    if module.endswith(
-        ".__main__"
-    ):  # ``python -m <package>``: an entry point, like cli, that nothing imports
+    # ``python -m <package>``: an entry point, like cli, that nothing imports
+    if module.endswith(".__main__"):
         return LAYERS["cli"]
     return 0 if _is_hub_file(module) else LAYERS.get(_top(module), DEFAULT_LAYER)
 
