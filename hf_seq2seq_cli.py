@@ -57,6 +57,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "average_checkpoints_main",
         "average the weights of a run's last N checkpoints into a model folder",
     ),
+    "convert": (
+        "hf_seq2seq.commands.convert",
+        "convert_main",
+        "convert a model from/to Marian (stock transformers) or from JoeyNMT",
+    ),
 }
 
 
@@ -132,6 +137,10 @@ def _writable(path: Path) -> bool:
     return True
 
 
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 def _model_problem(option: str, value: str) -> str | None:
     value = value.split("=", 1)[1] if "=" in value else value  # serve: --model NAME=PATH
     if Path(value).expanduser().exists():
@@ -162,6 +171,8 @@ def preflight(argv: list[str], name: str = "") -> str | None:
             return problem
         if option in OUTPUT_OPTIONS and value != "-" and not _writable(path):
             return f"{label} {value}: cannot write there (read-only or no permission); choose another place"
+        if name == "convert" and option == "--output" and path.exists() and not _empty_folder(path):
+            return f"--output {value} exists and is not empty; choose a new or empty folder (nothing was written)"
         if option == "--model" and "--update_card" in argv and path.is_dir() and not _writable(path):
             return f"--update_card: {value} is read-only; its README.md card cannot be updated"
     return None
