@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_wait_ms", type=_non_negative_float, default=5.0, help="how long a segment waits for company"
     )
     batching.add_argument(
+        "--batch_wait",
+        choices=["adaptive", "always"],
+        default="adaptive",
+        help="when a segment waits --max_wait_ms for company: adaptive (default: only when the previous request "
+        "arrived within --max_wait_ms, so a lone request goes at once) or always",
+    )
+    batching.add_argument(
         "--max_queue", type=positive_int, default=1024, help="waiting segments per model; beyond: 503"
     )
     batching.add_argument(
@@ -116,6 +123,7 @@ def settings_from(args):
         max_new_tokens=args.max_new_tokens,
         max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=args.max_wait_ms,
+        batch_wait=args.batch_wait,
         max_queue=args.max_queue,
         workers=args.workers,
     )

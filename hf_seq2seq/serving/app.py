@@ -67,6 +67,7 @@ class ServerSettings:
     max_new_tokens: int = 512
     max_batch_tokens: int = 4096
     max_wait_ms: float = 5.0
+    batch_wait: str = "adaptive"
     max_queue: int = 1024
     workers: int = 1
     retry_after_s: int = 1
@@ -213,6 +214,7 @@ class Server:
                 m.engine,
                 max_batch_tokens=settings.max_batch_tokens,
                 max_wait_ms=settings.max_wait_ms,
+                batch_wait=settings.batch_wait,
                 max_queue=settings.max_queue,
                 workers=settings.workers,
                 on_batch=self.metrics.batch_observer(m.name),

@@ -9,6 +9,11 @@ within ``max_batch_tokens`` source tokens; that group is one :meth:`Engine.trans
 its own order. A request whose client went away is cancelled: its segments still waiting leave the queue. An engine
 exception fails the requests of that group only (:class:`EngineError`); the workers go on. :meth:`Batcher.close`
 lets the workers finish what is queued, then stops them.
+
+When a segment waits (``batch_wait``, a choice of :data:`BATCH_WAIT_CHOICES`): ``"adaptive"`` (the default) only when
+company is likely, i.e. when the previous request arrived less than ``max_wait_ms`` before it, so a lone request on
+an idle server goes at once and batching costs one client nothing; ``"always"`` every segment (a fixed latency cost
+for the largest batches).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..inference import Engine, Translation
+
+BATCH_WAIT_CHOICES = ("adaptive", "always")
 
 
 class QueueFull(Exception):
@@ -85,6 +92,7 @@ class _Segment:
     request: _Request
     index: int
     queued: float = field(default_factory=time.monotonic)
+    wait: float = 0.0  # how long it may wait for company (seconds)
 
 
 @dataclass
@@ -106,6 +114,7 @@ class Batcher:
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
         workers: int = 1,
+        batch_wait: str = "adaptive",
         on_batch: Callable[[int, int, int], None] | None = None,
         name: str = "model",
     ):
@@ -118,11 +127,19 @@ class Batcher:
                 raise ValueError(f"{option} must be >= {low}, got {value}")
         if max_wait_ms < 0:
             raise ValueError(f"--max_wait_ms must be >= 0, got {max_wait_ms}")
+        if batch_wait not in BATCH_WAIT_CHOICES:
+            raise ValueError(
+                f"--batch_wait must be one of {', '.join(BATCH_WAIT_CHOICES)}, got {batch_wait!r}"
+            )
+        self.batch_wait = batch_wait
         self.engine, self.name = engine, name
         self.max_batch_tokens, self.max_wait = max_batch_tokens, max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch  # (segments, padded source tokens, generated tokens) per engine call
         self._queue: list[_Segment] = []
+        self._last_arrival = float(
+            "-inf"
+        )  # of the previous request: requests closer than max_wait wait for company
         self._cond = threading.Condition()
         self._closing = False
         self._threads = [
@@ -149,8 +166,14 @@ class Batcher:
         empty = SegmentOutput(
             Translation([""] * n_best, [0.0] * n_best if options.return_scores else None, [[]] * n_best)
         )
-        work = [_Segment(ids, options, request, i) for i, ids in enumerate(sources) if ids]
+        now = time.monotonic()
         with self._cond:
+            # "adaptive": wait for company only when requests are arriving closer together than max_wait; a lone
+            # request on an idle server goes at once (waiting would only add max_wait to its latency)
+            likely = self.batch_wait == "always" or now - self._last_arrival <= self.max_wait
+            wait = self.max_wait if likely else 0.0
+            self._last_arrival = now
+            work = [_Segment(ids, options, request, i, now, wait) for i, ids in enumerate(sources) if ids]
             if self._closing:
                 raise QueueFull("the server is shutting down")
             if len(self._queue) + len(work) > self.max_queue:
@@ -196,7 +219,7 @@ class Batcher:
                     return None
                 self._cond.wait()
             # wait for company until the oldest has waited max_wait or the budget is full
-            deadline = self._queue[0].queued + self.max_wait
+            deadline = self._queue[0].queued + self._queue[0].wait
             while not self._closing and self._waiting_tokens() < self.max_batch_tokens:
                 left = deadline - time.monotonic()
                 if left <= 0:

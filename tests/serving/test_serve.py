@@ -257,10 +257,11 @@ def test_a_poisoned_batch_fails_only_its_requests(guarded):
 
 @pytest.fixture()
 def slow_queue(folders):
-    """A queue of 2 segments whose worker waits 1.5 s for company: easy to fill."""
+    """A queue of 2 segments whose worker waits 1.5 s for company (every segment: ``batch_wait="always"``): easy to
+    fill."""
     engine = load_engine(folders["de-en"], device="cpu")
     served = ServedModel("de-en", "torch", str(folders["de-en"]), engine, "de", "en")
-    settings = ServerSettings(max_queue=2, max_wait_ms=1500, max_batch_tokens=10_000)
+    settings = ServerSettings(max_queue=2, max_wait_ms=1500, batch_wait="always", max_batch_tokens=10_000)
     with server_thread(create_app([served], settings)) as url:
         yield url
 
@@ -299,7 +300,8 @@ def test_a_client_that_goes_away_leaves_the_queue(slow_queue):
 
 @pytest.mark.slow
 def test_sigterm_finishes_requests_in_flight_and_exits_0(folders):
-    with server_process(["--model", f"de-en={folders['de-en']}", "--max_wait_ms", "1500"]) as (url, process):
+    args = ["--model", f"de-en={folders['de-en']}", "--max_wait_ms", "1500", "--batch_wait", "always"]
+    with server_process(args) as (url, process):
         answers = []
         thread = threading.Thread(
             target=lambda: answers.append(
