@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "translate_main",
         "translate stdin or a file with a saved model",
     ),
+    "align": (
+        "hf_seq2seq.commands.align",
+        "align_main",
+        "word-align sentence pairs with a saved model (forced attention, Pharaoh output)",
+    ),
     "evaluate": (
         "hf_seq2seq.commands.evaluate",
         "evaluate_main",
@@ -77,9 +82,9 @@ def _usage() -> str:
 # Options that name a file the command reads, a model folder, or a place it writes. They are checked here, before the
 # command's module (and with it torch and transformers, seconds of imports) is loaded, so a mistyped path or an
 # output in a read-only place ends in one line at once, not after the work (the commands check them again).
-INPUT_OPTIONS = ("--input", "--source", "--reference", "--config", "--image", "--models_file")
+INPUT_OPTIONS = ("--input", "--source", "--target", "--reference", "--config", "--image", "--models_file")
 MODEL_OPTIONS = ("--model", "--template")
-OUTPUT_OPTIONS = ("--output", "--output_dir", "--hypotheses", "--write_openapi")
+OUTPUT_OPTIONS = ("--output", "--output_dir", "--hypotheses", "--write_openapi", "--alignments_output")
 # a Hub repository id ("name" or "owner/name"); anything else that does not exist here is a mistyped path
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 

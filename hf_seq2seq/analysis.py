@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .inference.alignment import token_word_map, word_attention
+
 __all__ = [
     "source_lengths",
     "length_buckets",
@@ -134,52 +136,6 @@ def bucket_scores(
 
 
 # ------------------------------------------------------------------------------------------- alignment
-def token_word_map(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int | None]:
-    """For each token (character offsets), the index of the word span it overlaps most; None for none.
-
-    Special tokens (``</s>``, offsets ``(0, 0)``) and pure word-boundary markers overlap no word.
-    """
-    out: list[int | None] = []
-    for a, b in offsets:
-        best, best_overlap = None, 0
-        for w, (s, e) in enumerate(spans):
-            overlap = min(b, e) - max(a, s)
-            if overlap > best_overlap:
-                best, best_overlap = w, overlap
-        out.append(best)
-    return out
-
-
-def word_attention(
-    attention: np.ndarray,
-    target_map: Sequence[int | None],
-    source_map: Sequence[int | None],
-    num_target_words: int,
-    num_source_words: int,
-) -> np.ndarray:
-    """Token attention ``(T, S)`` → word attention ``(num_target_words, num_source_words)``.
-
-    Row j is the mean of the rows of target word j's tokens; column i the sum of source word i's token columns.
-    Attention on tokens of no word (the source ``</s>``) is dropped, so a row may sum to less than one. A word
-    with no token (truncated away) keeps an all-zero row.
-    """
-    if attention.shape != (len(target_map), len(source_map)):
-        raise ValueError(
-            f"attention has shape {attention.shape} but there are {len(target_map)} target and "
-            f"{len(source_map)} source tokens"
-        )
-    to_src = np.zeros((len(source_map), num_source_words))
-    for s, w in enumerate(source_map):
-        if w is not None:
-            to_src[s, w] = 1.0
-    from_tgt = np.zeros((num_target_words, len(target_map)))
-    for t, w in enumerate(target_map):
-        if w is not None:
-            from_tgt[w, t] = 1.0
-    from_tgt /= np.maximum(from_tgt.sum(axis=1, keepdims=True), 1.0)
-    return from_tgt @ attention @ to_src
-
-
 def alignment_counts(word_att: np.ndarray, sure, possible) -> dict[str, int]:
     """The counts behind AER and argmax accuracy for one sentence (summed over a corpus before dividing).
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .align import add_alignment_args, alignment_kwargs, format_alignment
 from .common import add_generation_args, check_outputs, fail, positive_int, read_stdin, translate_options
 
 ENGINES = (
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_generation_args(parser)
     add_engine_args(parser)
+    add_alignment_args(parser, optional=True)
+    parser.add_argument(
+        "--alignments_output",
+        default=None,
+        help="with --alignments: write the alignments to this file, line for line with the translations (default: "
+        "a second tab-separated column after each translation)",
+    )
     return parser
 
 
@@ -68,12 +76,22 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--compute_type applies to --engine ctranslate2 only (torch: load the folder in its dtype)"
         )
+    if args.alignments is None:
+        given = [
+            o
+            for o in ("alignments_output", "alignment_layer", "alignment_heads")
+            if getattr(args, o) is not None
+        ]
+        if given:
+            parser.error(f"--{given[0]} applies with --alignments only")
     from ..hub import write_atomic
     from ..inference import load_engine
     from ..tokenization import read_text_lines
 
     try:
-        check_outputs({"--output": args.output}, {"--input": args.input})
+        check_outputs(
+            {"--output": args.output, "--alignments_output": args.alignments_output}, {"--input": args.input}
+        )
         lines = read_text_lines(args.input) if args.input else read_stdin()
         engine = load_engine(
             args.model,
@@ -83,12 +101,27 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             trust_remote_code=args.trust_remote_code,
         )
+        aligned = {}
+        if args.alignments is not None:
+            choice = alignment_kwargs(args)
+            aligned = {
+                "return_alignment": True,
+                "alignment_layer": choice["layer"],
+                "alignment_heads": choice["heads"],
+            }
         results = engine.translate(
-            lines, n_best=args.n_best, progress=args.output is not None, **translate_options(args)
+            lines, n_best=args.n_best, progress=args.output is not None, **translate_options(args), **aligned
         )
     except (OSError, ValueError) as err:
         return fail(parser.prog, err)
     text = "".join(hyp + "\n" for r in results for hyp in r.hypotheses)
+    if args.alignments is not None:
+        links = [format_alignment(a, args.alignments) for r in results for a in r.alignments]
+        if args.alignments_output:
+            write_atomic(args.alignments_output, "".join(line + "\n" for line in links))
+        else:
+            hyps = [hyp for r in results for hyp in r.hypotheses]
+            text = "".join(f"{h}\t{a}\n" for h, a in zip(hyps, links, strict=True))
     if args.output:
         write_atomic(args.output, text)
     else:

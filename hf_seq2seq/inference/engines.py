@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from .alignment import (
+    check_alignment_choice,
+    default_alignment_layer,
+    hypothesis_offsets,
+    soft_alignment,
+)
 
 DEFAULT_MAX_SOURCE_LENGTH = 512  # when neither the model nor the tokenizer states one
 DEFAULT_MAX_NEW_TOKENS = 128  # CTranslate2 needs a number when the folder's generation config gives none
@@ -35,11 +43,16 @@ class Translation:
         CTranslate2 likewise); ``0.0`` for an empty line. ``None`` otherwise.
     token_ids: the hypotheses as token ids without special tokens (``[]`` for an empty line); not compared, so two
         translations with the same strings and scores are equal.
+    alignments: with ``return_alignment=True``, one word-level soft alignment per hypothesis: a float array
+        (hypothesis words, source words) over the whitespace words of the hypothesis and of the stripped source
+        line (:mod:`hf_seq2seq.inference.alignment`; ``hard_alignment`` / ``format_pharaoh`` make links of it).
+        ``None`` otherwise; not compared.
     """
 
     hypotheses: list[str]
     scores: list[float] | None = None
     token_ids: list[list[int]] | None = field(default=None, compare=False, repr=False)
+    alignments: list[np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -127,6 +140,9 @@ class Engine:
         batch_size: int = 32,
         return_scores: bool = False,
         progress: bool = False,
+        return_alignment: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: Sequence[int] | None = None,
     ) -> list[Translation]:
         """Translate ``lines``: one :class:`Translation` per line, in input order.
 
@@ -135,13 +151,21 @@ class Engine:
         :attr:`max_source_length` tokens are truncated (their final ``</s>`` kept), with one warning on stderr
         naming them. ``num_beams`` / ``max_new_tokens`` default to the folder's generation config; ``num_beams`` is
         raised to ``n_best`` (a beam search returns at most ``num_beams`` hypotheses). ``progress`` draws a bar on
-        stderr.
+        stderr. ``return_alignment`` fills :attr:`Translation.alignments` from the cross-attention of decoder layer
+        ``alignment_layer``, averaged over ``alignment_heads`` (:func:`~.alignment.select_attention`'s defaults).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if n_best < 1:
             raise ValueError(f"n_best must be >= 1, got {n_best}")
-        empty = Translation([""] * n_best, [0.0] * n_best if return_scores else None, [[]] * n_best)
+        if return_alignment:  # refused before any work: a model without attention, a layer it does not have
+            self.check_alignment(alignment_layer, alignment_heads)
+        empty = Translation(
+            [""] * n_best,
+            [0.0] * n_best if return_scores else None,
+            [[]] * n_best,
+            [np.zeros((0, 0))] * n_best if return_alignment else None,
+        )
         results: list[Translation] = [empty] * len(lines)
         ids = self._source_ids(lines)
         order = sorted(ids, key=lambda i: len(ids[i]), reverse=True)
@@ -156,6 +180,10 @@ class Engine:
                     n_best=n_best,
                     max_new_tokens=max_new_tokens,
                     return_scores=return_scores,
+                    return_alignment=return_alignment,
+                    alignment_layer=alignment_layer,
+                    alignment_heads=alignment_heads,
+                    texts=[lines[i].strip() for i in batch],
                 )
                 for k, i in enumerate(batch):
                     results[i] = done[k]
@@ -177,10 +205,15 @@ class Engine:
         n_best: int = 1,
         max_new_tokens: int | None = None,
         return_scores: bool = False,
+        return_alignment: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: Sequence[int] | None = None,
+        texts: Sequence[str] | None = None,
     ) -> list[Translation]:
         """One search over a batch the caller grouped: non-empty source ids (from :meth:`encode`) → one
         :class:`Translation` per source, in order. Defaults as :meth:`translate`; what :meth:`translate` does per
-        batch, so a line translates to the same tokens through either."""
+        batch, so a line translates to the same tokens through either. ``texts``: the stripped source lines (their
+        whitespace words are what alignments index; default: the decoded source ids)."""
         if n_best < 1:
             raise ValueError(f"n_best must be >= 1, got {n_best}")
         if not sources:
@@ -190,14 +223,72 @@ class Engine:
         hyps, scores = self.search(
             [list(s) for s in sources], num_beams, n_best, max_new_tokens, return_scores
         )
+        strings = [
+            [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]]
+            for k in range(len(sources))
+        ]
+        alignments = None
+        if return_alignment:
+            self.check_alignment(alignment_layer, alignment_heads)
+            if texts is None:
+                texts = [self.tokenizer.decode(s, skip_special_tokens=True).strip() for s in sources]
+            alignments = self.word_alignments(
+                [s for s, h in zip(sources, hyps, strict=True) for _ in h],
+                [t for t, h in zip(texts, hyps, strict=True) for _ in h],
+                [h for k in range(len(sources)) for h in hyps[k]],
+                [h for k in range(len(sources)) for h in strings[k]],
+                alignment_layer,
+                alignment_heads,
+            )
         return [
             Translation(
-                [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]],
+                strings[k],
                 None if scores is None else [float(x) for x in scores[k]],
                 hyps[k],
+                None if alignments is None else alignments[k * n_best : (k + 1) * n_best],
             )
             for k in range(len(sources))
         ]
+
+    # --------------------------------------------------------------------------------------------- alignment
+    def check_alignment(self, layer: int | None, heads: Sequence[int] | None) -> None:
+        """One ``ValueError`` line when this engine or model cannot give alignments, or has no such layer or heads."""
+        raise ValueError(f"{type(self).__name__} gives no attention, so no alignments")
+
+    def pair_attention(
+        self,
+        sources: Sequence[list[int]],
+        targets: Sequence[list[int]],
+        layer: int | None = None,
+        heads: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
+        """Teacher-forced cross-attention of each (source ids, target ids without special tokens) pair, as one
+        ``(len(target) + 1, len(source))`` array per pair (the last row: predicting ``</s>``), read from decoder
+        layer ``layer`` and averaged over ``heads`` (defaults: :func:`~.alignment.select_attention`'s)."""
+        raise NotImplementedError
+
+    def word_alignments(
+        self,
+        sources: Sequence[list[int]],
+        source_texts: Sequence[str],
+        targets: Sequence[list[int]],
+        target_texts: Sequence[str],
+        layer: int | None = None,
+        heads: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
+        """The word-level soft alignment ``(target words, source words)`` of each pair: :meth:`pair_attention`
+        merged into the whitespace words of ``source_texts`` / ``target_texts`` (whose tokens are ``sources`` /
+        ``targets``) by the tokenizer's offsets."""
+        attention = self.pair_attention(sources, targets, layer, heads)
+        enc = self.tokenizer(list(source_texts), truncation=False, verbose=False, return_offsets_mapping=True)
+        out = []
+        for k, att in enumerate(attention):
+            offsets = [tuple(o) for o in enc["offset_mapping"][k]]
+            if len(offsets) > len(sources[k]):  # truncated as _source_ids does: the final </s> kept
+                offsets = offsets[: len(sources[k]) - 1] + offsets[-1:]
+            tgt_offsets = hypothesis_offsets(self.tokenizer, targets[k], target_texts[k])
+            out.append(soft_alignment(att, offsets, tgt_offsets, source_texts[k], target_texts[k]))
+        return out
 
     def _source_ids(self, lines: Sequence[str]) -> dict[int, list[int]]:
         """``{line index: source ids}`` of the non-empty lines, truncated to :attr:`max_source_length` (warned)."""
@@ -262,6 +353,52 @@ class GenerateEngine(Engine):
                 f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
             )
         return torch.stack([layer[0] for layer in out.cross_attentions]).float().cpu().numpy()
+
+    def check_alignment(self, layer, heads):
+        if hasattr(self.model, "decoder_session"):
+            raise ValueError(
+                "alignments need --engine torch or ctranslate2: the onnxruntime export's decoder graph returns no "
+                "attention"
+            )
+        config = self.model.config
+        if getattr(config, "attention", None) == "none":
+            raise ValueError(
+                f"the model {self.path or type(self.model).__name__} has attention='none' (an RNN without "
+                "attention): it has no alignment to give; use a model with attention"
+            )
+        if config.model_type == "transformer_seq2seq":
+            check_alignment_choice(config.decoder_layers, config.num_attention_heads, layer, heads)
+        else:  # the RNN's one attention
+            check_alignment_choice(1, 1, layer, heads)
+
+    @torch.inference_mode()
+    def pair_attention(self, sources, targets, layer=None, heads=None):
+        if not sources:
+            return []
+        pad, start = self.tokenizer.pad_token_id, self.model.config.decoder_start_token_id
+        ws, wt = max(map(len, sources)), 1 + max(map(len, targets))
+        input_ids = torch.tensor([list(s) + [pad] * (ws - len(s)) for s in sources], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (ws - len(s)) for s in sources], device=self.device)
+        # right-padded decoder inputs: causal attention, so a pair's rows never see the padding after them
+        decoder_input_ids = torch.tensor(
+            [[start, *t] + [pad] * (wt - 1 - len(t)) for t in targets], device=self.device
+        )
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            decoder_input_ids=decoder_input_ids,
+            output_attentions=True,
+            return_dict=True,
+        )
+        if not getattr(out, "cross_attentions", None):
+            raise ValueError(
+                f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
+            )
+        layers = out.cross_attentions  # per layer (B, heads, T, S)
+        chosen = layers[default_alignment_layer(len(layers)) if layer is None else layer]
+        chosen = chosen if heads is None else chosen[:, list(heads)]
+        attention = chosen.float().mean(dim=1).cpu().numpy()  # (B, T, S): select_attention's choice
+        return [attention[b, : len(targets[b]) + 1, : len(sources[b])] for b in range(len(sources))]
 
     @torch.inference_mode()
     def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
