@@ -35,7 +35,11 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", required=True, help="the folder to write (new or empty)")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
     from ..convert import ConversionError, convert
+
+    hf_logging.disable_progress_bar()  # the loading / writing bars of a sub-second conversion
 
     try:
         output = convert(args.model, args.output, from_format=args.from_format, to_format=args.to_format)

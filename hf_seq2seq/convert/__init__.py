@@ -150,7 +150,10 @@ def _load_tokenizer(source):
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError, ImportError) as err:
-        raise ConversionError(f"{source}: cannot load its tokenizer ({_first_line(err)})") from None
+        raise ConversionError(
+            f"{source}: no tokenizer that AutoTokenizer loads (tokenizer.json / tokenizer_config.json): "
+            f"{_first_line(err)}"
+        ) from None
 
 
 def _load_marian(source):
@@ -163,8 +166,8 @@ def _load_marian(source):
         marian = MarianMTModel.from_pretrained(str(source)).eval()
     except (OSError, ValueError) as err:
         raise ConversionError(f"{source}: cannot load the Marian model ({_first_line(err)})") from None
+    model = from_marian(marian)  # refuses what ours cannot express, before anything else is read
     tokenizer = _load_tokenizer(source)
-    model = from_marian(marian)
     notes = [n for n in (layerdrop_note(marian.config),) if n]
     return model, tokenizer, notes
 
