@@ -68,6 +68,8 @@ EVAL_TABLE_HEADER = (
     "| split | sentences | beams | BLEU | chrF | BLEU signature | chrF signature |\n"
     "|---|---:|---:|---:|---:|---|---|"
 )
+# How many example sentences a card's attention figure tries before it takes the one with the shortest translation
+EXAMPLE_CANDIDATES = 5
 # --mixed_precision as the card's hardware line names it
 PRECISION_NAMES = {"no": "fp32", "fp16": "fp16 mixed precision", "bf16": "bf16 mixed precision"}
 # A path of the author's machine inside free text (a recipe, an option value): an absolute POSIX path (a "/" that does
@@ -97,7 +99,8 @@ def save_model_folder(
         model, tokenizer: the trained model (one of our families) and its tokenizer.
         card: what the trainer knows, for the model card (see `render_model_card`); ``None`` renders a card with
             every fact "not recorded". With ``card["history"]`` (a list of ``{"step", "train_loss", "valid_loss",
-            "bleu"}``) a learning curve is drawn; with ``card["example"]`` (a source sentence) an attention heatmap.
+            "bleu"}``) a learning curve is drawn; with ``card["example"]`` (a source sentence) an attention heatmap
+            (of the first of ``example`` and ``card["examples"]`` whose translation ends with ``</s>``).
         images: ``{"attention": path, "learning_curve": path, ...}`` image files to copy into the folder and embed
             in the card (they win over the ones drawn from ``card``).
         generation_defaults: generation settings written where the model's generation config leaves them unset
@@ -207,11 +210,14 @@ def _write_images(
             names.update(example=example.name, attention=attention.name)
             card.setdefault("example_output", caption)
     # A model without attention (RNN attention="none", the Sutskever/Cho model) has no alignment to draw.
+    # The example is the first of card["example"], card["examples"] whose translation ends (a runaway one is a
+    # tall, unreadable figure), and the figure shows at most CARD_ATTENTION_TOKENS tokens per axis.
     elif card.get("example") and getattr(model.config, "attention", None) != "none":
-        matrix, src, tgt = plotting.attention_matrix(model, tokenizer, card["example"])
-        title = f"{card['example']}"
+        candidates = [card["example"], *(card.get("examples") or ())][:EXAMPLE_CANDIDATES]
+        text, matrix, src, tgt = plotting.example_attention(model, tokenizer, candidates)
+        card["example"] = text
         names["attention"] = plotting.plot_attention(
-            matrix, src, tgt, output_dir / "attention.png", title
+            matrix, src, tgt, output_dir / "attention.png", text, max_tokens=plotting.CARD_ATTENTION_TOKENS
         ).name
     for kind, src_path in (images or {}).items():
         src_path = Path(src_path)

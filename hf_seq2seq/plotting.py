@@ -42,9 +42,50 @@ def attention_figsize(num_source: int, num_target: int) -> tuple[float, float]:
     return (max(4.0, 0.45 * num_source + 2.0), max(3.0, 0.4 * num_target + 1.8))
 
 
+# The most tokens per axis a model card's heatmap shows (an under-trained model may generate max_new_tokens of
+# repetition: 128 rows made a 5300-pixel-tall image); the rest is cut, and the title says so.
+CARD_ATTENTION_TOKENS = 40
+# The most words a captioning card's attention figure draws (one 220 x 240 px panel each, five per row)
+CARD_CAPTION_WORDS = 24
+
+
+def _font_charmap() -> set[int]:
+    """The code points matplotlib's default font can draw (a missing one is drawn as an empty box)."""
+    global _CHARMAP
+    if _CHARMAP is None:
+        from matplotlib import font_manager, ft2font
+
+        try:
+            _CHARMAP = set(ft2font.FT2Font(font_manager.findfont("DejaVu Sans")).get_charmap())
+        except (OSError, RuntimeError, ValueError):
+            _CHARMAP = set()
+    return _CHARMAP
+
+
+_CHARMAP: set[int] | None = None
+
+
 def _display_token(token: str) -> str:
-    # SentencePiece/Metaspace word-start marker and GPT-2 byte-level space → a visible word start
-    return token.replace("\u2581", "_").replace("\u0120", "_")
+    """A token as a label: SentencePiece/Metaspace word-start marker and GPT-2 byte-level space → a visible word
+    start; a control character or one the font cannot draw → its code point (``U+0007``), never an empty box."""
+    import unicodedata
+
+    token = token.replace("\u2581", "_").replace("\u0120", "_")
+    charmap = _font_charmap()
+    return "".join(
+        f"U+{ord(c):04X}"
+        if unicodedata.category(c).startswith("C") or (charmap and ord(c) not in charmap)
+        else c
+        for c in token
+    )
+
+
+def shown_tokens(tokens: Sequence[str], max_tokens: int | None) -> tuple[int, str]:
+    """How many of ``tokens`` a figure shows (all, or the first ``max_tokens``) and a note for its title saying what
+    was cut (empty when nothing was)."""
+    if max_tokens is None or len(tokens) <= max_tokens:
+        return len(tokens), ""
+    return max_tokens, f"first {max_tokens} of {len(tokens)}"
 
 
 def plot_attention(
@@ -55,6 +96,7 @@ def plot_attention(
     title: str | None = None,
     figsize: tuple[float, float] | None = None,
     dpi: int = 100,
+    max_tokens: int | None = None,
 ) -> Path:
     """Draw the alignment heatmap: ``matrix[t, s]`` is the attention weight of target token t on source token s.
 
@@ -63,6 +105,8 @@ def plot_attention(
         source_tokens: S labels for the x axis. target_tokens: T labels for the y axis.
         path: output file, ``.png`` or ``.svg``.
         figsize: inches (default from the token counts, `attention_figsize`); the image is figsize × dpi pixels.
+        max_tokens: show at most this many tokens per axis (the first ones; the title says how many were cut), so
+            the image's size is bounded (`CARD_ATTENTION_TOKENS` for a model card); None shows every token.
     Returns: the path written.
     """
     path = _check_path(path)
@@ -74,6 +118,16 @@ def plot_attention(
         raise ValueError(
             f"attention matrix of shape {matrix.shape} needs {rows} target and {cols} source tokens, got "
             f"{len(target_tokens)} target and {len(source_tokens)} source tokens"
+        )
+    rows, row_note = shown_tokens(target_tokens, max_tokens)
+    cols, col_note = shown_tokens(source_tokens, max_tokens)
+    if row_note or col_note:
+        notes = [f"{row_note} generated" if row_note else "", f"{col_note} source" if col_note else ""]
+        title = f"{title or ''} ({'; '.join(n for n in notes if n)} tokens shown)".strip()
+        matrix, source_tokens, target_tokens = (
+            matrix[:rows, :cols],
+            source_tokens[:cols],
+            target_tokens[:rows],
         )
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=figsize or attention_figsize(cols, rows), dpi=dpi, layout="constrained")
@@ -145,6 +199,26 @@ def attention_matrix(
     source_tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
     target_tokens = tokenizer.convert_ids_to_tokens(sequence[0, 1:].tolist())
     return matrix.float().cpu().numpy(), source_tokens, target_tokens
+
+
+def example_attention(model, tokenizer, candidates: Sequence[str], **gen_kwargs):
+    """The model card's example: the first of ``candidates`` whose generation ends (with ``</s>``, within the
+    generation config's limit), else the one with the shortest generation (an under-trained model may repeat up to
+    ``max_new_tokens`` for every sentence). Returns ``(text, matrix, source_tokens, target_tokens)`` as
+    :func:`attention_matrix` gives them."""
+    eos = model.generation_config.eos_token_id
+    eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
+    eos_tokens = set(tokenizer.convert_ids_to_tokens(sorted(eos_ids)))
+    best = None
+    for text in dict.fromkeys(c for c in candidates if c and c.strip()):
+        matrix, src, tgt = attention_matrix(model, tokenizer, text, **gen_kwargs)
+        if tgt and tgt[-1] in eos_tokens:
+            return text, matrix, src, tgt
+        if best is None or len(tgt) < len(best[3]):
+            best = (text, matrix, src, tgt)
+    if best is None:
+        raise ValueError("no example sentence to draw the attention of")
+    return best
 
 
 def plot_learning_curve(history: Sequence[dict], path, title: str | None = None, dpi: int = 100) -> Path:
@@ -226,7 +300,13 @@ def caption_attention(model, image_processor, tokenizer, image, **generate_kwarg
 
 
 def plot_attention_over_image(
-    image, attentions, words: Sequence[str], path, columns: int = 5, dpi: int = 100
+    image,
+    attentions,
+    words: Sequence[str],
+    path,
+    columns: int = 5,
+    dpi: int = 100,
+    max_words: int | None = None,
 ):
     """Draw the attention map of each generated word over the image (Xu et al. 2015, fig. 3).
 
@@ -236,6 +316,7 @@ def plot_attention_over_image(
             word; the map is upsampled to the image and overlaid.
         words: the T words (tokens) the maps belong to.
         path: output image file (PNG/SVG/...); parent folders are created.
+        max_words: draw at most the first this many words (the figure says how many were cut); None draws all.
     """
     import matplotlib
 
@@ -247,6 +328,8 @@ def plot_attention_over_image(
         raise ValueError(f"plot_attention_over_image: `attentions` must be (T, G, G), got shape {maps.shape}")
     if len(words) != maps.shape[0]:
         raise ValueError(f"plot_attention_over_image: {len(words)} words for {maps.shape[0]} attention maps")
+    shown_words, note = shown_tokens(words, max_words)
+    maps, words = maps[:shown_words], list(words)[:shown_words]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     side = max(image.size)
@@ -280,6 +363,8 @@ def plot_attention_over_image(
         ax.set_title(word, fontsize=9)
     if overlay is not None:
         fig.colorbar(overlay, ax=axes, fraction=0.03, pad=0.02, label="attention weight")
+    if note:
+        fig.suptitle(f"{note} words shown", fontsize=9)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
@@ -307,7 +392,9 @@ def draw_example_attention(model, image_processor, tokenizer, example, output_di
         maps, words, caption = caption_attention(model, image_processor, tokenizer, image)
     finally:
         model.train(was_training)
-    attention_path = plot_attention_over_image(image, maps, words, output_dir / "attention.png")
+    attention_path = plot_attention_over_image(
+        image, maps, words, output_dir / "attention.png", max_words=CARD_CAPTION_WORDS
+    )
     return example_path, attention_path, caption
 
 

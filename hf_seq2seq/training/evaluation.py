@@ -164,7 +164,7 @@ def model_card(run, metrics: dict, final: bool = False) -> dict:
     if recipe_text is not None:  # the file merged with the command line: what ran
         recipe_text = recipe_as_run(recipe_text, options, json_format=train_args.recipe.endswith(".json"))
     facts = {
-        **{k: v for k, v in run.task.card_facts().items() if k != "example"},
+        **{k: v for k, v in run.task.card_facts().items() if k not in ("example", "examples")},
         "model_name": Path(train_args.output_dir).resolve().name,
         "eval_split": "validation",
         "num_eval_sentences": metrics.get("num_sentences"),
@@ -184,7 +184,9 @@ def model_card(run, metrics: dict, final: bool = False) -> dict:
             {"step": h["step"], **{new: h[old] for old, new in keys.items() if h.get(old) is not None}}
             for h in state.history
         ]
-        facts["example"] = run.task.card_facts().get("example")
+        example_facts = run.task.card_facts()
+        facts["example"] = example_facts.get("example")
+        facts["examples"] = example_facts.get("examples")
     return facts
 
 

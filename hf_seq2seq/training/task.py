@@ -331,6 +331,7 @@ class TextTask:
             or (f"embedded task {d.task!r}" if d.task else None)
             or (dataset_display_name(local) if local else None),
             "example": self.references_source[0] if self.references_source else None,
+            "examples": list(self.references_source[1:5]),  # tried when the first one's translation runs away
         }
 
     def result_extras(self) -> dict:

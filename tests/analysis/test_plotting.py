@@ -94,3 +94,37 @@ def test_learning_curve(tmp_path):
         assert image.size == (640, 400)
     with pytest.raises(ValueError, match="empty"):
         plot_learning_curve([], tmp_path / "none.png")
+
+
+def test_heatmap_shows_at_most_max_tokens_per_axis(tmp_path):
+    """Issue 28 row 14: a runaway generation (128 tokens of a 3-token source) made a 5300-pixel-tall card image;
+    with ``max_tokens`` the figure is the size of its first ``max_tokens`` rows, and its title says what was cut."""
+    from hf_seq2seq.plotting import CARD_ATTENTION_TOKENS
+
+    matrix = torch.softmax(torch.randn(128, 3), dim=-1).numpy()
+    src, tgt = ["a", "b", "</s>"], [f"t{i}" for i in range(128)]
+    path = plot_attention(matrix, src, tgt, tmp_path / "a.png", title="x", max_tokens=CARD_ATTENTION_TOKENS)
+    width, height = attention_figsize(3, CARD_ATTENTION_TOKENS)
+    with Image.open(path) as image:
+        assert image.size == (round(width * 100), round(height * 100))
+    svg = plot_attention(matrix, src, tgt, tmp_path / "a.svg", title="x", max_tokens=CARD_ATTENTION_TOKENS)
+    text = svg.read_text()
+    assert f"first {CARD_ATTENTION_TOKENS} of 128 generated tokens shown" in text
+    assert f"t{CARD_ATTENTION_TOKENS - 1}" in text and f"t{CARD_ATTENTION_TOKENS}<" not in text
+    # nothing to cut: the whole matrix, the title as given
+    whole = plot_attention(matrix[:4], src, tgt[:4], tmp_path / "b.svg", title="x", max_tokens=40)
+    assert "shown" not in whole.read_text()
+
+
+def test_heatmap_labels_draw_no_missing_glyph_box(tmp_path):
+    """A token the font cannot draw (CJK in DejaVu Sans) or a control character is labelled by its code point, so
+    matplotlib draws no empty box (it warns "Glyph ... missing from font(s)" when it would)."""
+    import warnings
+
+    matrix = torch.softmax(torch.randn(3, 3), dim=-1).numpy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_attention(
+            matrix, ["\u4e2d\u6587", "a\x07", "</s>"], ["\u2581dog", "\ufffe", "x"], tmp_path / "a.png"
+        )
+    assert not [w for w in caught if "missing from" in str(w.message)], [str(w.message) for w in caught]
