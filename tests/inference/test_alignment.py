@@ -1,0 +1,267 @@
+"""hf_seq2seq.inference.alignment and ``Engine.translate(return_alignment=True)``: words from sub-words, soft → hard,
+Pharaoh in and out, and the attention read from the one inference path (issue 26). The commands are in
+commands/test_align_command.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hub_server import tiny_model, tiny_tokenizer
+
+from hf_seq2seq.analysis import forced_cross_attentions
+from hf_seq2seq.hub import save_model_folder
+from hf_seq2seq.inference import GenerateEngine, load_engine
+from hf_seq2seq.inference.alignment import (
+    align_pairs,
+    default_alignment_layer,
+    format_pharaoh,
+    format_soft,
+    hard_alignment,
+    hypothesis_offsets,
+    parse_pharaoh,
+    read_pharaoh,
+    select_attention,
+    soft_alignment,
+    token_word_map,
+    whitespace_spans,
+)
+
+# sub-words, punctuation glued to words, an empty line, a whitespace-only line, a line longer than the limit below
+LINES = [
+    "drei und zwanzig",
+    "",
+    "neun tausend, neun hundert sieben und achtzig.",
+    "   ",
+    "ein Hund läuft über die Wiese.",
+    "neun",
+]
+TARGETS = ["twenty-three", "", "nine thousand, nine hundred and eighty-seven.", "", "a dog runs.", "nine"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module", params=["transformer", "rnn"])
+def engine(request, tokenizer, tmp_path_factory):
+    folder = save_model_folder(
+        tiny_model(request.param, len(tokenizer)), tokenizer, tmp_path_factory.mktemp("align") / request.param
+    )
+    return load_engine(folder, device="cpu")
+
+
+def _check_in_range(soft: np.ndarray, source: str, target: str) -> None:
+    """The invariants of every alignment: the shape is (target words, source words), rows sum to at most 1, the
+    Pharaoh line parses with every index in range, and hard = the argmax of soft."""
+    n_src, n_tgt = len(source.split()), len(target.split())
+    assert soft.shape == (n_tgt, n_src)
+    assert (soft >= 0).all() and (soft.sum(axis=1) <= 1 + 1e-5).all()
+    links = parse_pharaoh(format_pharaoh(hard_alignment(soft)), n_src, n_tgt)
+    assert links == sorted((int(np.argmax(soft[j])), j) for j in range(n_tgt) if soft[j].max() > 0)
+
+
+# ------------------------------------------------------------------------------------------------ words
+def test_subwords_and_punctuation_merge_into_whitespace_words(tokenizer):
+    text = "nine thousand, twenty-three."
+    enc = tokenizer(text, return_offsets_mapping=True)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    assert len(tokens) > len(text.split()) + 1  # the tokenizer splits these words
+    mapped = token_word_map(enc["offset_mapping"], whitespace_spans(text))
+    words = text.split()
+    for token, (a, b), w in zip(tokens, enc["offset_mapping"], mapped, strict=True):
+        if token == "</s>":
+            assert w is None
+        else:  # every piece of "thousand," and of "twenty-three." belongs to that whitespace word
+            assert w is not None and text[a:b].strip() in words[w]
+
+
+def test_offsets_of_a_hypothesis_the_tokenizer_would_segment_otherwise(tokenizer):
+    """Generated ids need not be the tokenizer's own segmentation of their text: character by character here."""
+    pieces = ["▁", "n", "e", "u", "n", "▁", "d", "r", "e", "i"]
+    ids = tokenizer.convert_tokens_to_ids(pieces)
+    assert tokenizer.unk_token_id not in ids
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    assert text == "neun drei" and tokenizer(text, add_special_tokens=False)["input_ids"] != ids
+    mapped = token_word_map(hypothesis_offsets(tokenizer, ids, text), whitespace_spans(text))
+    assert [w for p, w in zip(pieces, mapped, strict=True) if p != "▁"] == [0, 0, 0, 0, 1, 1, 1, 1]
+    attention = np.eye(len(ids) + 1, 3)[:, [1, 0, 2]]  # token 1 ("n") attends to "a", token 0 ("▁") to "b"
+    soft = soft_alignment(
+        attention, [(0, 1), (2, 3), (0, 0)], hypothesis_offsets(tokenizer, ids, text), "a b", text
+    )
+    assert soft.tolist() == [[0.25, 0.0], [0.0, 0.0]]  # "neun" = mean of its 4 tokens' rows; "▁" is no word
+
+
+# ------------------------------------------------------------------------------------------------ soft → hard
+def test_hard_alignment_is_the_argmax_of_soft_and_a_threshold_keeps_what_reaches_it():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        soft = rng.dirichlet(np.ones(5), size=4) * rng.uniform(0.5, 1.0)
+        soft[rng.integers(4)] = 0.0  # a target word with no attention on any source word: no link
+        links = hard_alignment(soft)
+        assert links == sorted((int(soft[j].argmax()), j) for j in range(4) if soft[j].max() > 0)
+        assert len({j for _, j in links}) == len(links) == int((soft.max(axis=1) > 0).sum())
+        links = hard_alignment(soft, 0.2)
+        assert all(soft[j, i] >= 0.2 for i, j in links)
+        assert len(links) == int((soft >= 0.2).sum())
+    assert hard_alignment(np.zeros((0, 3))) == [] and hard_alignment(np.zeros((2, 0))) == []
+
+
+def test_pharaoh_round_trip_and_soft_text():
+    links = [(0, 0), (2, 1), (1, 2)]
+    assert format_pharaoh(links) == "0-0 2-1 1-2" and parse_pharaoh("0-0 2-1 1-2", 3, 3) == links
+    assert parse_pharaoh("") == [] and format_pharaoh([]) == ""
+    text = format_soft(np.array([[0.9, 0.1], [0.25, 0.75]]))
+    assert [[float(x) for x in row.split(",")] for row in text.split()] == [[0.9, 0.1], [0.25, 0.75]]
+
+
+def test_bad_pharaoh_is_one_line_naming_file_and_line(tmp_path):
+    path = tmp_path / "align.txt"
+    path.write_text("0-0 1-1\n0-3\n", encoding="utf-8")
+    sources, targets = ["a b", "a b"], ["x y", "x y"]
+    with pytest.raises(ValueError) as err:
+        read_pharaoh(path, sources, targets)
+    assert str(err.value) == (
+        f"{path}:2: link 0-3: target word 3 is out of range; the target has 2 word(s) (0-based indices 0..1)"
+    )
+    with pytest.raises(
+        ValueError, match=rf"^{path}: 2 line\(s\) of alignments, but there are 3 sentence pairs"
+    ):
+        read_pharaoh(path, [*sources, "c"], [*targets, "z"])
+    path.write_text("0-0 1:1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}:1: '1:1' is not a link; Pharaoh links are i-j"):
+        read_pharaoh(path)
+    path.write_text("0-0 7-9\n\n", encoding="utf-8")
+    assert read_pharaoh(path) == [[(0, 0), (7, 9)], []]  # without the pairs: the syntax only
+
+
+def test_layer_and_heads_choice():
+    cross = np.random.default_rng(1).random((3, 4, 2, 5))
+    assert (
+        default_alignment_layer(1) == 0
+        and default_alignment_layer(2) == 0
+        and default_alignment_layer(6) == 4
+    )
+    np.testing.assert_allclose(select_attention(cross), cross[1].mean(axis=0))
+    np.testing.assert_allclose(select_attention(cross, -1, [2]), cross[2, 2])
+    with pytest.raises(
+        ValueError, match=r"^--alignment_layer 3 is out of range: the model has 3 decoder layer"
+    ):
+        select_attention(cross, 3)
+    with pytest.raises(
+        ValueError, match=r"^--alignment_heads 0,4 is not valid: the model has 4 attention head"
+    ):
+        select_attention(cross, 0, [0, 4])
+
+
+# ------------------------------------------------------------------------------------- through the engine
+def test_translate_returns_alignments_in_range_for_every_line(engine):
+    limit, engine.max_source_length = engine.max_source_length, 6  # the long lines are truncated (warned)
+    try:
+        results = engine.translate(LINES, num_beams=2, n_best=2, batch_size=2, return_alignment=True)
+        plain = engine.translate(LINES, num_beams=2, n_best=2, batch_size=2)
+    finally:
+        engine.max_source_length = limit
+    assert results == plain  # the same hypotheses and scores: alignment is read after the search, not in it
+    for line, r in zip(LINES, results, strict=True):
+        assert len(r.alignments) == 2
+        for hyp, soft in zip(r.hypotheses, r.alignments, strict=True):
+            _check_in_range(soft, line, hyp)
+    truncated = results[2].alignments[0]  # 6 source tokens: the last source words were never seen
+    assert truncated.shape[1] == 7 and not truncated[:, -1].any()
+    assert results[1].alignments[0].shape == (0, 0)  # an empty line
+
+
+def test_translation_alignment_is_the_forced_alignment_of_its_hypothesis(engine):
+    """translate --alignments and align agree: aligning (source, hypothesis) by teacher forcing gives the same
+    matrix, so the search's alignment is the hypothesis' attention."""
+    lines = [line for line in LINES if line.strip()]
+    results = engine.translate(lines, num_beams=2, return_alignment=True)
+    forced = align_pairs(engine, lines, [r.text for r in results], batch_size=3)
+    canonical = 0
+    for r, soft in zip(results, forced, strict=True):
+        # align re-tokenizes the text: the same tokens when the search chose the tokenizer's own segmentation
+        if engine.tokenizer(r.text, add_special_tokens=False)["input_ids"] == r.token_ids[0]:
+            np.testing.assert_allclose(r.alignments[0], soft, atol=1e-5)
+            canonical += 1
+        assert r.alignments[0].shape == soft.shape
+    assert canonical >= 2
+
+
+def test_align_is_the_teacher_forced_attention_of_forward(engine):
+    """align_pairs equals the cross-attention of a plain forward pass with labels (analyze's teacher forcing),
+    merged into words; a padded batch equals each pair alone."""
+    model, tok = engine.model, engine.tokenizer
+    pairs = [(s, t) for s, t in zip(LINES, TARGETS, strict=True) if s.strip() and t]
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    layers = getattr(model.config, "decoder_layers", 1) if model.config.model_type != "rnn_seq2seq" else 1
+    heads = getattr(model.config, "num_attention_heads", 1) if layers > 1 else 1
+    choices = [(None, None), (layers - 1, [heads - 1])]
+    for layer, head in choices:
+        batched = align_pairs(engine, sources, targets, batch_size=4, layer=layer, heads=head)
+        alone = [align_pairs(engine, [s], [t], layer=layer, heads=head)[0] for s, t in pairs]
+        expected = [
+            soft_alignment(select_attention(cross, layer, head), src_off, tgt_off, s, t)
+            for (cross, src_off, tgt_off), s, t in zip(
+                forced_cross_attentions(model, tok, sources, targets, batch_size=1),
+                sources,
+                targets,
+                strict=True,
+            )
+        ]
+        for b, a, e, (s, t) in zip(batched, alone, expected, pairs, strict=True):
+            np.testing.assert_allclose(b, e, atol=1e-5)
+            np.testing.assert_allclose(a, e, atol=1e-5)
+            _check_in_range(b, s, t)
+    # an empty side: an empty alignment of the right shape
+    assert [a.shape for a in align_pairs(engine, ["drei", ""], ["", "three"])] == [(0, 1), (1, 0)]
+
+
+def test_align_truncates_a_target_past_the_decoder_positions(engine, capsys):
+    limit = engine.max_target_length
+    engine.max_target_length = 4
+    try:
+        (soft,) = align_pairs(engine, [LINES[2]], [TARGETS[2]])
+    finally:
+        engine.max_target_length = limit
+    assert (
+        "target line(s) longer than the decoder's 3 positions truncated (lines [1])"
+        in capsys.readouterr().err
+    )
+    _check_in_range(soft, LINES[2], TARGETS[2])
+    assert soft[:2].any() and not soft[-1].any()  # the words after the cut have no attention
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+def test_a_model_without_attention_is_refused_in_one_line(tokenizer):
+    engine = GenerateEngine.from_model(tiny_model("rnn", len(tokenizer), attention="none"), tokenizer)
+    message = (
+        r"^the model RNNSeq2SeqForConditionalGeneration has attention='none' \(an RNN without attention\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        engine.translate(LINES, return_alignment=True)
+    with pytest.raises(ValueError, match=message):
+        align_pairs(engine, LINES, TARGETS)
+    assert engine.translate(LINES)  # translating without alignments still works
+
+
+def test_a_layer_or_head_the_model_lacks_is_refused_before_translating(engine):
+    with pytest.raises(ValueError, match=r"^--alignment_layer 5 is out of range"):
+        engine.translate(LINES, return_alignment=True, alignment_layer=5)
+    with pytest.raises(ValueError, match=r"^--alignment_heads 7 is not valid"):
+        align_pairs(engine, LINES, TARGETS, heads=[7])
+    with pytest.raises(ValueError, match="6 source and 5 target lines"):
+        align_pairs(engine, LINES, TARGETS[:5])
+
+
+def test_cpu_kernels_do_not_change_the_alignment(engine, tokenizer):
+    """load_engine applies the CPU kernels; the model's plain modules give the same attention."""
+    plain = GenerateEngine.from_model(
+        type(engine.model).from_pretrained(engine.path).eval(), tokenizer, path=engine.path
+    )
+    with torch.no_grad():
+        a = align_pairs(engine, LINES, TARGETS)
+        b = align_pairs(plain, LINES, TARGETS)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)
