@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="alignment file, replaced only once every pair is aligned (default: stdout)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "ctranslate2"),
+        default="torch",
+        help="torch: --model is a saved model folder; ctranslate2: a folder written by `hf-seq2seq export --format "
+        "ctranslate2` (its alignment layer and heads are fixed at export). onnxruntime's graphs return no attention",
+    )
     add_alignment_args(parser, optional=False)
     add_generation_args(parser, unit="pairs")
     return parser
@@ -128,7 +135,7 @@ def align_main(argv: Sequence[str] | None = None) -> int:
                 f"{len(targets)}: give one target line per source line"
             )
         engine = load_engine(
-            args.model, "torch", device=args.device, trust_remote_code=args.trust_remote_code
+            args.model, args.engine, device=args.device, trust_remote_code=args.trust_remote_code
         )
         soft = align_pairs(
             engine,

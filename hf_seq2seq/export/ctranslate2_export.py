@@ -44,6 +44,8 @@ def _register_loader() -> None:
     from ctranslate2.converters.transformers import ModelLoader, register_loader
     from ctranslate2.specs import common_spec, transformer_spec
 
+    from ..inference.alignment import default_alignment_layer
+
     @register_loader("TransformerSeq2SeqConfig")
     class TransformerSeq2SeqLoader(ModelLoader):
         @property
@@ -59,6 +61,10 @@ def _register_loader() -> None:
                 config.num_attention_heads,
                 pre_norm=config.norm_style == "pre",
                 activation=activation,
+                # the attention `return_attention` gives: translate --alignments' default, all heads of the
+                # last-but-one layer (hf_seq2seq.inference.alignment; CTranslate2 averages the first N heads)
+                alignment_layer=default_alignment_layer(config.decoder_layers),
+                alignment_heads=config.num_attention_heads,
             )
             self._set_stack(spec.encoder, model.get_encoder(), cross_attention=False)
             self._set_stack(spec.decoder, model.get_decoder(), cross_attention=True)

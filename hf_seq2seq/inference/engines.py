@@ -474,3 +474,32 @@ class CTranslate2Engine(Engine):
         )
         ids = [[self._strip(tok.convert_tokens_to_ids(h)) for h in r.hypotheses] for r in results]
         return ids, ([list(r.scores) for r in results] if return_scores else None)
+
+    def check_alignment(self, layer, heads):
+        if layer is not None or heads is not None:
+            raise ValueError(
+                "--alignment_layer / --alignment_heads apply to --engine torch: a CTranslate2 export returns the "
+                "attention of the layer and heads fixed at export (all heads of the last-but-one layer)"
+            )
+
+    def pair_attention(self, sources, targets, layer=None, heads=None):
+        """The attention of each target forced as CTranslate2's ``target_prefix`` (``return_attention``)."""
+        self.check_alignment(layer, heads)
+        if not sources:
+            return []
+        tok = self.tokenizer
+        results = self.translator.translate_batch(
+            [tok.convert_ids_to_tokens(s) for s in sources],
+            target_prefix=[tok.convert_ids_to_tokens(t) for t in targets],
+            beam_size=1,
+            max_decoding_length=1 + max(map(len, targets)),
+            min_decoding_length=0,
+            return_attention=True,
+        )
+        out = []
+        for r, s, t in zip(results, sources, targets, strict=True):
+            rows = np.zeros((len(t) + 1, len(s)))
+            attention = np.asarray(r.attention[0], dtype=float).reshape(-1, len(s))[: len(t) + 1]
+            rows[: len(attention)] = attention
+            out.append(rows)
+        return out

@@ -265,3 +265,50 @@ def test_cpu_kernels_do_not_change_the_alignment(engine, tokenizer):
         b = align_pairs(plain, LINES, TARGETS)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ engines
+def test_ctranslate2_gives_the_torch_alignment_and_onnxruntime_refuses(tokenizer, tmp_path, capsys):
+    """A CTranslate2 export returns the attention translate --alignments reads by default (all heads of the
+    last-but-one layer, fixed at export); the model's queries and keys are scaled so that attention is far from uniform and
+    another layer or head would differ. onnxruntime's graphs return no attention: one line."""
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("onnxruntime")
+    from hf_seq2seq.cli import main as cli_main
+    from hf_seq2seq.export import export_ctranslate2, export_onnx
+
+    model = tiny_model("transformer", len(tokenizer), decoder_layers=3)
+    with torch.no_grad():
+        for layer in model.get_decoder().layers:
+            layer.cross_attn.q_proj.weight.mul_(30.0)
+            layer.cross_attn.kv_proj.weight.mul_(30.0)
+    folder = save_model_folder(model, tokenizer, tmp_path / "peaky")
+    torch_engine = load_engine(folder, device="cpu")
+    ct2 = load_engine(export_ctranslate2(folder, tmp_path / "ct2"), "ctranslate2")
+    lines = [line for line in LINES if line.strip()]
+    a = torch_engine.translate(lines, num_beams=1, return_alignment=True)
+    b = ct2.translate(lines, num_beams=1, return_alignment=True)
+    assert [r.hypotheses for r in a] == [r.hypotheses for r in b]
+    spread = 0.0
+    for x, y, line in zip(a, b, lines, strict=True):
+        np.testing.assert_allclose(x.alignments[0], y.alignments[0], atol=1e-4)
+        _check_in_range(y.alignments[0], line, y.text)
+        other = torch_engine.translate([line], num_beams=1, return_alignment=True, alignment_layer=2)[0]
+        spread = max(spread, float(np.abs(other.alignments[0] - x.alignments[0]).max()))
+    assert spread > 0.05  # the layer matters, so the agreement above is not of two uniform matrices
+    forced = align_pairs(ct2, lines, TARGETS[:1] + TARGETS[2:3] + TARGETS[4:])
+    expected = align_pairs(torch_engine, lines, TARGETS[:1] + TARGETS[2:3] + TARGETS[4:])
+    for x, y in zip(forced, expected, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+    with pytest.raises(ValueError, match=r"^--alignment_layer / --alignment_heads apply to --engine torch"):
+        ct2.translate(lines, return_alignment=True, alignment_heads=[0])
+    onnx = export_onnx(folder, tmp_path / "onnx")
+    argv = ["translate", "--model", str(onnx), "--engine", "onnxruntime", "--alignments"]
+    source = tmp_path / "in.txt"
+    source.write_text("drei\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli_main([*argv, "--input", str(source)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "hf-seq2seq translate: error: alignments need --engine torch or ctranslate2: the onnxruntime export's "
+        "decoder graph returns no attention"
+    )
