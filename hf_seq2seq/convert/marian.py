@@ -21,7 +21,8 @@ What differs, and how it is mapped exactly:
   both, after each residual add, with no final or embedding LayerNorm.
 
 Not expressible, refused in one line naming the option: ours with ``norm_style="pre"`` (Marian has no pre-norm
-blocks nor final LayerNorms) or ``position_embedding="learned"`` (Marian's positions are sinusoidal); Marian with
+blocks nor final LayerNorms), ``position_embedding="learned"`` (Marian's positions are sinusoidal) or
+``layer_norm_eps`` ≠ 1e-5 (JoeyNMT's 1e-6 in a converted model; Marian's LayerNorms use torch's default); Marian with
 ``decoder_vocab_size`` ≠ ``vocab_size``, encoder and decoder of different ``*_ffn_dim`` / ``*_attention_heads``, an
 activation we do not offer, or a non-zero ``final_logits_bias``.
 
@@ -77,6 +78,11 @@ def marian_refusal(config: TransformerSeq2SeqConfig) -> str | None:
         return (
             f"position_embedding={config.position_embedding!r} has no stock MarianMTModel equivalent (Marian's "
             "positions are sinusoidal); only position_embedding='sinusoidal' models convert to Marian"
+        )
+    if config.layer_norm_eps != 1e-5:
+        return (
+            f"layer_norm_eps={config.layer_norm_eps!r} has no stock MarianMTModel equivalent (Marian's LayerNorms "
+            "use 1e-5)"
         )
     return None
 

@@ -42,6 +42,8 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
             a joint vocabulary); ``False`` gives three separate (V, D) matrices.
         label_smoothing: label smoothing of the cross-entropy loss, in [0, 1) (Sec. 5.4 uses 0.1).
         init_std: standard deviation of the normal initialisation of Linear / Embedding weights.
+        layer_norm_eps: the epsilon of every LayerNorm, added to the variance (1e-5, torch's default; JoeyNMT and
+            OpenNMT-py use 1e-6, so models converted from them keep theirs).
         pad_token_id / bos_token_id / eos_token_id / decoder_start_token_id: special ids (0 / 1 / 2 / 1).
 
     ``num_hidden_layers`` reads the decoder layer count (what ``DynamicCache(config=...)`` sizes itself by),
@@ -72,6 +74,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         tie_word_embeddings: bool = True,
         label_smoothing: float = 0.0,
         init_std: float = 0.02,
+        layer_norm_eps: float = 1e-5,
         use_cache: bool = True,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
@@ -97,6 +100,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         self.label_smoothing = label_smoothing
         self.init_std = init_std
+        self.layer_norm_eps = layer_norm_eps
         self.use_cache = use_cache
         attn = kwargs.get("attn_implementation")
         if attn is not None and not isinstance(attn, dict):
@@ -146,6 +150,9 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
             or self.init_std <= 0
         ):
             raise ValueError(f"init_std={self.init_std!r} is invalid; valid values: a float > 0")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+            raise ValueError(f"layer_norm_eps={eps!r} is invalid; valid values: a float > 0")
 
 
 __all__ = ["TransformerSeq2SeqConfig"]

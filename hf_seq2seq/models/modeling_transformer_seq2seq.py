@@ -347,9 +347,9 @@ class TransformerSeq2SeqEncoderLayer(_ResidualBlock):
         self.self_attn = TransformerSeq2SeqAttention(
             config, layer_idx, is_cross_attention=False, is_causal=False
         )
-        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.self_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = TransformerSeq2SeqFeedForward(config)
-        self.ffn_norm = nn.LayerNorm(config.d_model)
+        self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
     def forward(
         self,
@@ -380,13 +380,13 @@ class TransformerSeq2SeqDecoderLayer(_ResidualBlock):
         self.self_attn = TransformerSeq2SeqAttention(
             config, layer_idx, is_cross_attention=False, is_causal=True
         )
-        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.self_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.cross_attn = TransformerSeq2SeqAttention(
             config, layer_idx, is_cross_attention=True, is_causal=False
         )
-        self.cross_attn_norm = nn.LayerNorm(config.d_model)
+        self.cross_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = TransformerSeq2SeqFeedForward(config)
-        self.ffn_norm = nn.LayerNorm(config.d_model)
+        self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
     def forward(
         self,
@@ -502,7 +502,9 @@ class TransformerSeq2SeqEncoder(_Embedder):
         self.layers = nn.ModuleList(
             [TransformerSeq2SeqEncoderLayer(config, i) for i in range(config.encoder_layers)]
         )
-        self.layer_norm = nn.LayerNorm(config.d_model) if config.norm_style == "pre" else None
+        self.layer_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_style == "pre" else None
+        )
 
     def forward(
         self,
@@ -563,7 +565,9 @@ class TransformerSeq2SeqDecoder(_Embedder):
         self.layers = nn.ModuleList(
             [TransformerSeq2SeqDecoderLayer(config, i) for i in range(config.decoder_layers)]
         )
-        self.layer_norm = nn.LayerNorm(config.d_model) if config.norm_style == "pre" else None
+        self.layer_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_style == "pre" else None
+        )
 
     def forward(
         self,

@@ -32,9 +32,17 @@ register_model_names(
 class TransformerSeq2SeqModelTester:
     """Tiny configs and inputs (BartModelTester's sizes): the whole suite runs in seconds per class."""
 
-    def __init__(self, parent, norm_style: str = "post", batch_size: int = 13, seq_length: int = 7):
+    def __init__(
+        self,
+        parent,
+        norm_style: str = "post",
+        batch_size: int = 13,
+        seq_length: int = 7,
+        layer_norm_eps: float = 1e-5,
+    ):
         self.parent = parent
         self.norm_style = norm_style
+        self.layer_norm_eps = layer_norm_eps
         self.batch_size = batch_size
         self.seq_length = seq_length
         self.encoder_seq_length = seq_length
@@ -60,6 +68,7 @@ class TransformerSeq2SeqModelTester:
             dropout=0.1,
             attention_dropout=0.1,
             norm_style=self.norm_style,
+            layer_norm_eps=self.layer_norm_eps,
             max_position_embeddings=self.max_position_embeddings,
             pad_token_id=self.pad_token_id,
             bos_token_id=self.bos_token_id,
@@ -90,12 +99,15 @@ class _TransformerCommonTests(ModelTesterMixin, GenerationTesterMixin):
     all_generative_model_classes = (TransformerSeq2SeqForConditionalGeneration,)
     is_encoder_decoder = True
     norm_style = "post"
+    layer_norm_eps = 1e-5
     test_resize_embeddings = True
     test_missing_keys = True
 
     def setUp(self):
         torch.manual_seed(0)
-        self.model_tester = TransformerSeq2SeqModelTester(self, norm_style=self.norm_style)
+        self.model_tester = TransformerSeq2SeqModelTester(
+            self, norm_style=self.norm_style, layer_norm_eps=self.layer_norm_eps
+        )
         self.config_tester = ConfigTester(self, config_class=TransformerSeq2SeqConfig, d_model=16)
 
     def test_config(self):
@@ -108,3 +120,6 @@ class TransformerPostNormCommonTest(_TransformerCommonTests, unittest.TestCase):
 
 class TransformerPreNormCommonTest(_TransformerCommonTests, unittest.TestCase):
     norm_style = "pre"
+    layer_norm_eps = (
+        1e-6  # JoeyNMT's epsilon (converted pre-norm models keep it): the option runs the whole suite
+    )

@@ -73,6 +73,8 @@ GEN = dict(max_new_tokens=8, min_new_tokens=8)
         ({"attention_dropout": -0.1}, "attention_dropout"),
         ({"label_smoothing": 1.5}, "label_smoothing"),
         ({"scale_embedding": "yes"}, "scale_embedding"),
+        ({"layer_norm_eps": 0.0}, "layer_norm_eps"),
+        ({"layer_norm_eps": "1e-6"}, "layer_norm_eps"),
     ],
 )
 def test_invalid_config_raises(kwargs, option):
@@ -499,3 +501,26 @@ def test_learns_reordering_task():
     predictions = tok.batch_decode(out, skip_special_tokens=True)
     accuracy = sum(p == r["en"] for p, r in zip(predictions, test)) / len(test)
     assert accuracy >= 0.95, (accuracy, train_seconds, list(zip(predictions, [r["en"] for r in test]))[:5])
+
+
+@pytest.mark.parametrize("norm_style", ["post", "pre"])
+def test_layer_norm_eps_reaches_every_layer_norm_and_survives_save(tmp_path, norm_style):
+    """``layer_norm_eps`` (JoeyNMT's 1e-6 for converted models) is the epsilon of every LayerNorm, is saved, and a
+    folder saved without it (before the option) loads with torch's 1e-5."""
+    config = TransformerSeq2SeqConfig(
+        vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1, num_attention_heads=2, ffn_dim=8,
+        norm_style=norm_style, layer_norm_eps=1e-6,
+    )  # fmt: skip
+    model = TransformerSeq2SeqForConditionalGeneration(config).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 5 + 2 * (norm_style == "pre") and {m.eps for m in norms} == {1e-6}
+    model.save_pretrained(tmp_path / "m")
+    loaded = TransformerSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "m").eval()
+    assert {m.eps for m in loaded.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6}
+    ids = torch.tensor([[5, 6, 7, 2]])
+    with torch.no_grad():
+        assert torch.equal(
+            model(input_ids=ids, decoder_input_ids=ids).logits,
+            loaded(input_ids=ids, decoder_input_ids=ids).logits,
+        )
+    assert TransformerSeq2SeqConfig.from_dict({"model_type": "transformer_seq2seq"}).layer_norm_eps == 1e-5
