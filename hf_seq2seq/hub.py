@@ -775,6 +775,56 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------- push
+def check_repo_id(repo_id: str, option: str = "repo_id") -> None:
+    """A Hub model id must look like ``USER/NAME``; ``option`` names it in the error."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"{option} must look like USER/NAME, got {repo_id!r}")
+
+
+def create_hub_repo(
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+):
+    """Create the model repo ``repo_id`` if missing (and its branch ``revision``); returns the `HfApi` client.
+    Training calls it before its first step with ``--push_to_hub``, so a missing login or a repo the token may not
+    write fails in seconds, not after the run."""
+    from huggingface_hub import HfApi
+
+    check_repo_id(repo_id)
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+    return api
+
+
+def hub_errors() -> tuple[type[Exception], ...]:
+    """What a Hub call may raise besides a bug: ``OSError`` (the Hub's answers, ``HfHubHTTPError``, and missing
+    files or login) and the HTTP client's base error (httpx / httpx2), which is not an ``OSError``: no answer."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, HfHubHTTPError.__mro__[1])
+
+
+def hub_error_message(err: Exception) -> str | None:
+    """One line for an error of the Hub client: the Hub's answer (401, 403, 404, ...) or, when no answer came, the
+    endpoint that could not be reached; None for any other error."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, HfHubHTTPError.__mro__[1]):  # the HTTP client's base error (httpx / httpx2): no answer
+        return (
+            f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); check the network or "
+            "HF_ENDPOINT"
+        )
+    return None
+
+
 def push_model_folder(
     folder,
     repo_id: str,
@@ -790,8 +840,6 @@ def push_model_folder(
     Creates the repo if needed (``exist_ok``) and the branch ``revision`` if it does not exist. The endpoint is
     ``HF_ENDPOINT`` (read when huggingface_hub is imported) unless ``endpoint`` is given.
     """
-    from huggingface_hub import HfApi
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} does not exist")
@@ -800,12 +848,7 @@ def push_model_folder(
         raise FileNotFoundError(
             f"{folder} is not a saved model folder: missing {', '.join(missing)} (write it with save_model_folder)"
         )
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must look like USER/NAME, got {repo_id!r}")
-    api = HfApi(endpoint=endpoint, token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+    api = create_hub_repo(repo_id, private=private, revision=revision, token=token, endpoint=endpoint)
     return api.upload_folder(
         folder_path=folder,
         repo_id=repo_id,

@@ -24,10 +24,7 @@ def push_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit_message", default=None, help="commit message")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login)")
     args = parser.parse_args(argv)
-    from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from ..hub import push_model_folder
+    from ..hub import hub_error_message, hub_errors, push_model_folder
 
     try:
         info = push_model_folder(
@@ -38,18 +35,9 @@ def push_main(argv: Sequence[str] | None = None) -> int:
             commit_message=args.commit_message,
             token=args.token,
         )
-    except HfHubHTTPError as err:  # the Hub answered: its message says why (401, 403, 404, ...)
-        return fail(parser.prog, str(err).splitlines()[0])
-    except HfHubHTTPError.__mro__[
-        1
-    ] as err:  # the HTTP client's base error (httpx / httpx2): no answer: network down, proxy, wrong HF_ENDPOINT
-        return fail(
-            parser.prog,
-            f"cannot reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); check the network "
-            "or HF_ENDPOINT",
-        )
-    except (OSError, ValueError) as err:
-        return fail(parser.prog, err)
+    # the Hub's answer, no answer (network, HF_ENDPOINT), a bad folder or repo id
+    except (*hub_errors(), ValueError) as err:
+        return fail(parser.prog, hub_error_message(err) or err)
     with contextlib.suppress(AttributeError):
         print(info.commit_url)
     return 0

@@ -456,6 +456,20 @@ class TrainArguments:
         default=None,
         metadata={"help": "Pad batches to a multiple of this length (default: 16 with --torch_compile)."},
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "Upload the chosen model (best_model, else final_model: weights, code, tokenizer, card) to the "
+            "Hub repo --hub_model_id in one commit when training ends. The repo is created (or checked) before the "
+            "first step; the endpoint is HF_ENDPOINT, the token HF_TOKEN or the cached login."
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "The Hub repo --push_to_hub uploads to: USER/NAME or ORG/NAME."}
+    )
+    hub_private_repo: bool = field(
+        default=False, metadata={"help": "With --push_to_hub: create the repo as private."}
+    )
     # Not options (init=False: HfArgumentParser skips them, args_to_dict leaves them out): the recipe given with
     # --config, set by recipe.parse_args, shown by the model card (its file name and its content)
     recipe: str | None = field(default=None, init=False)
@@ -496,6 +510,21 @@ class TrainArguments:
             raise ValueError("--resume and --overwrite_output_dir contradict each other; give one")
         if self.save_steps is None:
             self.save_steps = self.eval_steps
+        self._check_hub_options()
+
+    def _check_hub_options(self) -> None:
+        if self.push_to_hub and self.hub_model_id is None:
+            raise ValueError("--push_to_hub needs --hub_model_id USER/NAME (the repo to upload the model to)")
+        if not self.push_to_hub:
+            given = [f"--{n}" for n in ("hub_model_id", "hub_private_repo") if getattr(self, n)]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} without --push_to_hub uploads nothing; add --push_to_hub"
+                )
+        if self.hub_model_id is not None:
+            repo_id = self.hub_model_id
+            if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+                raise ValueError(f"--hub_model_id must look like USER/NAME, got {repo_id!r}")
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainArguments)

@@ -25,6 +25,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +59,9 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     from tqdm.auto import tqdm
 
     run = set_up(data_args, model_args, train_args)
+    # --push_to_hub fails now, not after the run: no login, a repo the token may not write, no network
+    if train_args.push_to_hub:
+        _hub_call(run, "cannot create or reach it", lambda: _create_repo(train_args))
     state = run.state
     bar = tqdm(
         total=train_args.max_steps,
@@ -331,6 +335,10 @@ def finish(run: Run, loop: LoopState) -> dict:
     }
     if loop.status == "interrupted":
         accelerator.end_training()
+        if run.train_args.push_to_hub:
+            logger.info(
+                "interrupted: nothing uploaded to %s (--resume finishes the run)", run.train_args.hub_model_id
+            )
         return result
     last_eval = loop.last_eval
     if last_eval is None or loop.last_eval_step != state.step:
@@ -346,4 +354,50 @@ def finish(run: Run, loop: LoopState) -> dict:
         logger.info("the final model is saved in %s", run.output_dir / "final_model")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if run.train_args.push_to_hub and run.is_main:
+        result["hub_commit"] = push_to_hub(run)
     return result
+
+
+def _create_repo(train_args: TrainArguments) -> None:
+    from ..hub import create_hub_repo
+
+    create_hub_repo(train_args.hub_model_id, private=train_args.hub_private_repo)
+
+
+def _hub_call(run: Run, what: str, call):
+    """``call()``, its Hub errors as one ValueError naming --hub_model_id (the train command prints it)."""
+    from ..hub import hub_error_message, hub_errors
+
+    try:
+        return call()
+    except hub_errors() as err:
+        message = hub_error_message(err) or str(err)
+        raise ValueError(f"--push_to_hub: {run.train_args.hub_model_id}: {what}: {message}") from None
+
+
+def push_to_hub(run: Run):
+    """Upload the run's chosen model folder (best_model, else final_model) to --hub_model_id in one commit; a
+    failure says where the model is and the command that uploads it later."""
+    from ..hub import push_model_folder
+
+    folder = run.output_dir / "best_model"
+    if not (folder / "config.json").is_file():
+        folder = run.output_dir / "final_model"
+    train_args = run.train_args
+    later = (
+        f"it is saved in {folder}; upload it with hf-seq2seq push --model {folder} --repo_id "
+        f"{train_args.hub_model_id}"
+    )
+    info = _hub_call(
+        run,
+        f"the upload failed ({later})",
+        lambda: push_model_folder(
+            folder,
+            train_args.hub_model_id,
+            private=train_args.hub_private_repo,
+            commit_message=f"Upload {folder.name} of {Path(train_args.output_dir).name} with hf_seq2seq",
+        ),
+    )
+    logger.info("uploaded %s to %s", folder, getattr(info, "commit_url", train_args.hub_model_id))
+    return info
