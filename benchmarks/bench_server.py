@@ -59,6 +59,9 @@ def parse_args(argv):
     parser.add_argument("--batch_size", type=int, default=32, help="offline translate's batch size")
     parser.add_argument("--num_beams", type=int, default=1, help="beam size on both sides (default: greedy)")
     parser.add_argument("--max_wait_ms", type=float, default=5.0, help="the server's --max_wait_ms")
+    parser.add_argument(
+        "--batch_wait", choices=["adaptive", "always"], default="adaptive", help="the server's --batch_wait"
+    )
     parser.add_argument("--train_steps", type=int, default=300, help="steps of the models trained here")
     parser.add_argument("--compete", action="store_true", help="repeat N = 32 with a competing CPU job")
     parser.add_argument("--quick", action="store_true", help="tiny models, 16 sentences, N = 1 and 4 (tests)")
@@ -232,6 +235,8 @@ def start_server(cells, args, workdir: Path, max_queue: int = 100000) -> tuple[s
         str(args.threads),
         "--max_wait_ms",
         str(args.max_wait_ms),
+        "--batch_wait",
+        args.batch_wait,
         "--max_queue",
         "100000",
     ]
@@ -386,7 +391,8 @@ def markdown(report: dict) -> list[str]:
     meta = report["meta"]
     lines = ["# hf-seq2seq serve under load", "", env_line(meta), ""]
     lines += [f"Models: {meta['models']}. {meta['n']} Multi30k test2016 sentences, beam {meta['num_beams']}, "
-              f"{meta['threads']} intra-op thread(s) per engine, server --max_wait_ms {meta['max_wait_ms']}, "
+              f"{meta['threads']} intra-op thread(s) per engine, server --max_wait_ms {meta['max_wait_ms']} "
+              f"--batch_wait {meta.get('batch_wait', 'always')}, "
               f"offline batch {meta['batch_size']}.", ""]  # fmt: skip
     if report["rows"]:
         lines += markdown_table(header, rows, "lllrrrrrrrrl")
@@ -433,7 +439,7 @@ def main(argv=None) -> int:
         cells = engine_folders(folders, workdir)
         sentences = [s for s in read_lines(MULTI30K / "test_2016_flickr.de.gz", args.n)]
         meta = environment("cpu", "bench_server.py", argv, n=len(sentences), num_beams=args.num_beams,
-                           max_wait_ms=args.max_wait_ms, batch_size=args.batch_size, models=trained)  # fmt: skip
+                           max_wait_ms=args.max_wait_ms, batch_wait=args.batch_wait, batch_size=args.batch_size, models=trained)  # fmt: skip
         rows = []
         if not args.no_load_table:
             process, port = start_server(cells, args, workdir)
