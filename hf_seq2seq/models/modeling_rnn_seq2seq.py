@@ -740,6 +740,18 @@ class RNNDecoderLMMixin:
     def get_decoder(self) -> nn.Module:
         return self.decoder
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate``, except that with ``output_attentions=True, return_dict_in_generate=True``
+        the output's ``decoder_attentions`` is None, not a tuple of one None per step: an RNN decoder has no
+        self-attention (``has_attentions`` is False in its tests, as for transformers' recurrent models). The
+        attention over the source is in ``cross_attentions``, one (B, 1, 1, S) tensor per layer and step."""
+        out = super().generate(*args, **kwargs)  # type: ignore[misc]
+        steps = getattr(out, "decoder_attentions", None)
+        if isinstance(steps, tuple) and all(step is None for step in steps):
+            # a ModelOutput keeps its keys; a new one without the key leaves decoder_attentions at None
+            out = type(out)(**{k: v for k, v in out.items() if k != "decoder_attentions"})
+        return out
+
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 

@@ -11,6 +11,7 @@ validation scores and how to save a model folder (:class:`TrainingTask` lists th
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -172,7 +173,20 @@ def build_tokenizer(
     train = _tokenizer_pairs(raw["train"], data_args, seed)
     logger.info("training the tokenizer on %d pairs (--tokenizer_train_samples)", len(train))
     texts = [ex[src] for ex in train] + [ex[tgt] for ex in train]
-    return train_tokenizer(texts, vocab_size=data_args.vocab_size, model=data_args.tokenizer_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokenizer = train_tokenizer(texts, vocab_size=data_args.vocab_size, model=data_args.tokenizer_model)
+    for warning in caught:  # one log line naming the option, not a UserWarning with a source line
+        if len(tokenizer) > data_args.vocab_size and "vocab_size=" in str(warning.message):
+            logger.warning(
+                "--vocab_size %d is below what the training text needs (its characters and the special tokens): "
+                "the tokenizer, and the model's vocabulary, have %d entries",
+                data_args.vocab_size,
+                len(tokenizer),
+            )
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return tokenizer
 
 
 def build_model(model_args: ModelArguments, tokenizer):

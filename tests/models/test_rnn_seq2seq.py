@@ -277,6 +277,26 @@ def test_generate_returns_cross_attentions():
             assert torch.all(step[..., 2:][mask.repeat_interleave(beams, 0)[:, None, None, 2:] == 0] == 0)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("mode", [{"num_beams": 1}, {"num_beams": 3}, {"do_sample": True, "top_k": 5}])
+def test_generate_has_no_decoder_attentions_rather_than_a_tuple_of_nones(cell, mode):
+    """Issue 28 row 10: an RNN decoder has no self-attention, so generate()'s ``decoder_attentions`` is None (it was
+    one None per step); the same sequences come out, and ``cross_attentions`` is still one tensor per step."""
+    model = make_model(attention="bahdanau", cell=cell)
+    ids, mask = make_batch()
+    torch.manual_seed(0)
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=4, output_attentions=True, return_dict_in_generate=True,
+        **mode,
+    )  # fmt: skip
+    assert out.decoder_attentions is None and "decoder_attentions" not in out.keys()
+    assert len(out.cross_attentions) == out.sequences.shape[1] - 1
+    assert all(isinstance(step[0], torch.Tensor) for step in out.cross_attentions)
+    torch.manual_seed(0)
+    plain = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, **mode)
+    assert torch.equal(plain, out.sequences)
+
+
 def test_generate_modes():
     model = make_model(attention="bahdanau", cell="gru")
     ids, mask = make_batch()
