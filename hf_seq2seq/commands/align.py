@@ -60,8 +60,8 @@ def add_alignment_args(parser: argparse.ArgumentParser, *, optional: bool) -> No
         "--alignment_layer",
         type=int,
         default=None,
-        help="Transformer: the decoder layer whose cross-attention aligns (default: the last but one, layer 0 "
-        "for 1-2 layers; negative counts from the end; docs/alignment.md says why)",
+        help="Transformer: the decoder layer whose cross-attention aligns (default: the last; negative counts "
+        "from the end; docs/alignment.md says why)",
     )
     parser.add_argument(
         "--alignment_heads",

@@ -62,7 +62,7 @@ def _register_loader() -> None:
                 pre_norm=config.norm_style == "pre",
                 activation=activation,
                 # the attention `return_attention` gives: translate --alignments' default, all heads of the
-                # last-but-one layer (hf_seq2seq.inference.alignment; CTranslate2 averages the first N heads)
+                # last layer (hf_seq2seq.inference.alignment; CTranslate2 averages the first N heads)
                 alignment_layer=default_alignment_layer(config.decoder_layers),
                 alignment_heads=config.num_attention_heads,
             )

@@ -479,7 +479,7 @@ class CTranslate2Engine(Engine):
         if layer is not None or heads is not None:
             raise ValueError(
                 "--alignment_layer / --alignment_heads apply to --engine torch: a CTranslate2 export returns the "
-                "attention of the layer and heads fixed at export (all heads of the last-but-one layer)"
+                "attention of the layer and heads fixed at export (all heads of the last layer)"
             )
 
     def pair_attention(self, sources, targets, layer=None, heads=None):
