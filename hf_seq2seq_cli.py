@@ -183,6 +183,22 @@ def preflight(argv: list[str], name: str = "") -> str | None:
     return None
 
 
+def quiet_when_not_a_terminal() -> None:
+    """stderr going to a file or a pipe (``make demo > log``, CI) gets no progress bars of the libraries: a bar
+    redrawn with carriage returns and cursor-up escape codes is noise there. Set before torch, datasets,
+    huggingface_hub and transformers are imported (they read these once); a value the user exported wins. The
+    training bar turns itself off the same way (tqdm's ``disable=None``) and logs a line every --logging_steps."""
+    if sys.stderr.isatty():
+        return
+    switches = {  # the variable each library reads at import; the switch for one imported already (python -m)
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": ("datasets", "disable_progress_bars"),
+        "HF_HUB_DISABLE_PROGRESS_BARS": ("transformers.utils.logging", "disable_progress_bar"),
+    }
+    for variable, (module, switch) in switches.items():
+        if os.environ.setdefault(variable, "1") == "1" and module.split(".")[0] in sys.modules:
+            getattr(importlib.import_module(module), switch)()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -196,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"hf-seq2seq {name}: error: {problem}", file=sys.stderr)
         return 1
+    quiet_when_not_a_terminal()
     try:
         return _run(name, rest)
     except KeyboardInterrupt:  # Ctrl-C, during the imports too: one line (outputs are written atomically)

@@ -8,6 +8,7 @@ the size of what they get.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -169,7 +170,20 @@ def attention_matrix(
     """
     model.eval()
     device = next(model.parameters()).device
-    enc = tokenizer(text, return_tensors="pt").to(device)
+    # verbose=False: transformers' "indexing errors" warning would come first; ours says what is drawn
+    ids = tokenizer(text, truncation=False, verbose=False)["input_ids"]
+    limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+    if limit and len(ids) > limit:
+        logging.getLogger("hf_seq2seq.plotting").warning(
+            "the text is %d tokens long; its first %d (the model's max_position_embeddings) are drawn",
+            len(ids),
+            limit,
+        )
+        ids = ids[: limit - 1] + ids[-1:]  # keep the final </s>, as the tokenizer's truncation does
+    enc = {
+        "input_ids": torch.tensor([ids], device=device),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
+    }
     gen_kwargs = {"num_return_sequences": 1, **gen_kwargs}
     sequences = model.generate(**enc, **gen_kwargs)
     if hasattr(sequences, "sequences"):

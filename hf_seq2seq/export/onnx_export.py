@@ -28,6 +28,11 @@ guarantees. (The clean modeling change: skip those checks under ``torch.jit.is_t
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -223,10 +228,37 @@ def _example_inputs(model, io: dict, encoder: nn.Module) -> tuple[tuple, tuple]:
     return (input_ids, attention_mask), (step_ids, attention_mask, *memory, *state)
 
 
+# The TorchScript exporter's C++ side says, three times per RNN export, that prim::PackPadded / prim::PadPacked have
+# no shape inference. The graphs' shapes come from dynamic_axes and export_onnx runs them against torch, so the lines
+# tell the user nothing; C++ prints them straight to file descriptor 2, where Python's warning filters do not reach.
+_KNOWN_CPP_WARNING = re.compile(r"The shape inference of prim::(PackPadded|PadPacked) type is missing")
+
+
+@contextlib.contextmanager
+def _without_known_cpp_warnings():
+    """Collect what C++ writes to file descriptor 2 meanwhile and write it back without `_KNOWN_CPP_WARNING`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _KNOWN_CPP_WARNING.search(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
 def _trace(module: nn.Module, args: tuple, path: Path, inputs: list, outputs: list, axes: dict) -> None:
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_known_cpp_warnings():
         # the tracer warns about every Python value it freezes (shapes, the RNN encoder's input checks)
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -66,7 +66,8 @@ def run_training(data_args: DataArguments, model_args: ModelArguments, train_arg
     bar = tqdm(
         total=train_args.max_steps,
         initial=state.step,
-        disable=not run.is_main or train_args.disable_progress_bar,
+        # None: off when stderr is not a terminal (a log file, a pipe); the loop then logs a line instead
+        disable=True if not run.is_main or train_args.disable_progress_bar else None,
         desc="training",
         dynamic_ncols=True,
     )

@@ -41,3 +41,33 @@ def test_analyze_on_fewer_sentences_than_a_bucket_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 0, err
     assert "2 sentences give one length bucket (--min_bucket_size=50)" in err
+
+
+def test_plot_attention_of_an_over_long_text_says_so_in_one_line(tmp_path):
+    """Issue 28, row 15: a text longer than the model's positions gave transformers' "Token indices sequence length
+    ... will result in indexing errors" warning; now one line of ours says what is drawn, and the plot is written."""
+    import subprocess
+    import sys
+
+    from hub_server import tiny_model, tiny_tokenizer
+
+    from hf_seq2seq.hub import save_model_folder
+
+    tok = tiny_tokenizer()
+    model = tiny_model("transformer", len(tok))  # max_position_embeddings=32
+    folder = save_model_folder(model, tok, tmp_path / "model")
+    text = " ".join(["neun hundert"] * 40)
+    n = len(tok(text, verbose=False)["input_ids"])
+    assert n > model.config.max_position_embeddings
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_seq2seq.cli", "plot-attention", "--model", str(folder), "--text", text,
+         "--output", str(tmp_path / "a.png"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "indexing errors" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"the text is {n} tokens long; its first {model.config.max_position_embeddings} (the model's "
+        "max_position_embeddings) are drawn"
+    ]
+    assert (tmp_path / "a.png").is_file()

@@ -67,3 +67,24 @@ def test_readme_example_after_the_demo_prints_the_right_answer(tmp_path, capsys)
 def test_demo_rejects_bad_options(capsys):
     assert demo_main(["--models", "lstm"]) == 2
     assert "valid: gru_bahdanau, transformer" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_output_to_a_file_has_no_progress_bars_or_escape_codes(tmp_path):
+    """Issue 28, row 15: `make demo > log` (stderr not a terminal) wrote tqdm bars redrawn with carriage returns and
+    cursor-up escape codes (datasets' "Map", transformers' "Writing model shards", the training bar); now stdout
+    holds the demo's report and stderr log lines only, one training line every --logging_steps instead of the bar."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_seq2seq.cli", "demo", "--output_dir", str(tmp_path / "demo"), "--max_steps", "2",
+         "--num_examples", "200", "--num_test", "4", "--num_beams", "1", "--models", "gru_bahdanau"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stream in (proc.stdout, proc.stderr):
+        assert "\x1b" not in stream and "\r" not in stream, stream[-2000:]
+    assert "it/s]" not in proc.stderr and "examples/s]" not in proc.stderr
+    assert re.search(r"INFO hf_seq2seq.training: step 1/2 loss ", proc.stderr), proc.stderr  # the bar's line
+    assert "exact match" in proc.stdout
