@@ -359,10 +359,22 @@ def device_name(device: str) -> str:
     )
 
 
+def public_arg(arg: str) -> str:
+    """A command-line argument as a report shows it: an absolute path (alone or as ``NAME=PATH``) relative to the
+    project root, so the command runs from a clone and names no folder of the machine it ran on."""
+    name, sep, value = ("", "", arg)
+    if "=" in arg:  # --option=PATH or NAME=PATH
+        name, sep, value = arg.partition("=") if arg.startswith("-") else arg.rpartition("=")
+    if not os.path.isabs(value):
+        return arg
+    return f"{name}{sep}{os.path.relpath(value, ROOT)}"
+
+
 def command_line(script: str, argv: list[str] | None) -> str:
-    """How the benchmark was run, as a user would type it: ``python benchmarks/SCRIPT ARGS``."""
+    """How the benchmark was run, as a user would type it from the project root: ``python benchmarks/SCRIPT ARGS``
+    (absolute paths shown relative to the root: `public_arg`)."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join([f"python benchmarks/{script}", *args]).strip()
+    return " ".join([f"python benchmarks/{script}", *map(public_arg, args)]).strip()
 
 
 def environment(device: str, script: str, argv: list[str] | None, **extra) -> dict:

@@ -8,14 +8,16 @@
 #   scripts/run_analysis.sh analyze    # hf-seq2seq analyze on every model; writes docs/results/analysis_*
 #   scripts/run_analysis.sh            # both
 #
-# Environment: RUNS (trained task models, default /work/analysis_runs; kept out of the repository), MULTI30K_RUNS
-# (run folders of the Multi30k recipes, default /work/cpu_runs/out, each with best_model/), DATA (Multi30k folder,
-# default ../shared/data/multi30k), CODE (the checkout whose scripts/train.py trains, default this one), OUT (where
-# the figures, tables and JSON go, default docs/results), PYTHON.
+# Environment: RUNS (trained task models, default ../analysis_runs beside the clone; kept out of the repository),
+# MULTI30K_RUNS (run folders of the Multi30k recipes, default outputs/ as the recipes write it: multi30k_<name>/ or
+# <name>/, each with best_model/), DATA (Multi30k folder, default ../shared/data/multi30k), CODE (the checkout whose
+# scripts/train.py trains, default this one), OUT (where the figures, tables and JSON go, default docs/results),
+# PYTHON. Relative paths are relative to the project root; the reports name every path relative to it.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
-RUNS="${RUNS:-/work/analysis_runs}"
-MULTI30K_RUNS="${MULTI30K_RUNS:-/work/cpu_runs/out}"
+cd "$HERE"
+RUNS="$(realpath -m "${RUNS:-../analysis_runs}")"
+MULTI30K_RUNS="$(realpath -m "${MULTI30K_RUNS:-outputs}")"
 DATA="${DATA:-$HERE/../shared/data/multi30k}"
 CODE="${CODE:-$HERE}"
 PYTHON="${PYTHON:-$HERE/.venv/bin/python}"
@@ -117,6 +119,10 @@ do_train() {
   wait
 }
 
+rel() {  # a path as the reports show it: relative to the project root (no folder of this machine)
+  realpath -m --relative-to="$HERE" "$1"
+}
+
 analyze() {  # analyze NAME [hf-seq2seq analyze options]
   local name=$1
   shift
@@ -127,25 +133,27 @@ analyze() {  # analyze NAME [hf-seq2seq analyze options]
 do_analyze() {
   local m30k=()
   for run in gru_vanilla_de_en bigru_bahdanau_de_en lstm_luong_de_en transformer_de_en; do
-    for sub in best_model final_model; do
-      if [ -d "$MULTI30K_RUNS/$run/$sub" ]; then
-        m30k+=("$MULTI30K_RUNS/$run/$sub")
+    for sub in {multi30k_,}"$run"/{best_model,final_model}; do
+      if [ -d "$MULTI30K_RUNS/$sub" ]; then
+        m30k+=("$(rel "$MULTI30K_RUNS/$sub")")
         break
       fi
     done
   done
-  analyze analysis_multi30k "${m30k[@]}" --source "$DATA/test_2016_flickr.de.gz" \
-    --reference "$DATA/test_2016_flickr.en.gz" --min_bucket_size 100 --num_beams 5
-  analyze analysis_lists "$RUNS"/lists_{none,bahdanau,general_if,transformer}/best_model \
-    --source "$RUNS/data/lists.test.de" --reference "$RUNS/data/lists.test.en" --min_bucket_size 50 \
+  local runs data
+  runs="$(rel "$RUNS")" data="$(rel "$DATA")"
+  analyze analysis_multi30k "${m30k[@]}" --source "$data/test_2016_flickr.de.gz" \
+    --reference "$data/test_2016_flickr.en.gz" --min_bucket_size 100 --num_beams 5
+  analyze analysis_lists "$runs"/lists_{none,bahdanau,general_if,transformer}/best_model \
+    --source "$runs/data/lists.test.de" --reference "$runs/data/lists.test.en" --min_bucket_size 50 \
     --alignment numbers --heatmap_line 1 --update_card
   local variants=(none bahdanau dot general concat dot_if general_if concat_if transformer) v seed
   for seed in 0 1; do
     write_numbers_test $seed
     local models=()
-    for v in "${variants[@]}"; do models+=("$RUNS/numbers_${v}_s$seed/best_model"); done
+    for v in "${variants[@]}"; do models+=("$runs/numbers_${v}_s$seed/best_model"); done
     analyze "analysis_alignment_s$seed" "${models[@]}" --labels "$(IFS=,; echo "${variants[*]}")" \
-      --source "$RUNS/data/numbers_s$seed.test.de" --reference "$RUNS/data/numbers_s$seed.test.en" \
+      --source "$runs/data/numbers_s$seed.test.de" --reference "$runs/data/numbers_s$seed.test.en" \
       --min_bucket_size 25 --alignment numbers --heatmap_line 1
   done
 }
