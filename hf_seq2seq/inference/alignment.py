@@ -56,15 +56,14 @@ def token_word_map(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int
 
     Special tokens (``</s>``, offsets ``(0, 0)``) and pure word-boundary markers overlap no word.
     """
-    out: list[int | None] = []
-    for a, b in offsets:
-        best, best_overlap = None, 0
-        for w, (s, e) in enumerate(spans):
-            overlap = min(b, e) - max(a, s)
-            if overlap > best_overlap:
-                best, best_overlap = w, overlap
-        out.append(best)
-    return out
+    if len(offsets) == 0 or len(spans) == 0:
+        return [None] * len(offsets)
+    tokens, words = np.asarray(offsets).reshape(-1, 2), np.asarray(spans).reshape(-1, 2)
+    overlap = np.minimum(tokens[:, 1:], words[:, 1]) - np.maximum(
+        tokens[:, :1], words[:, 0]
+    )  # (tokens, words)
+    best = overlap.argmax(axis=1)  # the first of equal overlaps
+    return [int(w) if overlap[t, w] > 0 else None for t, w in enumerate(best)]
 
 
 def word_attention(
@@ -102,17 +101,18 @@ def whitespace_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _WHITESPACE_WORD.finditer(text)]
 
 
-def hypothesis_offsets(tokenizer, ids: Sequence[int], text: str) -> list[tuple[int, int]]:
+def hypothesis_offsets(tokenizer, ids: Sequence[int], text: str, encoding=None) -> list[tuple[int, int]]:
     """Character offsets in ``text`` (= ``tokenizer.decode(ids, skip_special_tokens=True).strip()``) of each of
     ``ids`` (no special tokens).
 
-    Re-encoding ``text`` gives them when it gives ``ids`` back (the usual case); a hypothesis the tokenizer would
+    Re-encoding ``text`` gives them when it gives ``ids`` back (the usual case; ``encoding``: that re-encoding, with
+    ``input_ids`` and ``offset_mapping``, when the caller made it for a batch); a hypothesis the tokenizer would
     segment otherwise is located by decoding its prefixes (token k spans from the end of prefix k-1 to the end of
     prefix k)."""
     ids = list(ids)
     if not ids:
         return []
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    enc = encoding or tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     if list(enc["input_ids"]) == ids:
         return [tuple(o) for o in enc["offset_mapping"]]
     full = tokenizer.decode(ids, skip_special_tokens=True)

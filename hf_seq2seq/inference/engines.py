@@ -280,13 +280,16 @@ class Engine:
         merged into the whitespace words of ``source_texts`` / ``target_texts`` (whose tokens are ``sources`` /
         ``targets``) by the tokenizer's offsets."""
         attention = self.pair_attention(sources, targets, layer, heads)
-        enc = self.tokenizer(list(source_texts), truncation=False, verbose=False, return_offsets_mapping=True)
+        tok = self.tokenizer
+        enc = tok(list(source_texts), truncation=False, verbose=False, return_offsets_mapping=True)
+        hyp = tok(list(target_texts), add_special_tokens=False, verbose=False, return_offsets_mapping=True)
         out = []
         for k, att in enumerate(attention):
             offsets = [tuple(o) for o in enc["offset_mapping"][k]]
             if len(offsets) > len(sources[k]):  # truncated as _source_ids does: the final </s> kept
                 offsets = offsets[: len(sources[k]) - 1] + offsets[-1:]
-            tgt_offsets = hypothesis_offsets(self.tokenizer, targets[k], target_texts[k])
+            encoding = {"input_ids": hyp["input_ids"][k], "offset_mapping": hyp["offset_mapping"][k]}
+            tgt_offsets = hypothesis_offsets(tok, targets[k], target_texts[k], encoding)
             out.append(soft_alignment(att, offsets, tgt_offsets, source_texts[k], target_texts[k]))
         return out
 
@@ -383,8 +386,10 @@ class GenerateEngine(Engine):
         decoder_input_ids = torch.tensor(
             [[start, *t] + [pad] * (wt - 1 - len(t)) for t in targets], device=self.device
         )
+        # the encoder without attention weights (its fast kernel): only the decoder's cross-attention is read
+        encoder_outputs = self.model.get_encoder()(input_ids=input_ids, attention_mask=mask, return_dict=True)
         out = self.model(
-            input_ids=input_ids,
+            encoder_outputs=encoder_outputs,
             attention_mask=mask,
             decoder_input_ids=decoder_input_ids,
             output_attentions=True,
