@@ -36,7 +36,42 @@ def folders(tmp_path_factory):
     tokenizer.save_pretrained(root / "biased")
     tiny_marian(tokenizer).save_pretrained(root / "no-tokenizer")
     tiny_marian(tokenizer, decoder_ffn_dim=48).save_pretrained(root / "uneven")
+    _joeynmt_dirs(root)
     return root
+
+
+JOEY_TRANSFORMER = """\
+model:
+  encoder: {type: transformer, num_layers: 1, num_heads: 2, hidden_size: 8, ff_size: 8, layer_norm: post,
+            embeddings: {embedding_dim: 8}}
+  decoder: {type: transformer, num_layers: 1, num_heads: 2, hidden_size: 8, ff_size: 8, layer_norm: post,
+            embeddings: {embedding_dim: 8}}
+"""
+
+
+def _joeynmt_dirs(root):
+    """JoeyNMT-shaped directories, each wrong in one way (made by hand: no JoeyNMT is needed to refuse them)."""
+
+    def make(name, config=JOEY_TRANSFORMER, vocab=("a", "b"), trg_vocab=None, checkpoint=b""):
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(config, encoding="utf-8")
+        if vocab is not None:
+            (folder / "src_vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+            (folder / "trg_vocab.txt").write_text("\n".join(trg_vocab or vocab) + "\n", encoding="utf-8")
+        if checkpoint:
+            (folder / "best.ckpt").write_bytes(checkpoint)
+
+    make("joey-rnn", config=JOEY_TRANSFORMER.replace("type: transformer", "type: recurrent"))
+    make("joey-no-checkpoint")
+    make("joey-no-vocab", vocab=None)
+    make("joey-norm-unset", config=JOEY_TRANSFORMER.replace("layer_norm: post,", "", 1))
+    make(
+        "joey-alpha", config=JOEY_TRANSFORMER.replace("layer_norm: post,", "layer_norm: post, alpha: 0.5,", 1)
+    )
+    make("joey-split-vocab", trg_vocab=("a", "c"))
+    make("joey-garbage-checkpoint", checkpoint=b"not a checkpoint")
+    make("joey-not-yaml", config="model: [unclosed\n")
 
 
 def _convert(capsys, tmp_path, source, from_format, to_format, output=None):
@@ -58,6 +93,20 @@ CASES = {
     "logits-bias": ("biased", "marian", "hf-seq2seq", "final_logits_bias is not zero"),
     "uneven-ffn": ("uneven", "marian", "hf-seq2seq", "encoder_ffn_dim=32 differs from decoder_ffn_dim=48"),
     "no-tokenizer": ("no-tokenizer", "marian", "hf-seq2seq", "no tokenizer that AutoTokenizer loads"),
+    "joey-rnn": ("joey-rnn", "joeynmt", "hf-seq2seq", "recurrent models are not converted"),
+    "joey-no-checkpoint": ("joey-no-checkpoint", "joeynmt", "hf-seq2seq", "no checkpoint"),
+    "joey-no-vocab": ("joey-no-vocab", "joeynmt", "hf-seq2seq", "no src vocabulary"),
+    "joey-norm-unset": ("joey-norm-unset", "joeynmt", "hf-seq2seq", "model.encoder.layer_norm is not set"),
+    "joey-alpha": ("joey-alpha", "joeynmt", "hf-seq2seq", "model.encoder.alpha=0.5"),
+    "joey-split-vocab": (
+        "joey-split-vocab",
+        "joeynmt",
+        "hf-seq2seq",
+        "src_vocab.txt and trg_vocab.txt differ",
+    ),
+    "joey-garbage-checkpoint": ("joey-garbage-checkpoint", "joeynmt", "hf-seq2seq", "cannot read best.ckpt"),
+    "joey-not-yaml": ("joey-not-yaml", "joeynmt", "hf-seq2seq", "cannot read config.yaml"),
+    "ours-as-joeynmt": ("ours", "joeynmt", "hf-seq2seq", "no config.yaml: not a JoeyNMT model directory"),
     "missing-folder": ("no-such-folder/x", "marian", "hf-seq2seq", "not found"),
 }
 

@@ -1,0 +1,180 @@
+"""hf_seq2seq.convert.joeynmt: a Transformer trained by JoeyNMT's own code (in JoeyNMT's own virtual environment, on a
+slice of Multi30k) converts to ours with the same tokenisation, the same teacher-forced log-probabilities (1e-4) and
+the same greedy and beam-5 translations of 100 test sentences as JoeyNMT's own search.
+
+JoeyNMT is not a dependency of this project: it lives in ``../joeynmt-venv`` (or ``$JOEYNMT_PYTHON``), and the test
+skips, saying so, where that environment is absent. Set it up with
+``python3.11 -m venv ../joeynmt-venv && ../joeynmt-venv/bin/pip install torch joeynmt==2.3.0 importlib_metadata``.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_seq2seq.convert import convert
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+JOEYNMT_PYTHON = Path(
+    os.environ.get("JOEYNMT_PYTHON", PROJECT_ROOT.parent / "joeynmt-venv" / "bin" / "python")
+)
+REFERENCE = PROJECT_ROOT / "tests" / "_joeynmt_reference.py"
+TOLERANCE = 1e-4
+SPLITS = {"train": ("train", 2000), "dev": ("val", 20), "test": ("test_2016_flickr", 100)}
+
+CONFIG = """\
+name: tiny-{layer_norm}
+model_dir: {root}/model
+use_cuda: False
+data:
+  train: {root}/train
+  dev: {root}/dev
+  dataset_type: plain
+  src: {{lang: de, level: word, lowercase: true, voc_file: {root}/vocab.txt, max_length: 40}}
+  trg: {{lang: en, level: word, lowercase: true, voc_file: {root}/vocab.txt, max_length: 40}}
+training:
+  random_seed: 1
+  optimizer: adam
+  learning_rate: 0.002
+  scheduling: warmupinversesquareroot
+  learning_rate_warmup: 50
+  batch_size: 40
+  batch_type: sentence
+  epochs: 4
+  validation_freq: 200
+  logging_freq: 50
+  eval_metrics: [bleu]
+  early_stopping_metric: loss
+  overwrite: True
+  keep_best_ckpts: 1
+testing:
+  beam_size: 1
+  max_output_length: 40
+model:
+  initializer: xavier_uniform
+  tied_embeddings: True
+  tied_softmax: True
+  encoder:
+    type: transformer
+    num_layers: 2
+    num_heads: 2
+    embeddings: {{embedding_dim: 32, scale: True}}
+    hidden_size: 32
+    ff_size: 64
+    dropout: 0.1
+    layer_norm: {layer_norm}
+  decoder:
+    type: transformer
+    num_layers: 2
+    num_heads: 2
+    embeddings: {{embedding_dim: 32, scale: True}}
+    hidden_size: 32
+    ff_size: 64
+    dropout: 0.1
+    layer_norm: {layer_norm}
+"""
+
+
+def _joeynmt_python() -> Path:
+    if not JOEYNMT_PYTHON.is_file():
+        pytest.skip(
+            f"JoeyNMT's virtual environment is absent ({JOEYNMT_PYTHON}): see this module's docstring"
+        )
+    probe = subprocess.run(
+        [JOEYNMT_PYTHON, "-c", "import joeynmt"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{JOEYNMT_PYTHON} cannot import joeynmt: {probe.stderr.strip().splitlines()[-1:]}")
+    return JOEYNMT_PYTHON
+
+
+def _write_slice(root: Path, multi30k: Path) -> None:
+    """The Multi30k slice as JoeyNMT's plain dataset files, and a joint word vocabulary of the training slice."""
+    counts: collections.Counter = collections.Counter()
+    for split, (name, lines) in SPLITS.items():
+        for lang in ("de", "en"):
+            with gzip.open(multi30k / f"{name}.{lang}.gz", "rt", encoding="utf-8") as f:
+                text = [line.rstrip("\n") for _, line in zip(range(lines), f)]
+            (root / f"{split}.{lang}").write_text("\n".join(text) + "\n", encoding="utf-8")
+            if split == "train":
+                counts.update(word for line in text for word in line.lower().split(" "))
+    (root / "vocab.txt").write_text(
+        "\n".join(w for w, _ in counts.most_common(2500)) + "\n", encoding="utf-8"
+    )
+
+
+def _run(command: list, cwd: Path, timeout: int) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{command[1:3]} failed:\n{proc.stderr[-3000:]}"
+
+
+def _cut(row: list[int], eos: int, pad: int) -> list[int]:
+    row = row[1:]  # the decoder start token
+    return row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
+
+
+@pytest.mark.parametrize("layer_norm", ["pre", "post"])
+def test_a_joeynmt_transformer_converts_exactly(tmp_path, multi30k_dir, layer_norm):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    python = _joeynmt_python()
+    _write_slice(tmp_path, multi30k_dir)
+    (tmp_path / "config.yaml").write_text(
+        CONFIG.format(root=tmp_path, layer_norm=layer_norm), encoding="utf-8"
+    )
+    _run([python, "-m", "joeynmt", "train", "config.yaml"], tmp_path, timeout=1500)  # JoeyNMT's own training
+    model_dir = tmp_path / "model"
+    _run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
+    reference = torch.load(tmp_path / "reference.pt", weights_only=True)
+
+    convert(model_dir, tmp_path / "ours", from_format="joeynmt", to_format="hf-seq2seq")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
+    config = model.config
+    assert (config.model_type, config.norm_style, config.layer_norm_eps) == (
+        "transformer_seq2seq",
+        layer_norm,
+        1e-6,
+    )
+
+    # the same tokenisation: JoeyNMT's ids of every source and target line
+    sources = (tmp_path / "test.de").read_text(encoding="utf-8").splitlines()
+    targets = (tmp_path / "test.en").read_text(encoding="utf-8").splitlines()
+    inputs = tokenizer(sources, padding=True, return_tensors="pt")
+    lengths = inputs["attention_mask"].sum(-1).tolist()
+    assert [row[:n] for row, n in zip(inputs["input_ids"].tolist(), lengths)] == reference["src_ids"]
+    assert [[config.bos_token_id, *ids] for ids in tokenizer(targets)["input_ids"]] == reference["trg_ids"]
+
+    # teacher-forced log-probabilities
+    width = max(map(len, reference["trg_ids"]))
+    padded = [ids + [config.pad_token_id] * (width - len(ids)) for ids in reference["trg_ids"]]
+    decoder_input_ids, labels = torch.tensor(padded)[:, :-1], torch.tensor(padded)[:, 1:]
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(**inputs, decoder_input_ids=decoder_input_ids).logits, dim=-1)
+    mask = reference["label_mask"]
+    gold = log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    gold_difference = (gold - reference["gold_log_probs"])[mask].abs().max().item()
+    full = reference["full_log_probs"]
+    full_difference = (log_probs[: len(full)] - full).abs().amax(-1)[mask[: len(full)]].max().item()
+    print(
+        f"{layer_norm}-norm: max |log-prob difference| gold {gold_difference:.2e}, full {full_difference:.2e}"
+    )
+    assert gold_difference <= TOLERANCE and full_difference <= TOLERANCE, (gold_difference, full_difference)
+
+    # greedy (the folder's generation config: JoeyNMT's forbidden tokens) and beam 5 (JoeyNMT's beam_alpha=-1 is
+    # no length normalisation: transformers' length_penalty=0) on the 100 test sentences, token for token
+    eos, pad = config.eos_token_id, config.pad_token_id
+    with torch.no_grad():
+        greedy = model.generate(**inputs, max_new_tokens=40)
+        beam = model.generate(**inputs, num_beams=5, length_penalty=0.0, max_new_tokens=40)
+    assert [_cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
+    assert [_cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
