@@ -83,7 +83,7 @@ def _usage() -> str:
 # command's module (and with it torch and transformers, seconds of imports) is loaded, so a mistyped path or an
 # output in a read-only place ends in one line at once, not after the work (the commands check them again).
 INPUT_OPTIONS = ("--input", "--source", "--target", "--reference", "--config", "--image", "--models_file")
-MODEL_OPTIONS = ("--model", "--template")
+MODEL_OPTIONS = ("--model", "--template", "--model_name_or_path", "--tokenizer_name_or_path")
 OUTPUT_OPTIONS = ("--output", "--output_dir", "--hypotheses", "--write_openapi", "--alignments_output")
 # a Hub repository id ("name" or "owner/name"); anything else that does not exist here is a mistyped path
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")

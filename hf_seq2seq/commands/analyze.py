@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import add_generation_args, fail
+from .common import add_generation_args, fail, positive_int
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="analysis", help="where the JSON, tables and figures go")
     parser.add_argument("--name", default="analysis", help="file name stem of the outputs (default analysis)")
     parser.add_argument(
-        "--min_bucket_size", type=int, default=50, help="fewest sentences in a length bucket (default 50)"
+        "--min_bucket_size",
+        type=positive_int,
+        default=50,
+        help="fewest sentences in a length bucket (default 50)",
     )
     parser.add_argument(
         "--alignment",
@@ -61,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def analyze_main(argv: Sequence[str] | None = None) -> int:
     from ..analysis import analyze_model, gold_alignments, length_buckets, model_label, source_lengths
+    from ..inference import check_model_folder
     from ..tokenization import read_text_lines
 
     parser = _parser()
@@ -83,6 +87,8 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
         if args.update_card and remote:
             # checked before decoding, so that a long run does not fail at its last step
             raise ValueError(f"--update_card writes into local model folders; {remote[0]} is not one")
+        for model in args.models:  # every folder is a model before anything is decoded or said about buckets
+            check_model_folder(model)
         gold = gold_alignments(args.alignment, sources, references) if args.alignment else None
         lengths = source_lengths(sources)
         buckets = length_buckets(lengths, args.min_bucket_size)

@@ -322,6 +322,14 @@ class ModelArguments:
                 raise ValueError(f"--model_config must be a JSON object, got {self.model_config!r}")
         if self.model_config is not None and self.model_name_or_path is None:
             _validate_model_config(self.model_type, self.config_overrides())
+        local = Path(self.model_name_or_path).expanduser() if self.model_name_or_path is not None else None
+        if local is not None and local.exists() and not (local / "config.json").is_file():
+            what = (
+                "a file, not a saved model folder"
+                if local.is_file()
+                else "not a saved model folder: it has no config.json"
+            )
+            raise ValueError(f"--model_name_or_path {self.model_name_or_path} is {what}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"--label_smoothing={self.label_smoothing!r} is invalid; it must be in [0, 1)")
         if not 0.0 <= self.scheduled_sampling <= 1.0:
