@@ -13,6 +13,7 @@ from .configuration_utils_seq2seq import check_bool, check_choice, check_float, 
 CELLS = ("gru", "lstm")
 ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
 LUONG_ATTENTIONS = ("dot", "general", "concat")
+DECODER_INITS = ("bridge", "top_bridge", "top", "zero")
 OWNER = "RNNSeq2SeqConfig"  # error messages start with it
 
 
@@ -35,6 +36,13 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             `"bahdanau"` scores with the previous decoder state (Bahdanau et al. 2015); `"dot" | "general" |
             "concat"` are Luong et al. (2015) global attention scores with the current decoder state.
         input_feeding (`bool`, defaults to False): Luong et al. (2015) sec. 3.3; only with a Luong score.
+        combine_bias (`bool`, defaults to False): a bias in Luong's ``W_c`` (eq. 5, ``h~_t = tanh(W_c [c_t; h_t] +
+            b_c)``), as JoeyNMT's attentional layer has; only with a Luong score.
+        decoder_init (`"bridge" | "top_bridge" | "top" | "zero"`, defaults to `"bridge"`): the decoder's initial
+            state. `"bridge"`: per decoder layer, `tanh(W_s h_final + b_s)` of the aligned encoder layer (LSTM cell:
+            `W_c c_final + b_c`); `"top_bridge"`: one `tanh(W_s h_final + b_s)` of the top encoder layer for every
+            decoder layer, the LSTM cell equal to it (JoeyNMT's `bridge`); `"top"`: the top encoder layer's final
+            state itself for every layer and as the LSTM cell (JoeyNMT's `last`); `"zero"`: zeros.
         dropout (`float` in [0, 1), defaults to 0.2): on embeddings, between RNN layers and before the output layer.
         label_smoothing (`float` in [0, 1), defaults to 0.0): of the training cross-entropy.
         tie_word_embeddings (`bool`, defaults to True): encoder embedding, decoder embedding and output layer share
@@ -62,6 +70,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         bidirectional_encoder: bool = True,
         attention: str = "bahdanau",
         input_feeding: bool = False,
+        combine_bias: bool = False,
+        decoder_init: str = "bridge",
         dropout: float = 0.2,
         label_smoothing: float = 0.0,
         tie_word_embeddings: bool = True,
@@ -84,6 +94,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         check_choice(OWNER, "attention", attention, ATTENTIONS)
         check_bool(OWNER, "bidirectional_encoder", bidirectional_encoder)
         check_bool(OWNER, "input_feeding", input_feeding)
+        check_bool(OWNER, "combine_bias", combine_bias)
+        check_choice(OWNER, "decoder_init", decoder_init, DECODER_INITS)
         check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
         check_bool(OWNER, "use_cache", use_cache)
         check_float(OWNER, "dropout", dropout, 0, 1)
@@ -92,6 +104,16 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             raise ValueError(
                 f"RNNSeq2SeqConfig: `input_feeding=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
                 f"got attention={attention!r}"
+            )
+        if combine_bias and attention not in LUONG_ATTENTIONS:
+            raise ValueError(
+                f"RNNSeq2SeqConfig: `combine_bias=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
+                f"got attention={attention!r}"
+            )
+        if decoder_init == "zero" and attention == "none":
+            raise ValueError(
+                "RNNSeq2SeqConfig: `decoder_init='zero'` needs an attention: with attention='none' the decoder "
+                "would never see the source"
             )
         if bidirectional_encoder and hidden_size % 2:
             raise ValueError(
@@ -115,6 +137,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.bidirectional_encoder = bidirectional_encoder
         self.attention = attention
         self.input_feeding = input_feeding
+        self.combine_bias = combine_bias
+        self.decoder_init = decoder_init
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)
         self.tie_word_embeddings = tie_word_embeddings

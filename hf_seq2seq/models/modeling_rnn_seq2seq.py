@@ -311,7 +311,10 @@ class RNNSeq2SeqEncoder(nn.Module):
     final states concatenated, per layer): ``s_0 = tanh(W_s h_final)`` as Bahdanau et al. (2015) appendix A.2.2
     and Cho et al. (2014) ``c = tanh(V h_N)``; for LSTM the cell gets ``W_c c_final`` (no tanh: cells are
     unbounded). One bridge matrix is shared by all layers. Decoder layer ``l`` starts from encoder layer
-    ``max(0, Le - L + l)`` (top layers aligned; extra decoder layers reuse the bottom encoder layer).
+    ``max(0, Le - L + l)`` (top layers aligned; extra decoder layers reuse the bottom encoder layer). That is
+    ``decoder_init="bridge"``; JoeyNMT's initialisations start every decoder layer from the top encoder layer's
+    final state: ``"top_bridge"`` (``tanh(W_s h_top + b_s)``, the LSTM cell equal to it), ``"top"`` (``h_top``
+    itself) and ``"zero"``.
     """
 
     main_input_name = "input_ids"
@@ -332,9 +335,13 @@ class RNNSeq2SeqEncoder(nn.Module):
             config.dropout,
             bidirectional=config.bidirectional_encoder,
         )
-        self.bridge = nn.Linear(config.hidden_size, config.hidden_size)
+        self.decoder_init = getattr(config, "decoder_init", "bridge")
+        has_bridge = self.decoder_init in ("bridge", "top_bridge")
+        self.bridge = nn.Linear(config.hidden_size, config.hidden_size) if has_bridge else None
         self.bridge_cell = (
-            nn.Linear(config.hidden_size, config.hidden_size) if config.cell == "lstm" else None
+            nn.Linear(config.hidden_size, config.hidden_size)
+            if config.cell == "lstm" and self.decoder_init == "bridge"
+            else None
         )
         # a plain list, not a buffer: non-persistent buffers are left uninitialised by from_pretrained
         offset = config.encoder_layers - config.decoder_layers
@@ -406,11 +413,28 @@ class RNNSeq2SeqEncoder(nn.Module):
         """Embedded source (B, S, E) -> states (B, S, H), the bridged decoder state (B, L, H) (and cell), and
         the per-layer states when ``per_layer``. Checkpointed as one unit under gradient checkpointing."""
         states, final_h, final_c, layer_states = self._run_layers(embedded, lengths, per_layer)
+        if self.decoder_init != "bridge":
+            hidden = self._top_init(self._join_directions(final_h)[-1])  # (L, B, H)
+            cell = (
+                hidden.transpose(0, 1) if final_c is not None else None
+            )  # JoeyNMT: the cell equals the state
+            return states, hidden.transpose(0, 1), cell, layer_states
+        assert self.bridge is not None  # decoder_init="bridge" builds it
         hidden = torch.tanh(self.bridge(self._join_directions(final_h)[self.bridge_layers]))  # (L, B, H)
         cell = None
         if final_c is not None and self.bridge_cell is not None:
             cell = self.bridge_cell(self._join_directions(final_c)[self.bridge_layers]).transpose(0, 1)
         return states, hidden.transpose(0, 1), cell, layer_states
+
+    def _top_init(self, top: torch.Tensor) -> torch.Tensor:
+        """The top encoder layer's final state (B, H) -> every decoder layer's initial state (L, B, H):
+        ``tanh(W_s h + b_s)`` (top_bridge), ``h`` itself (top) or zeros (zero)."""
+        if self.decoder_init == "top_bridge":
+            assert self.bridge is not None
+            top = torch.tanh(self.bridge(top))
+        elif self.decoder_init == "zero":
+            top = torch.zeros_like(top)
+        return top.unsqueeze(0).repeat(len(self.bridge_layers), 1, 1)
 
     def forward(
         self,
@@ -660,7 +684,7 @@ class LuongDecoder(_RNNDecoderBase):
         super().__init__(config, config.embedding_size + feed)
         size = config.hidden_size
         self.score = build_score(config.attention, size, size, size)
-        self.combine = nn.Linear(2 * size, size, bias=False)  # W_c, eq. (5)
+        self.combine = nn.Linear(2 * size, size, bias=getattr(config, "combine_bias", False))  # W_c, eq. (5)
         self.combine_activation = nn.Tanh()
 
     def initial_state(self, encoder_outputs):

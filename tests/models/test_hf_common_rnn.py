@@ -129,11 +129,14 @@ class RNNGRUBahdanauBidirectionalCommonTest(_RNNCommonTests, unittest.TestCase):
 
 
 class RNNLSTMLuongGeneralInputFeedingCommonTest(_RNNCommonTests, unittest.TestCase):
+    # JoeyNMT's LSTM decoder (combine_bias, decoder_init="top_bridge"): converted models run the whole suite
     config_kwargs = {
         "cell": "lstm",
         "attention": "general",
         "input_feeding": True,
         "bidirectional_encoder": False,
+        "combine_bias": True,
+        "decoder_init": "top_bridge",
     }
 
 
@@ -142,7 +145,7 @@ class RNNGRUNoAttentionCommonTest(_RNNCommonTests, unittest.TestCase):
 
 
 class RNNLuongDotCommonTest(_RNNCommonTests, unittest.TestCase):
-    config_kwargs = {"cell": "gru", "attention": "dot"}
+    config_kwargs = {"cell": "gru", "attention": "dot", "decoder_init": "top"}  # JoeyNMT's `last`
 
 
 class RNNLuongConcatCommonTest(_RNNCommonTests, unittest.TestCase):

@@ -45,6 +45,26 @@ GRID = [
         "encoder_layers": 1,
         "decoder_layers": 2,
     },
+    # JoeyNMT's decoder (models converted from it): attentional-layer bias, every layer started from the top
+    {
+        "attention": "general",
+        "cell": "lstm",
+        "bidirectional_encoder": False,
+        "input_feeding": True,
+        "combine_bias": True,
+        "decoder_init": "top_bridge",
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+    },
+    {
+        "attention": "concat",
+        "cell": "gru",
+        "bidirectional_encoder": True,
+        "input_feeding": True,
+        "combine_bias": True,
+        "decoder_init": "top",
+    },
+    {"attention": "dot", "cell": "lstm", "bidirectional_encoder": True, "decoder_init": "zero"},
 ]
 
 
@@ -54,6 +74,10 @@ def _id(kw: dict) -> str:
         parts.append("feed")
     if "decoder_layers" in kw:
         parts.append(f"{kw['encoder_layers']}to{kw['decoder_layers']}")
+    if kw.get("combine_bias"):
+        parts.append("cbias")
+    if "decoder_init" in kw:
+        parts.append(kw["decoder_init"])
     return "-".join(parts)
 
 
@@ -467,6 +491,10 @@ def test_bad_inputs_raise_clear_errors():
         ({"bidirectional_encoder": True, "hidden_size": 15}, "hidden_size"),
         ({"tie_word_embeddings": None}, "tie_word_embeddings"),
         ({"vocab_size": 10, "eos_token_id": 10}, "eos_token_id"),
+        ({"attention": "bahdanau", "combine_bias": True}, "combine_bias"),
+        ({"combine_bias": "no"}, "combine_bias"),
+        ({"decoder_init": "last"}, "decoder_init"),
+        ({"attention": "none", "decoder_init": "zero"}, "decoder_init"),
     ],
 )
 def test_invalid_config_raises(kwargs, option):
@@ -563,3 +591,49 @@ def test_tiny_model_learns_reordering_task(task, attention, cell, steps):
     hyps = tokenizer.batch_decode(model.generate(**enc, max_new_tokens=30), skip_special_tokens=True)
     accuracy = sum(h.strip() == t.strip() for h, (_, t) in zip(hyps, test)) / len(test)
     assert accuracy >= 0.95, (accuracy, list(zip(hyps[:5], test[:5])))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("decoder_init", ["top_bridge", "top", "zero"])
+def test_decoder_init_starts_every_layer_from_the_top_encoder_layer(cell, decoder_init, tmp_path):
+    """JoeyNMT's initialisations: every decoder layer starts from the top encoder layer's final state (forward and
+    backward joined), through one tanh bridge (top_bridge), as it is (top) or from zeros; an LSTM cell equals the
+    state. Saved and loaded, the model keeps the option (and has no bridge weights where none is used)."""
+    model = make_model(
+        cell=cell, attention="general", decoder_init=decoder_init, encoder_layers=2, decoder_layers=3
+    )
+    ids, mask = make_batch()
+    encoder = model.get_encoder()
+    with torch.no_grad():
+        out = encoder(input_ids=ids, attention_mask=mask)
+        embedded = encoder.embed_tokens(ids)
+        _, final_h, _, _ = encoder._run_layers(embedded, mask.sum(-1), per_layer=False)
+    top = encoder._join_directions(final_h)[-1]  # (B, H)
+    expected = {"top_bridge": torch.tanh(encoder.bridge(top)) if encoder.bridge is not None else None,
+                "top": top, "zero": torch.zeros_like(top)}[decoder_init]  # fmt: skip
+    assert out.decoder_hidden.shape == (3, 3, 16)
+    for layer in range(3):
+        torch.testing.assert_close(out.decoder_hidden[:, layer], expected)
+    if cell == "lstm":
+        torch.testing.assert_close(out.decoder_cell, out.decoder_hidden)
+    assert (encoder.bridge is None) == (decoder_init != "top_bridge") and encoder.bridge_cell is None
+    model.save_pretrained(tmp_path / "m")
+    loaded = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.decoder_init == decoder_init
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.get_encoder()(input_ids=ids, attention_mask=mask).decoder_hidden, out.decoder_hidden
+        )
+
+
+def test_combine_bias_is_the_bias_of_luongs_attentional_layer():
+    with_bias = make_model(attention="general", combine_bias=True)
+    assert with_bias.model.decoder.combine.bias is not None
+    assert make_model(attention="general").model.decoder.combine.bias is None
+    ids, mask = make_batch()
+    dec = torch.tensor([[BOS, 5, 6]] * 3)
+    with torch.no_grad():
+        before = with_bias(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+        with_bias.model.decoder.combine.bias.fill_(0.5)
+        after = with_bias(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+    assert not torch.allclose(before, after)  # the bias reaches the output
