@@ -220,16 +220,20 @@ class Engine:
             return []
         num_beams = max(num_beams or self.default_beams, n_best)
         max_new_tokens = self._cap_new_tokens(max_new_tokens or self.default_max_new_tokens)
-        hyps, scores = self.search(
-            [list(s) for s in sources], num_beams, n_best, max_new_tokens, return_scores
-        )
+        sources = [list(s) for s in sources]
+        if return_alignment:
+            self.check_alignment(alignment_layer, alignment_heads)
+            hyps, scores, attention = self.search_attention(
+                sources, num_beams, n_best, max_new_tokens, return_scores, alignment_layer, alignment_heads
+            )
+        else:
+            hyps, scores = self.search(sources, num_beams, n_best, max_new_tokens, return_scores)
         strings = [
             [self.tokenizer.decode(h, skip_special_tokens=True).strip() for h in hyps[k]]
             for k in range(len(sources))
         ]
         alignments = None
         if return_alignment:
-            self.check_alignment(alignment_layer, alignment_heads)
             if texts is None:
                 texts = [self.tokenizer.decode(s, skip_special_tokens=True).strip() for s in sources]
             alignments = self.word_alignments(
@@ -237,8 +241,7 @@ class Engine:
                 [t for t, h in zip(texts, hyps, strict=True) for _ in h],
                 [h for k in range(len(sources)) for h in hyps[k]],
                 [h for k in range(len(sources)) for h in strings[k]],
-                alignment_layer,
-                alignment_heads,
+                attention=[a for k in range(len(sources)) for a in attention[k]],
             )
         return [
             Translation(
@@ -267,6 +270,27 @@ class Engine:
         layer ``layer`` and averaged over ``heads`` (defaults: :func:`~.alignment.select_attention`'s)."""
         raise NotImplementedError
 
+    def search_attention(
+        self,
+        sources: list[list[int]],
+        num_beams: int,
+        n_best: int,
+        max_new_tokens: int | None,
+        return_scores: bool,
+        layer: int | None = None,
+        heads: Sequence[int] | None = None,
+    ) -> tuple[list[list[list[int]]], list[list[float]] | None, list[list[np.ndarray]]]:
+        """:meth:`search`, plus each hypothesis' cross-attention as :meth:`pair_attention` gives it (here: read by
+        :meth:`pair_attention` after the search; an engine that can keep it from the search itself does)."""
+        hyps, scores = self.search(sources, num_beams, n_best, max_new_tokens, return_scores)
+        flat = self.pair_attention(
+            [s for s, h in zip(sources, hyps, strict=True) for _ in h],
+            [h for hs in hyps for h in hs],
+            layer,
+            heads,
+        )
+        return hyps, scores, [flat[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+
     def word_alignments(
         self,
         sources: Sequence[list[int]],
@@ -275,11 +299,13 @@ class Engine:
         target_texts: Sequence[str],
         layer: int | None = None,
         heads: Sequence[int] | None = None,
+        attention: Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """The word-level soft alignment ``(target words, source words)`` of each pair: :meth:`pair_attention`
         merged into the whitespace words of ``source_texts`` / ``target_texts`` (whose tokens are ``sources`` /
         ``targets``) by the tokenizer's offsets."""
-        attention = self.pair_attention(sources, targets, layer, heads)
+        if attention is None:
+            attention = self.pair_attention(sources, targets, layer, heads)
         tok = self.tokenizer
         enc = tok(list(source_texts), truncation=False, verbose=False, return_offsets_mapping=True)
         hyp = tok(list(target_texts), add_special_tokens=False, verbose=False, return_offsets_mapping=True)
@@ -407,6 +433,64 @@ class GenerateEngine(Engine):
 
     @torch.inference_mode()
     def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
+        out = self._generate(sources, num_beams, n_best, max_new_tokens, return_scores, False)
+        sequences = out.sequences if return_scores else out
+        rows = [self._strip(r) for r in sequences.tolist()]
+        ids = [rows[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+        if not return_scores:
+            return ids, None
+        flat = self._sequence_scores(out).tolist()
+        return ids, [flat[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+
+    @torch.inference_mode()
+    def search_attention(
+        self, sources, num_beams, n_best, max_new_tokens, return_scores, layer=None, heads=None
+    ):
+        """The search with ``output_attentions``: each hypothesis' attention rows are those of the steps that
+        produced its tokens (through ``beam_indices`` in a beam search), so no second pass is needed; the same
+        matrix as :meth:`pair_attention` on the hypothesis (tested)."""
+        if hasattr(self.model, "decoder_session"):
+            return super().search_attention(
+                sources, num_beams, n_best, max_new_tokens, return_scores, layer, heads
+            )
+        out = self._generate(sources, num_beams, n_best, max_new_tokens, return_scores or num_beams > 1, True)
+        steps = out.cross_attentions  # per generated token: per layer (B * beams, heads, 1, S)
+        if not steps or not steps[0]:
+            raise ValueError(
+                f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
+            )
+        index = default_alignment_layer(len(steps[0])) if layer is None else layer
+        chosen = torch.stack([step[index][:, :, -1] for step in steps], dim=1)  # (B * beams, steps, heads, S)
+        chosen = chosen if heads is None else chosen[:, :, list(heads)]
+        chosen = chosen.float().mean(dim=2).cpu().numpy()  # (B * beams, steps, S)
+        beams = getattr(out, "beam_indices", None)
+        beams = beams.tolist() if beams is not None else None
+        special, eos = set(self.tokenizer.all_special_ids), self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        ids, attention = [], []
+        for r, row in enumerate(out.sequences[:, 1:].tolist()):  # the start token produced nothing
+            source = sources[r // n_best]
+            kept = [t for t, token in enumerate(row) if token not in special]
+            end = next((t for t, token in enumerate(row) if token in eos), None)
+            rows = np.zeros((len(kept) + 1, len(source)))
+            for n, t in enumerate(kept + ([end] if end is not None else [])):
+                beam = r if beams is None else beams[r][t]
+                rows[n] = chosen[beam, t, : len(source)]
+            ids.append([row[t] for t in kept])
+            attention.append(rows)
+        scores = None
+        if return_scores:
+            flat = self._sequence_scores(out).tolist()
+            scores = [flat[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
+        group = range(len(sources))
+        return (
+            [ids[k * n_best : (k + 1) * n_best] for k in group],
+            scores,
+            [attention[k * n_best : (k + 1) * n_best] for k in group],
+        )
+
+    def _generate(self, sources, num_beams, n_best, max_new_tokens, return_dict, output_attentions):
+        """``generate()`` on a right-padded batch of source ids."""
         pad = self.tokenizer.pad_token_id
         width = max(map(len, sources))
         input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sources], device=self.device)
@@ -416,22 +500,17 @@ class GenerateEngine(Engine):
         kwargs = {"do_sample": False, **self.generate_kwargs}
         if max_new_tokens is not None:
             kwargs["max_new_tokens"] = max_new_tokens
-        out = self.model.generate(
+        if output_attentions:
+            kwargs["output_attentions"] = True
+        return self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             num_beams=num_beams,
             num_return_sequences=n_best,
-            output_scores=return_scores,
-            return_dict_in_generate=return_scores,
+            output_scores=return_dict,
+            return_dict_in_generate=return_dict or output_attentions,
             **kwargs,
         )
-        sequences = out.sequences if return_scores else out
-        rows = [self._strip(r) for r in sequences.tolist()]
-        ids = [rows[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
-        if not return_scores:
-            return ids, None
-        flat = self._sequence_scores(out).tolist()
-        return ids, [flat[k * n_best : (k + 1) * n_best] for k in range(len(sources))]
 
     def _sequence_scores(self, out) -> torch.Tensor:
         """One score per returned sequence: beam search's own ``sequences_scores``; for greedy search the same
