@@ -28,6 +28,16 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Commands run in-process with ``--threads N`` set torch's process-wide thread count: give every test the
+    session's one thread back, so that a test (a card's "(1 thread)") does not depend on what ran before it."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = PROJECT_ROOT.parent / "shared" / "data" / "multi30k"
 
