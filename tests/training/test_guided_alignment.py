@@ -1,0 +1,113 @@
+"""hf_seq2seq.training.guided_alignment (issue 26, item 3): the supervision of a pair from its Pharaoh links, and
+the guided-alignment loss (Garg et al. 2019; supervised attention for the RNN): 0 when the attention equals the
+supervision, and its gradient reaches only the named head of its layer's cross-attention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hub_server import tiny_model, tiny_tokenizer
+
+from hf_seq2seq.inference.alignment import token_word_map, whitespace_spans
+from hf_seq2seq.training.guided_alignment import guided_alignment_loss, head_attention, supervision_matrix
+
+SOURCE, TARGET = "drei und zwanzig tausend", "twenty-three thousand"
+LINKS = [(0, 0), (2, 0), (3, 1)]  # drei, zwanzig → twenty-three; tausend → thousand
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def _forward(model, tokenizer):
+    enc = tokenizer([SOURCE], return_offsets_mapping=True, return_tensors="pt")
+    lab = tokenizer([TARGET], return_offsets_mapping=True, return_tensors="pt")
+    out = model(
+        input_ids=enc["input_ids"],
+        attention_mask=enc["attention_mask"],
+        labels=lab["input_ids"],
+        output_attentions=True,
+    )
+    sup = supervision_matrix(
+        LINKS, enc["offset_mapping"][0].tolist(), lab["offset_mapping"][0].tolist(), SOURCE, TARGET
+    )
+    return out, torch.tensor(sup, dtype=torch.float32)[None]
+
+
+def test_supervision_rows_spread_each_target_token_over_its_linked_source_tokens(tokenizer):
+    enc, lab = tokenizer(SOURCE, return_offsets_mapping=True), tokenizer(TARGET, return_offsets_mapping=True)
+    sup = supervision_matrix(LINKS, enc["offset_mapping"], lab["offset_mapping"], SOURCE, TARGET)
+    assert sup.shape == (len(lab["input_ids"]), len(enc["input_ids"]))
+    sums = sup.sum(axis=1)
+    assert np.allclose(sums[:-1], 1.0) and sums[-1] == 0.0  # every token of a linked word; </s> none
+    words = token_word_map(enc["offset_mapping"], whitespace_spans(SOURCE))
+    assert set(np.nonzero(sup[0])[0]) == {s for s, w in enumerate(words) if w in (0, 2)}  # drei, zwanzig
+    assert set(np.nonzero(sup[-2])[0]) == {s for s, w in enumerate(words) if w == 3}  # thousand ← tausend
+    assert supervision_matrix([], enc["offset_mapping"], lab["offset_mapping"], SOURCE, TARGET).sum() == 0.0
+
+
+def test_loss_is_zero_when_attention_equals_supervision_and_positive_otherwise():
+    rng = np.random.default_rng(0)
+    sup = rng.dirichlet(np.ones(5), size=(2, 4))
+    sup[0, 3] = 0.0  # an unsupervised row (</s>, padding): not counted, whatever the attention
+    attention = torch.tensor(sup, dtype=torch.float32)
+    attention[0, 3] = torch.tensor([0.2] * 5)
+    loss, rows = guided_alignment_loss(attention, torch.tensor(sup))
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and int(rows) == 7
+    other = torch.tensor(rng.dirichlet(np.ones(5), size=(2, 4)), dtype=torch.float32)
+    loss, _ = guided_alignment_loss(other, torch.tensor(sup))
+    p, a = sup[sup.sum(-1) > 0], other.numpy()[sup.sum(-1) > 0]
+    assert (
+        float(loss) == pytest.approx(float((p * (np.log(p) - np.log(a))).sum()), rel=1e-4) and float(loss) > 0
+    )
+    with pytest.raises(ValueError, match="attention has shape"):
+        guided_alignment_loss(other[:, :2], torch.tensor(sup))
+
+
+def test_the_gradient_moves_only_the_named_head(tokenizer):
+    model = tiny_model("transformer", len(tokenizer), decoder_layers=2, num_attention_heads=2).train()
+    out, sup = _forward(model, tokenizer)
+    layer, head = 0, 1
+    attention = head_attention(out.cross_attentions, layer, head)
+    loss, rows = guided_alignment_loss(attention, sup)
+    assert float(loss.detach()) > 0 and int(rows) == sup.shape[1] - 1
+    loss.backward()
+    layers = model.get_decoder().layers
+    cross = layers[layer].cross_attn
+    dh, d = cross.head_dim, model.config.d_model
+    q, kv = cross.q_proj.weight.grad, cross.kv_proj.weight.grad
+    named, others = (
+        slice(head * dh, (head + 1) * dh),
+        [slice(h * dh, (h + 1) * dh) for h in range(2) if h != head],
+    )
+    assert q[named].abs().sum() > 0 and kv[named].abs().sum() > 0  # the named head's queries and keys
+    for rows_ in others:  # the other heads' queries and keys
+        assert q[rows_].abs().sum() == 0 and kv[rows_].abs().sum() == 0
+    assert kv[d:].abs().sum() == 0  # no value, no output projection: the loss reads attention weights only
+    assert cross.out_proj.weight.grad is None or cross.out_proj.weight.grad.abs().sum() == 0
+    for p in layers[1].parameters():  # a layer above the named one takes no part
+        assert p.grad is None or p.grad.abs().sum() == 0
+    # the supervision equal to the head's own attention: loss 0 (rows where the supervision is given)
+    model.zero_grad()
+    out, _ = _forward(model, tokenizer)
+    own = head_attention(out.cross_attentions, layer, head).detach() * (sup.sum(-1, keepdim=True) > 0)
+    zero, _ = guided_alignment_loss(head_attention(out.cross_attentions, layer, head), own)
+    assert float(zero.detach()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_rnn_attention_is_supervised_and_a_missing_head_is_one_line(tokenizer):
+    model = tiny_model("rnn", len(tokenizer)).train()
+    out, sup = _forward(model, tokenizer)
+    loss, _ = guided_alignment_loss(head_attention(out.cross_attentions, 0, 0), sup)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.get_decoder().parameters())
+    with pytest.raises(
+        ValueError, match=r"^--alignment_heads 1 is not valid: the model has 1 attention head"
+    ):
+        head_attention(out.cross_attentions, 0, 1)
+    with pytest.raises(
+        ValueError, match=r"^--alignment_layer 1 is out of range: the model has 1 decoder layer"
+    ):
+        head_attention(out.cross_attentions, 1, 0)
