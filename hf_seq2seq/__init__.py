@@ -2,11 +2,16 @@
 
 Importing the package registers the text model types with ``AutoConfig`` / ``AutoModelForSeq2SeqLM`` and the
 ``"text2text"`` pipeline task, and the image-captioning model with ``AutoModelForImageTextToText`` /
-``AutoImageProcessor`` and the ``"image-captioning"`` pipeline task.
+``AutoImageProcessor`` and the ``"image-captioning"`` pipeline task, and, when PEFT is (or later gets) imported, the
+model types' default LoRA targets (``LoraConfig()`` without ``target_modules``; ``families.ModelFamily``).
 
 Before any of that, :func:`~hf_seq2seq.dependencies.check_dependencies` stops an environment whose torch or
 transformers is outside the declared ranges, in one line (hence the imports below it: E402 is off for this file).
 """
+
+import importlib.abc
+import importlib.util
+import sys
 
 from .dependencies import IncompatibleDependencyError, check_dependencies
 
@@ -87,4 +92,51 @@ def _register() -> None:
     register_captioning_pipeline()
 
 
+def _add_lora_targets(constants) -> None:
+    """Our model types' default LoRA targets (``families.ModelFamily.lora_target_modules``) in PEFT's table, which
+    ``LoraConfig()`` without ``target_modules`` reads (a model type missing there is refused by PEFT)."""
+    from .families import FAMILIES
+
+    table = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    for family in FAMILIES.values():
+        targets = family.lora_target_modules
+        table.setdefault(family.model_type, targets if isinstance(targets, str) else list(targets))
+
+
+class _AfterPeftConstants(importlib.abc.Loader):
+    """Runs ``peft.utils.constants`` with its own loader, then adds our LoRA targets to it."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _add_lora_targets(module)
+
+
+class _PeftImportHook(importlib.abc.MetaPathFinder):
+    """Registers the LoRA targets when PEFT is imported after this package, without importing PEFT here (half a
+    second) for the many users who never do; removes itself once used."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "peft.utils.constants":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)  # the ordinary finders
+        if spec is not None and spec.loader is not None:
+            spec.loader = _AfterPeftConstants(spec.loader)
+        return spec
+
+
+def _register_lora_targets() -> None:
+    if "peft.utils.constants" in sys.modules:
+        _add_lora_targets(sys.modules["peft.utils.constants"])
+    elif not any(isinstance(finder, _PeftImportHook) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PeftImportHook())
+
+
 _register()
+_register_lora_targets()

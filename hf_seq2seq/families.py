@@ -15,7 +15,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ModelFamily:
     """One architecture. ``input`` is "text" or "image"; ``auto_class`` is the transformers Auto class that loads
-    it; ``scheduled_sampling`` says whether training may feed the model its own predictions (RNN decoders)."""
+    it; ``scheduled_sampling`` says whether training may feed the model its own predictions (RNN decoders);
+    ``lora_target_modules`` is what PEFT's LoRA adapts when its config names no modules."""
 
     name: str
     model_type: str
@@ -28,6 +29,9 @@ class ModelFamily:
     scheduled_sampling: bool = False
     card_template: str = ""
     card_task: str = "translation"  # a key of hub.CARD_TASKS
+    # PEFT's default LoRA targets (LoraConfig without target_modules; registered on import, hf_seq2seq.__init__):
+    # module names, or "all-linear" (every nn.Linear but the output layer)
+    lora_target_modules: tuple[str, ...] | str = "all-linear"
 
     @property
     def config_class(self):
@@ -61,6 +65,9 @@ FAMILIES: dict[str, ModelFamily] = {
             model_class_name="TransformerSeq2SeqForConditionalGeneration",
             auto_class="AutoModelForSeq2SeqLM",
             card_template="transformer_seq2seq.md",
+            # every attention projection: self-attention's Q, K, V are one fused qkv_proj, cross-attention's K, V
+            # one kv_proj, so the usual ["q_proj", "v_proj"] would reach only the cross-attention query
+            lora_target_modules=("qkv_proj", "q_proj", "kv_proj"),
         ),
         ModelFamily(
             name="captioning",
