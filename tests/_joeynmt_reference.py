@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from joeynmt.config import _check_special_symbols, load_config
+from joeynmt.decoders import TransformerDecoder
 from joeynmt.helpers import load_checkpoint
 from joeynmt.model import build_model
-from joeynmt.search import beam_search, transformer_greedy
+from joeynmt.search import beam_search, recurrent_greedy, transformer_greedy
 from joeynmt.tokenizers import build_tokenizer
 from joeynmt.vocabulary import build_vocab
 
@@ -50,8 +51,11 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
     src_tok, trg_tok = tokenizers[data["src"]["lang"]], tokenizers[data["trg"]["lang"]]
     sources = Path(source).read_text(encoding="utf-8").splitlines()
     targets = Path(target).read_text(encoding="utf-8").splitlines()
-    src_tokens = [src_tok(src_tok.pre_process(line)) for line in sources]
-    trg_tokens = [trg_tok(trg_tok.pre_process(line)) for line in targets]
+    # JoeyNMT's recurrent encoder packs its batch: sources sorted longest first (undone before saving)
+    order = sorted(range(len(sources)), key=lambda i: -len(src_tok(src_tok.pre_process(sources[i]))))
+    restore = torch.argsort(torch.tensor(order))
+    src_tokens = [src_tok(src_tok.pre_process(sources[i])) for i in order]
+    trg_tokens = [trg_tok(trg_tok.pre_process(targets[i])) for i in order]
     src, src_length, _ = src_vocab.sentences_to_ids(src_tokens, bos=False, eos=True)
     trg, trg_length, _ = trg_vocab.sentences_to_ids(trg_tokens, bos=True, eos=True)
     src, trg = torch.tensor(src), torch.tensor(trg)
@@ -67,20 +71,25 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
         log_probs = F.log_softmax(logits, dim=-1)
         gold = log_probs.gather(-1, trg[:, 1:].unsqueeze(-1)).squeeze(-1)
         encoder_output, encoder_hidden = model._encode(src=src, src_length=src_length, src_mask=src_mask)
-        greedy, _, _ = transformer_greedy(src_mask, MAX_OUTPUT_LENGTH, model, encoder_output, encoder_hidden)
+        search = transformer_greedy if isinstance(model.decoder, TransformerDecoder) else recurrent_greedy
+        greedy, _, _ = search(src_mask, MAX_OUTPUT_LENGTH, model, encoder_output, encoder_hidden)
         beam, _, _ = beam_search(
             model, 5, encoder_output, encoder_hidden, src_mask, MAX_OUTPUT_LENGTH, alpha=-1, n_best=1
         )
     eos = trg_vocab.eos_index
+
+    def unsort(rows: list) -> list:
+        return [rows[i] for i in restore.tolist()]
+
     torch.save(
         {
-            "src_ids": [row[:n] for row, n in zip(src.tolist(), src_length.tolist())],
-            "trg_ids": [row[:n] for row, n in zip(trg.tolist(), trg_length)],
-            "gold_log_probs": gold,
-            "label_mask": trg[:, 1:] != pad,
-            "full_log_probs": log_probs[:FULL_LINES],
-            "greedy": [_cut(row, eos) for row in greedy.tolist()],
-            "beam5": [_cut(row, eos) for row in beam.tolist()],
+            "src_ids": unsort([row[:n] for row, n in zip(src.tolist(), src_length.tolist())]),
+            "trg_ids": unsort([row[:n] for row, n in zip(trg.tolist(), trg_length)]),
+            "gold_log_probs": gold[restore],
+            "label_mask": (trg[:, 1:] != pad)[restore],
+            "full_log_probs": log_probs[restore][:FULL_LINES],
+            "greedy": unsort([_cut(row, eos) for row in greedy.tolist()]),
+            "beam5": unsort([_cut(row, eos) for row in beam.tolist()]),
         },
         out,
     )

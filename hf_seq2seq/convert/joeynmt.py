@@ -18,10 +18,18 @@ interleaved sinusoidal positions):
 - The tokenizer reproduces JoeyNMT's ``BasicTokenizer`` at ``level: word``: an optional lowercasing, a split at each
   space, the vocabulary lookup (unknown words → unk) and eos appended to the source.
 
-Refused in one line naming the option: recurrent encoders or decoders (see ``RNN_REFUSAL``), ``alpha`` ≠ 1,
-encoder and decoder of different sizes or activations, ``layer_norm`` left unset on the encoder (JoeyNMT then builds
-pre-norm layers without a final LayerNorm) or different on the two sides, separate source and target vocabularies,
-BPE / sentencepiece / character tokenisation, ``normalize`` and the Moses pre-tokenizer, language tags and sep tokens.
+The RNN maps one to one too, with two options of our RNN made for it: JoeyNMT's ``bahdanau`` attention scores the
+current decoder state with an MLP (our Luong ``concat``), its ``luong`` is Luong's ``general``; its attentional layer
+``tanh(W [h_t; c_t] + b)`` is our ``combine`` with ``combine_bias=True`` (columns reordered to [c_t; h_t]); its
+``init_hidden`` ``bridge`` / ``last`` / ``zero`` start every decoder layer from the top encoder layer
+(``decoder_init="top_bridge"`` / ``"top"`` / ``"zero"``, the LSTM cell equal to the state); input feeding, GRU and
+LSTM, uni- and bidirectional encoders carry over (the encoder's states must have the decoder's size).
+
+Refused in one line naming the option: ``alpha`` ≠ 1, encoder and decoder of different sizes, heads, cells,
+activations or ``layer_norm`` (and ``layer_norm`` unset on the encoder: JoeyNMT then builds pre-norm layers without a
+final LayerNorm), RNN encoder states of another size than the decoder's, scaled RNN embeddings, separate source and
+target vocabularies, BPE / sentencepiece / character tokenisation, ``normalize`` and the Moses pre-tokenizer,
+language tags and sep tokens.
 """
 
 from __future__ import annotations
@@ -34,12 +42,10 @@ from .errors import ConversionError
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu"}
 SPECIAL_DEFAULTS = {"unk": ("<unk>", 0), "pad": ("<pad>", 1), "bos": ("<s>", 2), "eos": ("</s>", 3)}
 JOEYNMT_LAYER_NORM_EPS = 1e-6
-RNN_REFUSAL = (
-    "JoeyNMT's recurrent models are not converted: its decoder computes the attentional vector with a bias "
-    "(att_vector_layer) our Luong decoder does not have, and initialises every decoder layer from the top encoder "
-    "layer (bridge: one tanh projection, the LSTM cell equal to the state; last: no projection), which our RNN's "
-    "per-layer bridge cannot express"
-)
+# JoeyNMT's RNN attention and init_hidden -> ours: its "bahdanau" scores the current decoder state with an MLP (our
+# Luong "concat"), its "luong" is Luong's "general"; "bridge" / "last" / "zero" start every layer from the top
+RNN_ATTENTIONS = {"bahdanau": "concat", "luong": "general"}
+RNN_INITS = {"bridge": "top_bridge", "last": "top", "zero": "zero"}
 
 
 def _fail(model_dir: Path, message: str) -> ConversionError:
@@ -152,14 +158,18 @@ def _norm_style(model_dir: Path, encoder: dict, decoder: dict) -> str:
 
 
 def check_model_section(model_dir: Path, config: dict) -> str:
-    """Refuse (one line) what our Transformer cannot express, before any weight is read; returns the norm style."""
+    """Refuse (one line) what our classes cannot express, before any weight is read; returns the Transformer's
+    norm style, or "rnn" for a recurrent model."""
     model = config["model"]
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
-    if (
-        encoder.get("type", "recurrent") != "transformer"
-        or decoder.get("type", "transformer") != "transformer"
-    ):
-        raise _fail(model_dir, RNN_REFUSAL)
+    kinds = (encoder.get("type", "recurrent"), decoder.get("type", "transformer"))
+    if kinds == ("recurrent", "recurrent"):
+        return check_rnn_section(model_dir, encoder, decoder)
+    if kinds != ("transformer", "transformer"):
+        raise _fail(
+            model_dir,
+            f"model.encoder.type={kinds[0]!r} with model.decoder.type={kinds[1]!r} is not converted",
+        )
     norm_style = _norm_style(model_dir, encoder, decoder)
     for side, section in (("encoder", encoder), ("decoder", decoder)):
         if float(section.get("alpha", 1.0)) != 1.0:
@@ -279,31 +289,140 @@ def weight_names(config) -> dict[str, tuple[str, ...]]:
     return names
 
 
+def transformer_weights(config, weights: dict) -> dict:
+    """Every weight of our Transformer as a tensor made from JoeyNMT's (a missing name raises KeyError)."""
+    import torch
+
+    return {
+        name: torch.cat([weights[n] for n in parts], dim=0) for name, parts in weight_names(config).items()
+    }
+
+
 def build_model(model_dir: Path, config, weights: dict):
     import torch
 
-    from ..families import FAMILIES
+    from ..families import family_of
 
-    model = FAMILIES["transformer"].model_class(config).eval()
-    names = weight_names(config)
+    family = family_of(config)
+    assert family is not None  # one of our configs
+    model = family.model_class(config).eval()
+    make = transformer_weights if family.name == "transformer" else rnn_weights
+    try:
+        values = make(config, weights)
+    except KeyError as err:
+        raise _fail(
+            model_dir, f"the checkpoint has no {err.args[0]} (config.yaml and checkpoint disagree)"
+        ) from None
     params = dict(model.named_parameters(remove_duplicate=False))
-    if set(params) != set(names):  # a mapping that misses a weight of ours is a bug here, not the user's
-        raise ConversionError(f"internal: unmapped weights {sorted(set(params) ^ set(names))[:3]}")
+    if set(params) != set(values):  # a mapping that misses a weight of ours is a bug here, not the user's
+        raise ConversionError(f"internal: unmapped weights {sorted(set(params) ^ set(values))[:3]}")
     with torch.no_grad():
         for name, param in params.items():
-            missing = [n for n in names[name] if n not in weights]
-            if missing:
-                raise _fail(
-                    model_dir, f"the checkpoint has no {missing[0]} (config.yaml and checkpoint disagree)"
-                )
-            value = torch.cat([weights[n] for n in names[name]], dim=0)
-            if value.shape != param.shape:
+            if values[name].shape != param.shape:
                 raise _fail(
                     model_dir,
-                    f"{names[name][0]} has shape {tuple(value.shape)}, config.yaml implies {tuple(param.shape)}",
+                    f"{name} would get shape {tuple(values[name].shape)}, config.yaml implies {tuple(param.shape)}",
                 )
-            param.copy_(value)
+            param.copy_(values[name])
     return model
+
+
+# ---------------------------------------------------------------------------------------------------------- RNN
+def check_rnn_section(model_dir: Path, encoder: dict, decoder: dict) -> str:
+    """Refuse (one line) what our RNN cannot express, before any weight is read; returns "rnn"."""
+    cell = _same(model_dir, encoder, decoder, "rnn_type", "gru")
+    if cell not in ("gru", "lstm"):
+        raise _fail(model_dir, f"model.encoder.rnn_type={cell!r} is not converted; valid: gru, lstm")
+    attention = decoder.get("attention", "bahdanau")
+    if attention not in RNN_ATTENTIONS:
+        raise _fail(
+            model_dir, f"model.decoder.attention={attention!r} is not converted; valid: bahdanau, luong"
+        )
+    init = decoder.get("init_hidden", "bridge")
+    if init not in RNN_INITS:
+        raise _fail(
+            model_dir, f"model.decoder.init_hidden={init!r} is not converted; valid: {', '.join(RNN_INITS)}"
+        )
+    if decoder.get("activation", "tanh") != "tanh":
+        raise _fail(model_dir, f"model.decoder.activation={decoder['activation']!r}: ours uses tanh")
+    directions = 2 if encoder.get("bidirectional", True) else 1
+    states = directions * int(encoder.get("hidden_size", 1))
+    if states != decoder.get("hidden_size"):
+        raise _fail(
+            model_dir,
+            f"the encoder states have size {states} (model.encoder.hidden_size x directions) but "
+            f"model.decoder.hidden_size={decoder.get('hidden_size')}: ours attends over states of the decoder's size",
+        )
+    embeddings = (encoder.get("embeddings") or {}, decoder.get("embeddings") or {})
+    if _same(model_dir, *embeddings, "embedding_dim") is None:
+        raise _fail(model_dir, "model.encoder.embeddings.embedding_dim is not set")
+    if _same(model_dir, *embeddings, "scale", False):
+        raise _fail(model_dir, "model.encoder.embeddings.scale=true: our RNN does not scale its embeddings")
+    return "rnn"
+
+
+def rnn_config(model_dir: Path, config: dict, vocab: list[str], weights: dict):
+    """Our ``RNNSeq2SeqConfig`` for a JoeyNMT RNN (checked by ``check_rnn_section``)."""
+    from ..families import FAMILIES
+
+    encoder, decoder = config["model"]["encoder"], config["model"]["decoder"]
+    specials = special_symbols(model_dir, config)
+    embedding_size = encoder["embeddings"]["embedding_dim"]
+    # ours ties all three matrices (with a projection when E != H, which JoeyNMT cannot tie anyway) or none
+    tied = embedding_size == decoder["hidden_size"] and all(
+        weights["src_embed.lut.weight"].equal(weights[k])
+        for k in ("trg_embed.lut.weight", "decoder.output_layer.weight")
+    )
+    try:
+        return FAMILIES["rnn"].config_class(
+            vocab_size=len(vocab),
+            embedding_size=embedding_size,
+            hidden_size=decoder["hidden_size"],
+            encoder_layers=int(encoder.get("num_layers", 1)),
+            decoder_layers=int(decoder.get("num_layers", 1)),
+            cell=encoder.get("rnn_type", "gru"),
+            bidirectional_encoder=bool(encoder.get("bidirectional", True)),
+            attention=RNN_ATTENTIONS[decoder.get("attention", "bahdanau")],
+            input_feeding=bool(decoder.get("input_feeding", True)),
+            combine_bias=True,
+            decoder_init=RNN_INITS[decoder.get("init_hidden", "bridge")],
+            dropout=float(encoder.get("dropout", 0.0)),
+            label_smoothing=float((config.get("training") or {}).get("label_smoothing", 0.0)),
+            tie_word_embeddings=tied,
+            pad_token_id=specials["pad"][1],
+            bos_token_id=specials["bos"][1],
+            eos_token_id=specials["eos"][1],
+            decoder_start_token_id=specials["bos"][1],
+        )
+    except (ValueError, TypeError) as err:
+        raise _fail(model_dir, f"the JoeyNMT configuration does not fit our RNN: {err}") from None
+
+
+def rnn_weights(config, weights: dict) -> dict:
+    """Every weight of our RNN model as a tensor made from JoeyNMT's (a missing name raises KeyError)."""
+    import torch
+
+    values = {
+        "model.encoder.embed_tokens.weight": weights["src_embed.lut.weight"],
+        "model.decoder.embed_tokens.weight": weights["trg_embed.lut.weight"],
+        "lm_head.weight": weights["decoder.output_layer.weight"],
+    }
+    for side in ("encoder", "decoder"):  # torch's own GRU / LSTM parameter names on both sides
+        values.update({f"model.{k}": v for k, v in weights.items() if k.startswith(f"{side}.rnn.")})
+    key = weights["decoder.attention.key_layer.weight"]
+    values["model.decoder.score.key_proj.weight"] = key
+    if config.attention == "concat":  # JoeyNMT's bahdanau: v^T tanh(W_q h_t + W_k h_s), without biases
+        values["model.decoder.score.key_proj.bias"] = torch.zeros(key.shape[0], dtype=key.dtype)
+        values["model.decoder.score.query_proj.weight"] = weights["decoder.attention.query_layer.weight"]
+        values["model.decoder.score.energy.weight"] = weights["decoder.attention.energy_layer.weight"]
+    combine = weights["decoder.att_vector_layer.weight"]  # reads [h_t; c_t], ours [c_t; h_t]
+    hidden = config.hidden_size
+    values["model.decoder.combine.weight"] = torch.cat([combine[:, hidden:], combine[:, :hidden]], dim=1)
+    values["model.decoder.combine.bias"] = weights["decoder.att_vector_layer.bias"]
+    if config.decoder_init == "top_bridge":
+        values["model.encoder.bridge.weight"] = weights["decoder.bridge_layer.weight"]
+        values["model.encoder.bridge.bias"] = weights["decoder.bridge_layer.bias"]
+    return values
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer
@@ -354,12 +473,12 @@ def build_tokenizer(model_dir: Path, config: dict, vocab: list[str], max_length:
     )
 
 
-def generation_config(config: dict, model_config, specials: dict):
-    """JoeyNMT's search rules as ``generate()`` settings."""
+def generation_config(config: dict, model_config, specials: dict, recurrent: bool = False):
+    """JoeyNMT's search rules as ``generate()`` settings (its RNN search also forbids pad, its Transformer's not)."""
     from transformers import GenerationConfig
 
     testing = config.get("testing") or {}
-    suppress = [specials["bos"][1]]
+    suppress = [specials["bos"][1]] + ([specials["pad"][1]] if recurrent else [])
     if not testing.get("generate_unk", True):
         suppress.append(specials["unk"][1])
     options = {
@@ -392,7 +511,7 @@ def load_joeynmt(source):
         )
         raise _fail(model_dir, f"no config.yaml: not a JoeyNMT model directory{hint}")
     config = read_config(model_dir)
-    check_model_section(model_dir, config)
+    kind = check_model_section(model_dir, config)
     src_vocab, trg_vocab = (
         read_vocabulary(model_dir, config, "src"),
         read_vocabulary(model_dir, config, "trg"),
@@ -405,16 +524,24 @@ def load_joeynmt(source):
         )
     checkpoint = find_checkpoint(model_dir)
     weights = read_weights(model_dir, checkpoint)
-    our_config = transformer_config(model_dir, config, src_vocab, weights)
+    if kind == "rnn":
+        our_config = rnn_config(model_dir, config, src_vocab, weights)
+    else:
+        our_config = transformer_config(model_dir, config, src_vocab, weights)
     model = build_model(model_dir, our_config, weights)
     specials = special_symbols(model_dir, config)
-    model.generation_config = generation_config(config, our_config, specials)
+    model.generation_config = generation_config(config, our_config, specials, recurrent=kind == "rnn")
     tokenizer = build_tokenizer(model_dir, config, src_vocab, our_config.max_position_embeddings)
-    notes = [
-        f"Checkpoint: `{checkpoint.name}`. JoeyNMT's LayerNorm epsilon (1e-6) is kept (`layer_norm_eps`); our "
-        "sinusoidal table is computed in float64 where JoeyNMT's is computed in float32 (they differ by float32 "
-        "rounding, at most a few 1e-6 over the first hundred positions).",
+    notes = [f"Checkpoint: `{checkpoint.name}`."]
+    if kind != "rnn":
+        notes.append(
+            "JoeyNMT's LayerNorm epsilon (1e-6) is kept (`layer_norm_eps`); our sinusoidal table is computed in "
+            "float64 where JoeyNMT's is computed in float32 (they differ by float32 rounding, at most a few 1e-6 "
+            "over the first hundred positions)."
+        )
+    notes.append(
         "Beam search: `generate()` ranks finished hypotheses with transformers' length penalty "
-        "(score / length^length_penalty), JoeyNMT with ((5 + length) / 6)^beam_alpha; greedy decoding is the same.",
-    ]
+        "(score / length^length_penalty), JoeyNMT with ((5 + length) / 6)^beam_alpha; with JoeyNMT's default "
+        "beam_alpha -1 (none) they agree at length_penalty=0.0. Greedy decoding is the same."
+    )
     return model, tokenizer, notes

@@ -62,7 +62,16 @@ def _joeynmt_dirs(root):
         if checkpoint:
             (folder / "best.ckpt").write_bytes(checkpoint)
 
-    make("joey-rnn", config=JOEY_TRANSFORMER.replace("type: transformer", "type: recurrent"))
+    rnn = (
+        "model:\n  encoder: {type: recurrent, hidden_size: 8, embeddings: {embedding_dim: 8}}\n"
+        "  decoder: {type: recurrent, hidden_size: 8, embeddings: {embedding_dim: 8}}\n"
+    )
+    make("joey-rnn-sizes", config=rnn)  # bidirectional by default: states of 16 for a decoder of 8
+    make(
+        "joey-rnn-scaled",
+        config=rnn.replace("hidden_size: 8,", "hidden_size: 4,", 1).replace("8}", "8, scale: true}"),
+    )
+    make("joey-mixed", config=JOEY_TRANSFORMER.replace("type: transformer", "type: recurrent", 1))
     make("joey-no-checkpoint")
     make("joey-no-vocab", vocab=None)
     make("joey-norm-unset", config=JOEY_TRANSFORMER.replace("layer_norm: post,", "", 1))
@@ -93,7 +102,14 @@ CASES = {
     "logits-bias": ("biased", "marian", "hf-seq2seq", "final_logits_bias is not zero"),
     "uneven-ffn": ("uneven", "marian", "hf-seq2seq", "encoder_ffn_dim=32 differs from decoder_ffn_dim=48"),
     "no-tokenizer": ("no-tokenizer", "marian", "hf-seq2seq", "no tokenizer that AutoTokenizer loads"),
-    "joey-rnn": ("joey-rnn", "joeynmt", "hf-seq2seq", "recurrent models are not converted"),
+    "joey-rnn-sizes": ("joey-rnn-sizes", "joeynmt", "hf-seq2seq", "the encoder states have size 16"),
+    "joey-rnn-scaled": ("joey-rnn-scaled", "joeynmt", "hf-seq2seq", "embeddings.scale=true"),
+    "joey-mixed": (
+        "joey-mixed",
+        "joeynmt",
+        "hf-seq2seq",
+        "model.encoder.type='recurrent' with model.decoder",
+    ),
     "joey-no-checkpoint": ("joey-no-checkpoint", "joeynmt", "hf-seq2seq", "no checkpoint"),
     "joey-no-vocab": ("joey-no-vocab", "joeynmt", "hf-seq2seq", "no src vocabulary"),
     "joey-norm-unset": ("joey-norm-unset", "joeynmt", "hf-seq2seq", "model.encoder.layer_norm is not set"),

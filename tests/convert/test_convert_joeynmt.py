@@ -1,6 +1,6 @@
-"""hf_seq2seq.convert.joeynmt: a Transformer trained by JoeyNMT's own code (in JoeyNMT's own virtual environment, on a
-slice of Multi30k) converts to ours with the same tokenisation, the same teacher-forced log-probabilities (1e-4) and
-the same greedy and beam-5 translations of 100 test sentences as JoeyNMT's own search.
+"""hf_seq2seq.convert.joeynmt: Transformers and RNNs trained by JoeyNMT's own code (in JoeyNMT's own virtual
+environment, 200 steps on a slice of Multi30k) convert to ours with the same tokenisation, the same teacher-forced
+log-probabilities (1e-4) and the same greedy and beam-5 translations of 100 test sentences as JoeyNMT's own search.
 
 JoeyNMT is not a dependency of this project: it lives in ``../joeynmt-venv`` (or ``$JOEYNMT_PYTHON``), and the test
 skips, saying so, where that environment is absent. Set it up with
@@ -31,7 +31,7 @@ TOLERANCE = 1e-4
 SPLITS = {"train": ("train", 2000), "dev": ("val", 20), "test": ("test_2016_flickr", 100)}
 
 CONFIG = """\
-name: tiny-{layer_norm}
+name: tiny
 model_dir: {root}/model
 use_cuda: False
 data:
@@ -62,25 +62,50 @@ model:
   initializer: xavier_uniform
   tied_embeddings: True
   tied_softmax: True
-  encoder:
-    type: transformer
-    num_layers: 2
-    num_heads: 2
-    embeddings: {{embedding_dim: 32, scale: True}}
-    hidden_size: 32
-    ff_size: 64
-    dropout: 0.1
-    layer_norm: {layer_norm}
-  decoder:
-    type: transformer
-    num_layers: 2
-    num_heads: 2
-    embeddings: {{embedding_dim: 32, scale: True}}
-    hidden_size: 32
-    ff_size: 64
-    dropout: 0.1
-    layer_norm: {layer_norm}
+  encoder: {encoder}
+  decoder: {decoder}
 """
+TRANSFORMER = (
+    "{{type: transformer, num_layers: 2, num_heads: 2, hidden_size: 32, ff_size: 64, dropout: 0.1, "
+    "layer_norm: {norm}, embeddings: {{embedding_dim: 32, scale: true}}}}"
+)
+RNN = "{{type: recurrent, rnn_type: {cell}, dropout: 0.1, embeddings: {{embedding_dim: 32}}, {rest}}}"
+# name -> (JoeyNMT's encoder and decoder sections, what our converted config must say); 200 training steps each
+MODELS = {
+    "transformer-pre": (
+        TRANSFORMER.format(norm="pre"),
+        TRANSFORMER.format(norm="pre"),
+        {"norm_style": "pre"},
+    ),
+    "transformer-post": (
+        TRANSFORMER.format(norm="post"),
+        TRANSFORMER.format(norm="post"),
+        {"norm_style": "post"},
+    ),
+    # bidirectional GRU, 1 -> 2 layers, JoeyNMT's bahdanau (an MLP over the current state), input feeding, bridge
+    "gru-bahdanau-bridge": (
+        RNN.format(cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"),
+        RNN.format(
+            cell="gru", rest="hidden_size: 32, num_layers: 2, attention: bahdanau, init_hidden: bridge"
+        ),
+        {"attention": "concat", "input_feeding": True, "decoder_init": "top_bridge"},
+    ),
+    # LSTM 2 -> 1 layers, luong (general) without input feeding, started from the last state (JoeyNMT 2.3 trains
+    # bidirectional encoders only: its final-state code indexes the backward direction)
+    "lstm-luong-last": (
+        RNN.format(cell="lstm", rest="hidden_size: 16, bidirectional: true, num_layers: 2"),
+        RNN.format(
+            cell="lstm",
+            rest="hidden_size: 32, num_layers: 1, attention: luong, init_hidden: last, input_feeding: false",
+        ),
+        {"attention": "general", "input_feeding": False, "decoder_init": "top"},
+    ),
+    "gru-luong-zero": (
+        RNN.format(cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"),
+        RNN.format(cell="gru", rest="hidden_size: 32, num_layers: 1, attention: luong, init_hidden: zero"),
+        {"attention": "general", "input_feeding": True, "decoder_init": "zero"},
+    ),
+}
 
 
 def _joeynmt_python() -> Path:
@@ -122,15 +147,15 @@ def _cut(row: list[int], eos: int, pad: int) -> list[int]:
     return row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
 
 
-@pytest.mark.parametrize("layer_norm", ["pre", "post"])
-def test_a_joeynmt_transformer_converts_exactly(tmp_path, multi30k_dir, layer_norm):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_joeynmt_model_converts_exactly(tmp_path, multi30k_dir, name):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     python = _joeynmt_python()
     _write_slice(tmp_path, multi30k_dir)
-    (tmp_path / "config.yaml").write_text(
-        CONFIG.format(root=tmp_path, layer_norm=layer_norm), encoding="utf-8"
-    )
+    encoder, decoder, expected = MODELS[name]
+    config_text = CONFIG.format(root=tmp_path, encoder=encoder, decoder=decoder)
+    (tmp_path / "config.yaml").write_text(config_text, encoding="utf-8")
     _run([python, "-m", "joeynmt", "train", "config.yaml"], tmp_path, timeout=1500)  # JoeyNMT's own training
     model_dir = tmp_path / "model"
     _run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
@@ -140,11 +165,11 @@ def test_a_joeynmt_transformer_converts_exactly(tmp_path, multi30k_dir, layer_no
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
     config = model.config
-    assert (config.model_type, config.norm_style, config.layer_norm_eps) == (
-        "transformer_seq2seq",
-        layer_norm,
-        1e-6,
-    )
+    assert {option: getattr(config, option) for option in expected} == expected
+    if name.startswith("transformer"):
+        assert (config.model_type, config.layer_norm_eps) == ("transformer_seq2seq", 1e-6)
+    else:
+        assert (config.model_type, config.combine_bias) == ("rnn_seq2seq", True)
 
     # the same tokenisation: JoeyNMT's ids of every source and target line
     sources = (tmp_path / "test.de").read_text(encoding="utf-8").splitlines()
@@ -165,9 +190,7 @@ def test_a_joeynmt_transformer_converts_exactly(tmp_path, multi30k_dir, layer_no
     gold_difference = (gold - reference["gold_log_probs"])[mask].abs().max().item()
     full = reference["full_log_probs"]
     full_difference = (log_probs[: len(full)] - full).abs().amax(-1)[mask[: len(full)]].max().item()
-    print(
-        f"{layer_norm}-norm: max |log-prob difference| gold {gold_difference:.2e}, full {full_difference:.2e}"
-    )
+    print(f"{name}: max |log-prob difference| gold {gold_difference:.2e}, full {full_difference:.2e}")
     assert gold_difference <= TOLERANCE and full_difference <= TOLERANCE, (gold_difference, full_difference)
 
     # greedy (the folder's generation config: JoeyNMT's forbidden tokens) and beam 5 (JoeyNMT's beam_alpha=-1 is
