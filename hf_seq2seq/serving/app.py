@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from ..inference import Engine
+from ..inference.alignment import format_pharaoh, hard_alignment
 from .batcher import Batcher, EngineError, QueueFull, SearchOptions, SegmentOutput
 from .metrics import ServerMetrics
 from .schemas import (
@@ -274,12 +275,14 @@ class Server:
             f"no model translates source={source!r} to target={target!r}; available pairs: {', '.join(pairs)}",
         )
 
-    def search_options(self, num_beams, n_best, max_new_tokens, return_scores) -> SearchOptions:
+    def search_options(
+        self, num_beams, n_best, max_new_tokens, return_scores, return_alignment=False
+    ) -> SearchOptions:
         s = self.settings
         _in_range("num_beams", num_beams, 1, s.max_num_beams, "--max_num_beams")
         _in_range("n_best", n_best, 1, s.max_n_best, "--max_n_best")
         _in_range("max_new_tokens", max_new_tokens, 1, s.max_new_tokens, "--max_new_tokens")
-        return SearchOptions(num_beams, n_best, max_new_tokens, return_scores)
+        return SearchOptions(num_beams, n_best, max_new_tokens, return_scores, return_alignment)
 
     # --------------------------------------------------------------------------------------- translating
     async def translate(
@@ -293,7 +296,7 @@ class Server:
         ids = model.engine.encode(segments)
         assert model.batcher is not None
         try:
-            future, handle = model.batcher.submit(ids, options, attention)
+            future, handle = model.batcher.submit(ids, options, attention, segments)
         except QueueFull as err:
             self.metrics.rejected.labels(model.name).inc()
             raise ApiError(503, str(err), {"Retry-After": str(self.settings.retry_after_s)}) from None
@@ -461,8 +464,13 @@ def _add_native_routes(app: FastAPI, server: Server) -> None:
                     400,
                     f"return_attention needs the torch engine; model {model.name!r} runs {model.engine_name}",
                 )
+            if body.return_alignment:
+                try:  # a model without attention, an onnxruntime export: one line
+                    model.engine.check_alignment(None, None)
+                except ValueError as err:
+                    raise ApiError(400, f"return_alignment: {err}") from None
             options = server.search_options(
-                body.num_beams, body.n_best, body.max_new_tokens, body.return_scores
+                body.num_beams, body.n_best, body.max_new_tokens, body.return_scores, body.return_alignment
             )
             outputs = await server.translate(request, model, body.segments, options, body.return_attention)
         except ApiError as err:
@@ -475,6 +483,10 @@ def _add_native_routes(app: FastAPI, server: Server) -> None:
                 item["scores"] = output.translation.scores
             if body.return_attention:
                 item["attention"] = _attention_json(model, source_ids, output)
+            if body.return_alignment:
+                item["alignments"] = [
+                    format_pharaoh(hard_alignment(a)) for a in output.translation.alignments or []
+                ]
             results.append(item)
         return JSONResponse({"model": model.name, "results": results})
 

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..inference import Engine, Translation
 
 BATCH_WAIT_CHOICES = ("adaptive", "always")
@@ -45,6 +47,7 @@ class SearchOptions:
     n_best: int = 1
     max_new_tokens: int | None = None
     return_scores: bool = False
+    return_alignment: bool = False
 
 
 @dataclass
@@ -93,6 +96,7 @@ class _Segment:
     index: int
     queued: float = field(default_factory=time.monotonic)
     wait: float = 0.0  # how long it may wait for company (seconds)
+    text: str | None = None  # the segment as sent (its whitespace words are what alignments index)
 
 
 @dataclass
@@ -156,15 +160,25 @@ class Batcher:
         return len(self._queue)
 
     def submit(
-        self, sources: Sequence[list[int] | None], options: SearchOptions, attention: bool = False
+        self,
+        sources: Sequence[list[int] | None],
+        options: SearchOptions,
+        attention: bool = False,
+        texts: Sequence[str] | None = None,
     ) -> tuple[asyncio.Future, _Request]:
-        """Queue one request's segments (``None``: an empty segment, answered here). Returns the future of its
-        ``list[SegmentOutput]`` and a handle for :meth:`cancel`. Raises :class:`QueueFull` without waiting."""
+        """Queue one request's segments (``None``: an empty segment, answered here; ``texts``: the segments as sent,
+        for alignments). Returns the future of its ``list[SegmentOutput]`` and a handle for :meth:`cancel`. Raises
+        :class:`QueueFull` without waiting."""
         loop = asyncio.get_running_loop()
         request = _Request(loop, loop.create_future(), [None] * len(sources), len(sources), attention)
         n_best = options.n_best
         empty = SegmentOutput(
-            Translation([""] * n_best, [0.0] * n_best if options.return_scores else None, [[]] * n_best)
+            Translation(
+                [""] * n_best,
+                [0.0] * n_best if options.return_scores else None,
+                [[]] * n_best,
+                [np.zeros((0, 0))] * n_best if options.return_alignment else None,
+            )
         )
         now = time.monotonic()
         with self._cond:
@@ -173,7 +187,11 @@ class Batcher:
             likely = self.batch_wait == "always" or now - self._last_arrival <= self.max_wait
             wait = self.max_wait if likely else 0.0
             self._last_arrival = now
-            work = [_Segment(ids, options, request, i, now, wait) for i, ids in enumerate(sources) if ids]
+            work = [
+                _Segment(ids, options, request, i, now, wait, None if texts is None else texts[i].strip())
+                for i, ids in enumerate(sources)
+                if ids
+            ]
             if self._closing:
                 raise QueueFull("the server is shutting down")
             if len(self._queue) + len(work) > self.max_queue:
@@ -262,6 +280,8 @@ class Batcher:
                 n_best=options.n_best,
                 max_new_tokens=options.max_new_tokens,
                 return_scores=options.return_scores,
+                return_alignment=options.return_alignment,
+                texts=[s.text for s in group] if all(s.text is not None for s in group) else None,
             )
         except Exception as error:  # one poisoned batch fails its requests only
             message = (

@@ -62,6 +62,11 @@ class TranslateRequest(BaseModel):
         False,
         description="the best hypothesis's cross-attention (torch engine): layers x heads x target x source",
     )
+    return_alignment: StrictBool = Field(
+        False,
+        description="each hypothesis's word alignment in Pharaoh format (i-j: source word i, target word j, 0-based "
+        "whitespace words; the attention argmax, as `hf-seq2seq translate --alignments`); torch and ctranslate2",
+    )
     api_key: StrictStr | None = None
 
 
@@ -78,6 +83,7 @@ class SegmentResult(BaseModel):
     hypotheses: list[str]
     scores: list[float] | None = None
     attention: Attention | None = None
+    alignments: list[str] | None = None
 
 
 class TranslateResponse(BaseModel):
