@@ -38,6 +38,7 @@ from .inference.alignment import token_word_map, word_attention
 
 __all__ = [
     "source_lengths",
+    "refuse_captioning_model",
     "length_buckets",
     "bucket_of",
     "bucket_scores",
@@ -289,6 +290,18 @@ def gold_alignments(task: str, sources: Sequence[str], references: Sequence[str]
     return gold
 
 
+def refuse_captioning_model(path: str | Path) -> None:
+    """One line for a captioning folder: analyze measures translation models."""
+    from .families import CAPTIONING_MODEL_TYPE
+    from .inference import folder_model_type
+
+    if folder_model_type(path) == CAPTIONING_MODEL_TYPE:
+        raise ValueError(
+            f"{path} is an image-captioning model; analyze measures translation models (BLEU by source length, "
+            "word alignment)"
+        )
+
+
 def analyze_model(
     path: str,
     label: str,
@@ -310,15 +323,10 @@ def analyze_model(
     ``gold`` the ``alignment``; ``_hypotheses`` and ``_word_attention`` are for the report's figures."""
     import sys
 
-    from .families import CAPTIONING_MODEL_TYPE
-    from .inference import folder_model_type, load_engine
+    from .inference import load_engine
     from .metrics import corpus_scores
 
-    if folder_model_type(path) == CAPTIONING_MODEL_TYPE:
-        raise ValueError(
-            f"{path} is an image-captioning model; analyze measures translation models (BLEU by source length, "
-            "word alignment)"
-        )
+    refuse_captioning_model(path)
     engine = load_engine(path, device=device, trust_remote_code=trust_remote_code)
     print(f"{label}: translating {len(sources)} sentences", file=sys.stderr)
     translations = engine.translate(

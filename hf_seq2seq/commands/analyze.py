@@ -63,7 +63,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def analyze_main(argv: Sequence[str] | None = None) -> int:
-    from ..analysis import analyze_model, gold_alignments, length_buckets, model_label, source_lengths
+    from ..analysis import (
+        analyze_model,
+        gold_alignments,
+        length_buckets,
+        model_label,
+        refuse_captioning_model,
+        source_lengths,
+    )
     from ..inference import check_model_folder
     from ..tokenization import read_text_lines
 
@@ -88,6 +95,7 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
             # checked before decoding, so that a long run does not fail at its last step
             raise ValueError(f"--update_card writes into local model folders; {remote[0]} is not one")
         for model in args.models:  # every folder is a model before anything is decoded or said about buckets
+            refuse_captioning_model(model)  # first: its own message says more than what such a folder lacks
             check_model_folder(model)
         gold = gold_alignments(args.alignment, sources, references) if args.alignment else None
         lengths = source_lengths(sources)
