@@ -10,6 +10,8 @@ own module (and with it torch) is imported only when that command runs. Each com
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import os
 import re
@@ -230,7 +232,25 @@ def _run(name: str, rest: list[str]) -> int:
             raise
         print(f"hf-seq2seq {name}: {error}", file=sys.stderr)
         return 1
-    return int(func(rest) or 0)
+    with _one_line_usage_errors():
+        return int(func(rest) or 0)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """argparse prints a command's whole usage synopsis before its error line (``train``'s runs to dozens of lines,
+    burying the one that matters). Every mistake ends in one line: while a command runs from here, a refused
+    option prints only ``<prog>: error: <message>`` (exit status 2, as argparse); ``--help`` has the synopsis."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str):
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
