@@ -310,6 +310,30 @@ class ModelArguments:
             "gold token (Bengio et al. 2015), computed with a two-pass approximation. 0 = teacher forcing."
         },
     )
+    alignment_supervision: str | None = field(
+        default=None,
+        metadata={
+            "help": "guided alignment (Garg et al. 2019): a Pharaoh file (i-j, source word i, target word j, 0-based "
+            "whitespace words), one line per training pair, e.g. from eflomal or `hf-seq2seq align`; one head "
+            "(Transformer) or the attention (RNN) is trained to follow it (docs/alignment.md)"
+        },
+    )
+    alignment_loss_weight: float = field(
+        default=0.05,
+        metadata={
+            "help": "with --alignment_supervision: the weight of the alignment loss (Garg et al.: 0.05)"
+        },
+    )
+    alignment_layer: int = field(
+        default=-1,
+        metadata={
+            "help": "with --alignment_supervision: the supervised decoder layer (negative: from the end)"
+        },
+    )
+    alignment_head: int = field(
+        default=0,
+        metadata={"help": "with --alignment_supervision: the supervised head of that layer (RNN: 0)"},
+    )
 
     def __post_init__(self):
         check_choice(None, "--model_type", self.model_type, MODEL_TYPES)
@@ -332,12 +356,28 @@ class ModelArguments:
             raise ValueError(f"--model_name_or_path {self.model_name_or_path} is {what}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"--label_smoothing={self.label_smoothing!r} is invalid; it must be in [0, 1)")
+        self._check_training_options()
+
+    def _check_training_options(self) -> None:
+        """Scheduled sampling and guided alignment (the options that change the training loss)."""
         if not 0.0 <= self.scheduled_sampling <= 1.0:
             raise ValueError(
                 f"--scheduled_sampling={self.scheduled_sampling!r} is invalid; it must be in [0, 1]"
             )
         if self.scheduled_sampling > 0 and self.model_type != "rnn" and self.model_name_or_path is None:
             raise ValueError("--scheduled_sampling is only supported for --model_type rnn")
+        if self.alignment_supervision is None:
+            return
+        if not self.alignment_loss_weight > 0:
+            raise ValueError(
+                f"--alignment_loss_weight={self.alignment_loss_weight!r} is invalid; it must be > 0"
+            )
+        if self.scheduled_sampling > 0:
+            raise ValueError("--alignment_supervision and --scheduled_sampling cannot be combined")
+        if self.model_type == "captioning":
+            raise ValueError(
+                "--alignment_supervision aligns words: it applies to text models, not captioning"
+            )
 
     def config_overrides(self) -> dict:
         if self.model_config is None:

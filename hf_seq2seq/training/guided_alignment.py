@@ -89,3 +89,88 @@ def guided_alignment_loss(
     log_p = torch.log(p.clamp_min(torch.finfo(torch.float32).tiny))
     kl = torch.where(p > 0, p * (log_p - log_a), torch.zeros_like(p)).sum()
     return kl, (p.sum(dim=-1) > 0).sum()
+
+
+# ------------------------------------------------------------------------------------------------- training
+def read_supervision(path: str, pairs: Sequence[dict], src: str, tgt: str) -> list[list[tuple[int, int]]]:
+    """The links of ``--alignment_supervision``, one line per training pair, every index a word of its pair (else
+    one ``ValueError`` line naming the file and the line)."""
+    from ..inference.alignment import read_pharaoh
+
+    return read_pharaoh(path, [p[src] for p in pairs], [p[tgt] for p in pairs])
+
+
+def tokenize_supervised(train, tokenizer, src: str, tgt: str, data_args, path: str):
+    """The training pairs tokenized as :func:`hf_seq2seq.data.tokenize_parallel` does (empty and over-long pairs
+    dropped, with their alignment lines), plus an ``alignment_links`` column: the flattened token-level links
+    ``[t0, s0, t1, s1, ...]`` of :func:`supervision_matrix` (target token t, source token s; labels and input ids
+    positions)."""
+    from datasets import DatasetDict, IterableDataset
+
+    from ..data import tokenize_parallel
+
+    if isinstance(train, IterableDataset):
+        raise ValueError("--alignment_supervision needs the training pairs in memory: drop --streaming")
+    pairs = train["translation"]
+    links = read_supervision(path, pairs, src, tgt)
+    flat, keep = [], []
+    for k, (pair, pair_links) in enumerate(zip(pairs, links, strict=True)):
+        s_text, t_text = pair[src], pair[tgt]
+        enc = tokenizer(s_text, return_offsets_mapping=True, verbose=False)
+        lab = tokenizer(text_target=t_text, return_offsets_mapping=True, verbose=False)
+        too_long = len(enc["input_ids"]) > data_args.max_source_length or (
+            len(lab["input_ids"]) > data_args.max_target_length
+        )
+        if not s_text.strip() or not t_text.strip() or too_long:
+            continue  # dropped by tokenize_parallel too
+        sup = supervision_matrix(pair_links, enc["offset_mapping"], lab["offset_mapping"], s_text, t_text)
+        keep.append(k)
+        flat.append([int(x) for ts in zip(*np.nonzero(sup)) for x in ts])
+    kept = train.select(keep)
+    out = tokenize_parallel(
+        DatasetDict({"train": kept}),
+        tokenizer,
+        source_lang=src,
+        target_lang=tgt,
+        max_source_length=data_args.max_source_length,
+        max_target_length=data_args.max_target_length,
+    )["train"]
+    if len(out) != len(keep) or len(out) == 0:
+        raise ValueError(f"no training pair is left after dropping empty and over-long pairs ({len(out)})")
+    return out.add_column("alignment_links", flat)
+
+
+class GuidedCollator:
+    """The text collator, plus ``alignment_supervision`` (B, T, S): each example's token-level links, each linked
+    row normalised to sum to 1 (T: the padded labels, S: the padded input ids)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features):
+        features = [dict(f) for f in features]
+        links = [f.pop("alignment_links") for f in features]
+        batch = self.collator(features)
+        sup = torch.zeros(len(features), batch["labels"].shape[1], batch["input_ids"].shape[1])
+        for b, flat in enumerate(links):
+            if flat:
+                pairs = torch.tensor(flat, dtype=torch.long).view(-1, 2)
+                sup[b, pairs[:, 0], pairs[:, 1]] = 1.0
+        batch["alignment_supervision"] = sup / sup.sum(dim=-1, keepdim=True).clamp_min(1.0)
+        return batch
+
+
+def guided_loss_sum(
+    model, inputs: dict, labels: torch.Tensor, label_smoothing: float, model_args
+) -> torch.Tensor:
+    """The summed token loss plus ``--alignment_loss_weight`` times the summed guided-alignment loss of the named
+    head (:func:`guided_alignment_loss`); the loop divides the sum by the group's label tokens, so the alignment
+    term is a mean over (about) the supervised target tokens, as in Garg et al."""
+    from .losses import token_loss_sum
+
+    inputs = dict(inputs)
+    supervision = inputs.pop("alignment_supervision")
+    out = model(**inputs, output_attentions=True)
+    attention = head_attention(out.cross_attentions, model_args.alignment_layer, model_args.alignment_head)
+    kl, _ = guided_alignment_loss(attention, supervision.to(attention.dtype))
+    return token_loss_sum(out.logits, labels, label_smoothing) + model_args.alignment_loss_weight * kl

@@ -272,7 +272,19 @@ class TextTask:
         )
 
     def prepare(self, tokenizer) -> None:
-        train_tok = tokenize_train(self.raw["train"], tokenizer, self.src, self.tgt, self.data_args)
+        if self.model_args.alignment_supervision is not None:  # guided alignment: the links ride along
+            from .guided_alignment import tokenize_supervised
+
+            train_tok = tokenize_supervised(
+                self.raw["train"],
+                tokenizer,
+                self.src,
+                self.tgt,
+                self.data_args,
+                self.model_args.alignment_supervision,
+            )
+        else:
+            train_tok = tokenize_train(self.raw["train"], tokenizer, self.src, self.tgt, self.data_args)
         self.val_tok = tokenize_validation(
             self.raw["validation"], tokenizer, self.src, self.tgt, self.data_args
         )
@@ -307,17 +319,27 @@ class TextTask:
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForSeq2Seq
 
-        return DataCollatorForSeq2Seq(
+        collator = DataCollatorForSeq2Seq(
             tokenizer,
             model=model,
             label_pad_token_id=-100,
             pad_to_multiple_of=self.train_args.pad_to_multiple_of,  # --torch_compile: a few static shapes
         )
+        if self.model_args.alignment_supervision is not None:
+            from .guided_alignment import GuidedCollator
+
+            return GuidedCollator(collator)
+        return collator
 
     def model_inputs(self, batch: dict) -> dict:
-        return {k: batch[k] for k in ("input_ids", "attention_mask", "decoder_input_ids")}
+        keys = ("input_ids", "attention_mask", "decoder_input_ids", "alignment_supervision")
+        return {k: batch[k] for k in keys if k in batch}
 
     def loss_sum(self, model, inputs: dict, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        if "alignment_supervision" in inputs:
+            from .guided_alignment import guided_loss_sum
+
+            return guided_loss_sum(model, inputs, labels, label_smoothing, self.model_args)
         return token_loss_sum(model(**inputs).logits, labels, label_smoothing)
 
     def evaluate(self, accelerator, model, tokenizer, train_args: TrainArguments) -> dict:
