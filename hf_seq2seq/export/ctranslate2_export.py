@@ -111,8 +111,16 @@ def _register_loader() -> None:
             config.eos_token = tokenizer.convert_ids_to_tokens(ids.eos_token_id)
             config.unk_token = tokenizer.unk_token
             config.decoder_start_token = tokenizer.convert_ids_to_tokens(ids.decoder_start_token_id)
+            config.layer_norm_epsilon = layer_norm_epsilon(ids)
 
     _registered = True
+
+
+def layer_norm_epsilon(config) -> float | None:
+    """The LayerNorm epsilon CTranslate2 must be told: a model converted from JoeyNMT keeps 1e-6; for torch's default
+    (1e-5) None leaves CTranslate2's own, as before the option existed."""
+    eps = getattr(config, "layer_norm_eps", 1e-5)
+    return None if eps == 1e-5 else float(eps)
 
 
 def check_convertible(config: dict) -> None:

@@ -51,7 +51,10 @@ TRANSFORMERS = {
     "post-learned-untied-gelu_new": dict(
         position_embedding="learned", tie_word_embeddings=False, activation_function="gelu_new"
     ),
-    "pre-sinusoidal-tied-silu": dict(norm_style="pre", activation_function="silu"),
+    # JoeyNMT's LayerNorm epsilon (a converted model): CTranslate2 must be told it
+    "pre-sinusoidal-tied-silu-eps1e-6": dict(
+        norm_style="pre", activation_function="silu", layer_norm_eps=1e-6
+    ),
     "post-sinusoidal-unscaled-tanh-3layers": dict(
         scale_embedding=False, activation_function="tanh", encoder_layers=3
     ),
@@ -168,6 +171,8 @@ def test_ctranslate2_equals_generate(transformer, data, tmp_path):
     folder, model = transformer
     tokenizer, _, _, sources = data
     out = export_ctranslate2(folder, tmp_path / "ct2")
+    epsilon = json.loads((out / "config.json").read_text()).get("layer_norm_epsilon")
+    assert epsilon == (None if model.config.layer_norm_eps == 1e-5 else model.config.layer_norm_eps)
     translator = ctranslate2.Translator(str(out), compute_type="float32", intra_threads=1)
     src_tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in tokenizer(sources)["input_ids"]]
 
