@@ -15,8 +15,10 @@ supervision. Only the named head's attention enters the loss, so within its laye
 query and key projections get a gradient.
 
 What is here: the token-level supervision of a pair from its Pharaoh links (:func:`supervision_matrix`), the
-attention of the named head (:func:`head_attention`) and the loss (:func:`guided_alignment_loss`). Not yet here: the
-training options ``--alignment_supervision FILE --alignment_loss_weight W`` that feed them from the loop.
+attention of the named head (:func:`head_attention`), the loss (:func:`guided_alignment_loss`), and what the text
+task uses with ``--alignment_supervision FILE --alignment_loss_weight W --alignment_layer L --alignment_head H``:
+the links as a column of the tokenized training pairs (:func:`tokenize_supervised`), padded by
+:class:`GuidedCollator`, added to the step's loss by :func:`guided_loss_sum`.
 """
 
 from __future__ import annotations
