@@ -149,7 +149,8 @@ def _load_tokenizer(source):
 
     try:
         return AutoTokenizer.from_pretrained(str(source))
-    except (OSError, ValueError, ImportError) as err:
+    # TypeError: transformers' MarianTokenizer (with sentencepiece installed) given a folder without its .spm files
+    except (OSError, ValueError, ImportError, TypeError) as err:
         raise ConversionError(
             f"{source}: no tokenizer that AutoTokenizer loads (tokenizer.json / tokenizer_config.json): "
             f"{_first_line(err)}"
