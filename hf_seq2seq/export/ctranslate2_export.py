@@ -44,8 +44,6 @@ def _register_loader() -> None:
     from ctranslate2.converters.transformers import ModelLoader, register_loader
     from ctranslate2.specs import common_spec, transformer_spec
 
-    from ..inference.alignment import default_alignment_layer
-
     @register_loader("TransformerSeq2SeqConfig")
     class TransformerSeq2SeqLoader(ModelLoader):
         @property
@@ -61,10 +59,7 @@ def _register_loader() -> None:
                 config.num_attention_heads,
                 pre_norm=config.norm_style == "pre",
                 activation=activation,
-                # the attention `return_attention` gives: translate --alignments' default, all heads of the
-                # last layer (hf_seq2seq.inference.alignment; CTranslate2 averages the first N heads)
-                alignment_layer=default_alignment_layer(config.decoder_layers),
-                alignment_heads=config.num_attention_heads,
+                **_alignment_spec(config),
             )
             self._set_stack(spec.encoder, model.get_encoder(), cross_attention=False)
             self._set_stack(spec.decoder, model.get_decoder(), cross_attention=True)
@@ -121,6 +116,30 @@ def layer_norm_epsilon(config) -> float | None:
     (1e-5) None leaves CTranslate2's own, as before the option existed."""
     eps = getattr(config, "layer_norm_eps", 1e-5)
     return None if eps == 1e-5 else float(eps)
+
+
+def _alignment_spec(config) -> dict:
+    """The attention CTranslate2's ``return_attention`` gives: translate --alignments' default for the model — the
+    head guided training supervised (``config.alignment_layer`` / ``alignment_heads``), else all heads of the last
+    layer (hf_seq2seq.inference.alignment). CTranslate2 averages the *first* N heads of one layer: a head set it
+    cannot express falls back to all heads, with one warning."""
+    import sys
+
+    from ..inference.alignment import default_alignment_layer
+
+    layer = getattr(config, "alignment_layer", None)
+    layer = default_alignment_layer(config.decoder_layers) if layer is None else layer
+    heads = getattr(config, "alignment_heads", None)
+    count = config.num_attention_heads
+    if heads is not None and sorted(heads) == list(range(len(heads))):
+        count = len(heads)
+    elif heads is not None:
+        print(
+            f"warning: CTranslate2 averages the first N heads of a layer; the model's alignment heads {heads} "
+            "are not such a set: the export's alignments average all heads",
+            file=sys.stderr,
+        )
+    return {"alignment_layer": layer, "alignment_heads": count}
 
 
 def check_convertible(config: dict) -> None:

@@ -383,6 +383,14 @@ class GenerateEngine(Engine):
             )
         return torch.stack([layer[0] for layer in out.cross_attentions]).float().cpu().numpy()
 
+    def alignment_choice(self, layer, heads):
+        """``(layer, heads)`` with the model's own choice filling what the caller left out: a model trained with
+        guided alignment names its supervised head in its config (``alignment_layer``, ``alignment_heads``)."""
+        config = self.model.config
+        layer = getattr(config, "alignment_layer", None) if layer is None else layer
+        heads = getattr(config, "alignment_heads", None) if heads is None else heads
+        return layer, heads
+
     def check_alignment(self, layer, heads):
         if hasattr(self.model, "decoder_session"):
             raise ValueError(
@@ -395,6 +403,7 @@ class GenerateEngine(Engine):
                 f"the model {self.path or type(self.model).__name__} has attention='none' (an RNN without "
                 "attention): it has no alignment to give; use a model with attention"
             )
+        layer, heads = self.alignment_choice(layer, heads)
         if config.model_type == "transformer_seq2seq":
             check_alignment_choice(config.decoder_layers, config.num_attention_heads, layer, heads)
         else:  # the RNN's one attention
@@ -404,6 +413,7 @@ class GenerateEngine(Engine):
     def pair_attention(self, sources, targets, layer=None, heads=None):
         if not sources:
             return []
+        layer, heads = self.alignment_choice(layer, heads)
         pad, start = self.tokenizer.pad_token_id, self.model.config.decoder_start_token_id
         ws, wt = max(map(len, sources)), 1 + max(map(len, targets))
         input_ids = torch.tensor([list(s) + [pad] * (ws - len(s)) for s in sources], device=self.device)
@@ -453,6 +463,7 @@ class GenerateEngine(Engine):
             return super().search_attention(
                 sources, num_beams, n_best, max_new_tokens, return_scores, layer, heads
             )
+        layer, heads = self.alignment_choice(layer, heads)
         out = self._generate(sources, num_beams, n_best, max_new_tokens, return_scores or num_beams > 1, True)
         steps = out.cross_attentions  # per generated token: per layer (B * beams, heads, 1, S)
         if not steps or not steps[0]:
@@ -563,7 +574,8 @@ class CTranslate2Engine(Engine):
         if layer is not None or heads is not None:
             raise ValueError(
                 "--alignment_layer / --alignment_heads apply to --engine torch: a CTranslate2 export returns the "
-                "attention of the layer and heads fixed at export (all heads of the last layer)"
+                "attention of the layer and heads fixed at export (the model's alignment head after guided "
+                "training, else all heads of the last layer)"
             )
 
     def pair_attention(self, sources, targets, layer=None, heads=None):

@@ -314,7 +314,11 @@ class TextTask:
         return epoch_batches(self.lengths, self.data_args.max_tokens, seed, epoch)
 
     def build_model(self, tokenizer):
-        return build_model(self.model_args, tokenizer)
+        model = build_model(self.model_args, tokenizer)
+        if self.model_args.alignment_supervision is not None:  # the saved config names the supervised head
+            model.config.alignment_layer = self.model_args.alignment_layer
+            model.config.alignment_heads = [self.model_args.alignment_head]
+        return model
 
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForSeq2Seq

@@ -317,3 +317,39 @@ def test_ctranslate2_gives_the_torch_alignment_and_onnxruntime_refuses(tokenizer
         "hf-seq2seq translate: error: alignments need --engine torch or ctranslate2: the onnxruntime export's "
         "decoder graph returns no attention"
     )
+
+
+def test_the_models_own_alignment_head_is_the_default_of_every_engine(tokenizer, tmp_path):
+    """A model trained with guided alignment names its supervised head in its config (alignment_layer,
+    alignment_heads): translate and align default to it, and the CTranslate2 export stores it."""
+    pytest.importorskip("ctranslate2")
+    from hf_seq2seq.export import export_ctranslate2
+
+    model = tiny_model("transformer", len(tokenizer), decoder_layers=3)
+    with torch.no_grad():
+        for layer in model.get_decoder().layers:
+            layer.cross_attn.q_proj.weight.mul_(30.0)
+            layer.cross_attn.kv_proj.weight.mul_(30.0)
+    model.config.alignment_layer, model.config.alignment_heads = 0, [0]
+    folder = save_model_folder(model, tokenizer, tmp_path / "guided")
+    engine = load_engine(folder, device="cpu")
+    lines = [line for line in LINES if line.strip()]
+    own = engine.translate(lines, num_beams=1, return_alignment=True)
+    named = engine.translate(
+        lines, num_beams=1, return_alignment=True, alignment_layer=0, alignment_heads=[0]
+    )
+    mean = engine.translate(
+        lines, num_beams=1, return_alignment=True, alignment_layer=2, alignment_heads=[0, 1]
+    )
+    ct2 = load_engine(export_ctranslate2(folder, tmp_path / "ct2"), "ctranslate2")
+    exported = ct2.translate(lines, num_beams=1, return_alignment=True)
+    differs = 0.0
+    for a, b, c, d in zip(own, named, mean, exported, strict=True):
+        np.testing.assert_allclose(a.alignments[0], b.alignments[0], atol=1e-6)
+        np.testing.assert_allclose(a.alignments[0], d.alignments[0], atol=1e-4)
+        differs = max(differs, float(np.abs(a.alignments[0] - c.alignments[0]).max()))
+    assert differs > 0.05
+    forced = align_pairs(engine, lines[:2], TARGETS[:1] + TARGETS[2:3])
+    np.testing.assert_allclose(
+        forced[0], align_pairs(engine, lines[:1], TARGETS[:1], layer=0, heads=[0])[0], atol=1e-6
+    )

@@ -4,6 +4,7 @@ supervision, and its gradient reaches only the named head of its layer's cross-a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,9 @@ def test_training_with_supervision_pulls_the_named_head_toward_it(tmp_path):
     plain_kl = _head_kl(tmp_path / "plain" / "final_model", pairs, text)
     guided_kl = _head_kl(tmp_path / "guided" / "final_model", pairs, text)
     assert guided_kl < 0.8 * plain_kl
+    # the saved model names its supervised head: translate --alignments and align default to it
+    config = json.loads((tmp_path / "guided" / "final_model" / "config.json").read_text(encoding="utf-8"))
+    assert (config["alignment_layer"], config["alignment_heads"]) == (-1, [0])
 
 
 def test_a_bad_supervision_file_is_one_line_naming_file_and_line(tmp_path, capsys):
