@@ -214,3 +214,30 @@ def test_a_bad_supervision_file_is_one_line_naming_file_and_line(tmp_path, capsy
         _run(tmp_path, "weight", ["--alignment_supervision", str(path), "--alignment_loss_weight", "0"]) != 0
     )
     assert "--alignment_loss_weight=0.0 is invalid; it must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_guided_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    """Checkpoints and --resume behave as without supervision: the same per-step losses (which include the
+    alignment term) and the same final weights."""
+    from safetensors.torch import load_file
+
+    path = tmp_path / "links.txt"
+    path.write_text(_monotone_links(_pairs()), encoding="utf-8")
+    guided = ["--alignment_supervision", str(path), "--alignment_loss_weight", "0.5", "--max_steps", "12"]
+    assert _run(tmp_path, "full", guided) == 0
+    assert _run(tmp_path, "resumed", [*guided, "--stop_after_step", "6"]) == 0
+    assert _run(tmp_path, "resumed", [*guided, "--resume"]) == 0
+
+    def losses(name):
+        history = json.loads((tmp_path / name / "training_history.json").read_text(encoding="utf-8"))
+        return [(h["step"], h["loss"]) for h in history if "loss" in h]
+
+    full, resumed = losses("full"), losses("resumed")
+    assert [s for s, _ in resumed] == [s for s, _ in full] == list(range(1, 13))
+    for (_, a), (_, b) in zip(full, resumed, strict=True):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-7)
+    a = load_file(str(tmp_path / "full" / "final_model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final_model" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
