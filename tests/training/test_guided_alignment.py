@@ -241,3 +241,68 @@ def test_a_guided_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(tmp
     b = load_file(str(tmp_path / "resumed" / "final_model" / "model.safetensors"))
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_two_processes_with_supervision_match_one_process(tmp_path):
+    """Multi-process runs behave as without supervision: 2 processes x 1 micro-batch give the losses (alignment
+    term included) and weights of 1 process x 2 accumulation steps."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[2]
+    path = tmp_path / "links.txt"
+    path.write_text(_monotone_links(_pairs()), encoding="utf-8")
+    args = [
+        str(root / "scripts" / "train.py"),
+        "--config",
+        str(root / "configs" / "test_tiny.yaml"),
+        "--seed",
+        "42",
+    ]
+    args += ["--alignment_supervision", str(path), "--alignment_loss_weight", "0.5", "--max_steps", "6"]
+    args += ["--eval_steps", "100", "--disable_progress_bar"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", ACCELERATE_USE_CPU="1")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    accelerate = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    ]
+    accelerate += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    accelerate += ["--main_process_port", str(port)]
+    runs = {
+        "one": [
+            sys.executable,
+            *args,
+            "--gradient_accumulation_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path / "one"),
+        ],
+        "two": [*accelerate, *args, "--output_dir", str(tmp_path / "two")],
+    }
+    for name, cmd in runs.items():
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-3000:]}"
+
+    def losses(name):
+        history = json.loads((tmp_path / name / "training_history.json").read_text(encoding="utf-8"))
+        return [h["loss"] for h in history if "loss" in h]
+
+    assert len(losses("two")) == 6
+    for a, b in zip(losses("one"), losses("two"), strict=True):
+        assert b == pytest.approx(a, rel=1e-4)
+    a = load_file(str(tmp_path / "one" / "final_model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "final_model" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
