@@ -45,11 +45,22 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
+# JoeyNMT's own environment, for the conversion proof (tests/convert/test_convert_joeynmt.py trains with JoeyNMT's
+# code there): not a dependency of ours, so not in the lock; its exact versions are requirements/joeynmt.txt.
+JOEYNMT_VENV := .venv-joeynmt
+$(JOEYNMT_VENV)/.installed: requirements/joeynmt.txt
+	test -x $(JOEYNMT_VENV)/bin/python || $(PYTHON) -m venv $(JOEYNMT_VENV)
+	$(JOEYNMT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(JOEYNMT_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(JOEYNMT_VENV)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(JOEYNMT_VENV)/torch-pin.txt
+	$(JOEYNMT_VENV)/bin/python -m pip install -q -c $(JOEYNMT_VENV)/torch-pin.txt -r requirements/joeynmt.txt
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/hf-seq2seq demo
 
 # CI (.ci/run) and the pre-commit hook (.pre-commit-config.yaml) run these same gates.
-test: lint
+test: lint $(JOEYNMT_VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # What a contributor runs while working: everything not marked `slow` (a few minutes).
@@ -57,7 +68,7 @@ test-fast: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # The floors: the whole suite with every direct dependency at the version pyproject.toml declares.
-test-oldest: .venv-oldest/.installed
+test-oldest: .venv-oldest/.installed $(JOEYNMT_VENV)/.installed
 	.venv-oldest/bin/python -m pytest $(PYTEST_ARGS) -p no:cacheprovider
 
 # The newest releases, installed afresh each time (no stamp: `--upgrade` is the point). The result and the versions

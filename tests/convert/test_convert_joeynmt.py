@@ -2,9 +2,9 @@
 environment, 200 steps on a slice of Multi30k) convert to ours with the same tokenisation, the same teacher-forced
 log-probabilities (1e-4) and the same greedy and beam-5 translations of 100 test sentences as JoeyNMT's own search.
 
-JoeyNMT is not a dependency of this project: it lives in ``../joeynmt-venv`` (or ``$JOEYNMT_PYTHON``), and the test
-skips, saying so, where that environment is absent. Set it up with
-``python3.11 -m venv ../joeynmt-venv && ../joeynmt-venv/bin/pip install torch joeynmt==2.3.0 importlib_metadata``.
+JoeyNMT is not a dependency of this project: it lives in its own environment, ``.venv-joeynmt`` (or
+``$JOEYNMT_PYTHON``), which ``make test`` and ``make test-oldest`` build from ``requirements/joeynmt.txt``; run
+directly with pytest where that environment is absent, the test skips, saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOEYNMT_PYTHON = Path(
-    os.environ.get("JOEYNMT_PYTHON", PROJECT_ROOT.parent / "joeynmt-venv" / "bin" / "python")
+    os.environ.get("JOEYNMT_PYTHON", PROJECT_ROOT / ".venv-joeynmt" / "bin" / "python")
 )
 REFERENCE = PROJECT_ROOT / "tests" / "_joeynmt_reference.py"
 TOLERANCE = 1e-4
