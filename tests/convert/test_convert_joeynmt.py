@@ -23,9 +23,7 @@ from hf_seq2seq.convert import convert
 pytestmark = pytest.mark.slow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-JOEYNMT_PYTHON = Path(
-    os.environ.get("JOEYNMT_PYTHON", PROJECT_ROOT / ".venv-joeynmt" / "bin" / "python")
-)
+JOEYNMT_PYTHON = Path(os.environ.get("JOEYNMT_PYTHON", PROJECT_ROOT / ".venv-joeynmt" / "bin" / "python"))
 REFERENCE = PROJECT_ROOT / "tests" / "_joeynmt_reference.py"
 TOLERANCE = 1e-4
 SPLITS = {"train": ("train", 2000), "dev": ("val", 20), "test": ("test_2016_flickr", 100)}
