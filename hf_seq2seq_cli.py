@@ -67,7 +67,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": (
         "hf_seq2seq.commands.convert",
         "convert_main",
-        "convert a model from/to Marian (stock transformers) or from JoeyNMT",
+        "convert a model from/to Marian (stock transformers) or from JoeyNMT / eole",
     ),
 }
 

@@ -12,6 +12,7 @@ FORMATS = (
     "hf-seq2seq",
     "marian",
     "joeynmt",
+    "eole",
 )  # hf_seq2seq.convert.FORMATS, without importing torch for --help
 
 
@@ -19,7 +20,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-seq2seq convert",
         description="Convert a model between toolkits, exactly (the same logits and translations): a transformers "
-        "MarianMTModel or a JoeyNMT 2.x model directory into our classes, or our post-norm Transformer into a stock "
+        "MarianMTModel, a JoeyNMT 2.x or an eole model directory into our classes, or our post-norm Transformer into a stock "
         "MarianMTModel that loads without remote code. The output folder must be new or empty; it is written "
         "completely or not at all.",
     )
@@ -31,7 +32,8 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
         "--model",
         required=True,
         help="the model to convert: a model folder (hf-seq2seq, marian: also a Hub id), or a JoeyNMT model "
-        "directory (config.yaml, a checkpoint, the vocabulary files)",
+        "directory (config.yaml, a checkpoint, the vocabulary files), or an eole model directory (config.json, "
+        "model.00.safetensors, vocab.json)",
     )
     parser.add_argument("--output", required=True, help="the folder to write (new or empty)")
     args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 Conversions (``CONVERSIONS``), each exact (the same logits, the same ``generate()`` output) or refused in one line:
 
 - ``marian`` → ``hf-seq2seq``: a transformers ``MarianMTModel`` folder (or Hub id) to our Transformer folder.
+- ``joeynmt`` / ``eole`` → ``hf-seq2seq``: a JoeyNMT 2.x or eole model directory to our model (:mod:`.joeynmt`,
+  :mod:`.eole`), read without importing either toolkit.
 - ``hf-seq2seq`` → ``marian``: our post-norm sinusoidal Transformer to a stock ``MarianMTModel`` folder that loads
   with plain transformers, no remote code (:mod:`.marian` says what maps to what and what is refused).
 
@@ -24,8 +26,8 @@ from pathlib import Path
 from .errors import ConversionError
 
 OURS = "hf-seq2seq"
-FORMATS = (OURS, "marian", "joeynmt")
-CONVERSIONS = (("marian", OURS), (OURS, "marian"), ("joeynmt", OURS))
+FORMATS = (OURS, "marian", "joeynmt", "eole")
+CONVERSIONS = (("marian", OURS), (OURS, "marian"), ("joeynmt", OURS), ("eole", OURS))
 SOURCE_KINDS = {OURS: "a hf-seq2seq model folder", "marian": "a transformers MarianMTModel folder"}
 CARD_SECTION = "converted-from"
 
@@ -54,6 +56,11 @@ def convert(source, output, *, from_format: str, to_format: str) -> Path:
 
         model, tokenizer, notes = load_joeynmt(source)
         writer = _ours_writer(model, tokenizer, source, "a JoeyNMT model directory", from_format, notes)
+    elif from_format == "eole":
+        from .eole import load_eole
+
+        model, tokenizer, notes = load_eole(source)
+        writer = _ours_writer(model, tokenizer, source, "an eole model directory", from_format, notes)
     elif from_format == "marian":
         model, tokenizer, notes = _load_marian(source)
         writer = _ours_writer(model, tokenizer, source, SOURCE_KINDS["marian"], from_format, notes)
@@ -132,6 +139,8 @@ def _check_model_type(source, config: dict, expected: str, from_format: str) -> 
     if found == expected:
         return
     hint = ""
+    if found is None and (Path(str(source)).expanduser() / "vocab.json").is_file():
+        hint = "; an eole model directory (config.json, vocab.json): use --from eole"
     if found == "marian":
         hint = "; use --from marian"
     elif found in BY_MODEL_TYPE:

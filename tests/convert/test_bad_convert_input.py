@@ -37,6 +37,7 @@ def folders(tmp_path_factory):
     tiny_marian(tokenizer).save_pretrained(root / "no-tokenizer")
     tiny_marian(tokenizer, decoder_ffn_dim=48).save_pretrained(root / "uneven")
     _joeynmt_dirs(root)
+    _eole_dirs(root)
     return root
 
 
@@ -83,6 +84,72 @@ def _joeynmt_dirs(root):
     make("joey-not-yaml", config="model: [unclosed\n")
 
 
+EOLE_MODEL = {
+    "architecture": "transformer",
+    "hidden_size": 8,
+    "layers": 1,
+    "heads": 2,
+    "transformer_ff": 8,
+    "share_embeddings": True,
+    "share_decoder_embeddings": True,
+    "embeddings": {"word_vec_size": 8},
+    "encoder": {"encoder_type": "transformer", "hidden_size": 8, "heads": 2, "layers": 1},
+    "decoder": {"decoder_type": "transformer", "hidden_size": 8, "heads": 2, "layers": 1},
+}
+
+
+def _eole_dirs(root):
+    """eole-shaped directories (config.json, vocab.json, model.00.safetensors), each wrong in one way (made by hand:
+    no eole is needed to refuse them)."""
+    from safetensors.torch import save_file
+
+    tokens = ["<unk>", "<blank>", "<s>", "</s>", "a"]
+    vocab = {"src": tokens, "tgt": tokens, "decoder_start_token": "<s>", "specials": {"pad_token": "<blank>"}}
+
+    def make(
+        name, files=("config", "vocab", "weights"), model=None, config=None, weights=None, **vocab_changes
+    ):
+        folder = root / name
+        folder.mkdir()
+        if "config" in files:
+            (folder / "config.json").write_text(
+                json.dumps({"model": {**EOLE_MODEL, **(model or {})}, **(config or {})}), encoding="utf-8"
+            )
+        if "vocab" in files:
+            (folder / "vocab.json").write_text(json.dumps({**vocab, **vocab_changes}), encoding="utf-8")
+        if "weights" in files:
+            save_file(
+                {"src_emb.embeddings.weight": torch.zeros(5, 8), **(weights or {})},
+                folder / "model.00.safetensors",
+            )
+
+    make("eole-no-vocab", files=("config", "weights"))
+    make("eole-no-weights", files=("config", "vocab"))
+    make("eole-no-config", files=("vocab", "weights"))
+    make(
+        "eole-rnn",
+        model={
+            "architecture": "rnn",
+            "encoder": {"encoder_type": "brnn"},
+            "decoder": {"decoder_type": "rnn"},
+        },
+    )
+    make("eole-rms", model={"layer_norm": "rms"})
+    make("eole-rotary", model={"embeddings": {"position_encoding_type": "Rotary"}})
+    make("eole-postnorm", model={"encoder": {**EOLE_MODEL["encoder"], "encoder_layer_style": "postnorm"}})
+    make("eole-gated", model={"mlp_activation_fn": "gated-silu"})
+    make("eole-transforms", config={"data": {"corpus_1": {"transforms": ["sentencepiece"]}}})
+    make("eole-split-vocab", tgt=["<unk>", "<blank>", "<s>", "</s>", "b"])
+    make("eole-generator-bias", weights={"generator.bias": torch.ones(5)})
+    (root / "eole-garbage-weights").mkdir()
+    for name in ("config.json", "vocab.json"):
+        (root / "eole-garbage-weights" / name).write_text((root / "eole-rms" / name).read_text())
+    (root / "eole-garbage-weights" / "config.json").write_text(
+        json.dumps({"model": EOLE_MODEL}), encoding="utf-8"
+    )
+    (root / "eole-garbage-weights" / "model.00.safetensors").write_bytes(b"not safetensors")
+
+
 def _convert(capsys, tmp_path, source, from_format, to_format, output=None):
     output = output or tmp_path / "out"
     status = cli_main(
@@ -124,6 +191,36 @@ CASES = {
     "joey-not-yaml": ("joey-not-yaml", "joeynmt", "hf-seq2seq", "cannot read config.yaml"),
     "ours-as-joeynmt": ("ours", "joeynmt", "hf-seq2seq", "no config.yaml: not a JoeyNMT model directory"),
     "missing-folder": ("no-such-folder/x", "marian", "hf-seq2seq", "not found"),
+    "eole-as-marian": ("eole-rms", "marian", "hf-seq2seq", "use --from eole"),
+    "joeynmt-as-eole": (
+        "joey",
+        "eole",
+        "hf-seq2seq",
+        "no config.json: not an eole model directory (it has config.yaml",
+    ),
+    "marian-as-eole": ("marian", "eole", "hf-seq2seq", "no vocab.json nor model.00.safetensors"),
+    "eole-no-vocab": ("eole-no-vocab", "eole", "hf-seq2seq", "no vocab.json beside config.json"),
+    "eole-no-weights": (
+        "eole-no-weights",
+        "eole",
+        "hf-seq2seq",
+        "no model.00.safetensors beside config.json",
+    ),
+    "eole-no-config": ("eole-no-config", "eole", "hf-seq2seq", "no config.json: not an eole model directory"),
+    "eole-rnn": ("eole-rnn", "eole", "hf-seq2seq", "model.architecture='rnn'"),
+    "eole-rms": ("eole-rms", "eole", "hf-seq2seq", "model.layer_norm='rms'"),
+    "eole-rotary": ("eole-rotary", "eole", "hf-seq2seq", "position_encoding_type='Rotary'"),
+    "eole-postnorm": ("eole-postnorm", "eole", "hf-seq2seq", "model.encoder.encoder_layer_style='postnorm'"),
+    "eole-gated": ("eole-gated", "eole", "hf-seq2seq", "model.mlp_activation_fn='gated-silu'"),
+    "eole-transforms": ("eole-transforms", "eole", "hf-seq2seq", "transforms ['sentencepiece']"),
+    "eole-split-vocab": ("eole-split-vocab", "eole", "hf-seq2seq", "src and tgt vocabularies differ"),
+    "eole-generator-bias": ("eole-generator-bias", "eole", "hf-seq2seq", "model.generator_bias=true"),
+    "eole-garbage-weights": (
+        "eole-garbage-weights",
+        "eole",
+        "hf-seq2seq",
+        "cannot read model.00.safetensors",
+    ),
 }
 
 
