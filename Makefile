@@ -56,11 +56,22 @@ $(JOEYNMT_VENV)/.installed: requirements/joeynmt.txt
 	$(JOEYNMT_VENV)/bin/python -m pip install -q -c $(JOEYNMT_VENV)/torch-pin.txt -r requirements/joeynmt.txt
 	touch $@
 
+# eole's own environment, for the conversion proof (tests/convert/test_convert_eole.py trains with eole's code
+# there): the same rule as JoeyNMT's; its exact versions are requirements/eole.txt.
+EOLE_VENV := .venv-eole
+$(EOLE_VENV)/.installed: requirements/eole.txt
+	test -x $(EOLE_VENV)/bin/python || $(PYTHON) -m venv $(EOLE_VENV)
+	$(EOLE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EOLE_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(EOLE_VENV)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(EOLE_VENV)/torch-pin.txt
+	$(EOLE_VENV)/bin/python -m pip install -q -c $(EOLE_VENV)/torch-pin.txt -r requirements/eole.txt
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/hf-seq2seq demo
 
 # CI (.ci/run) and the pre-commit hook (.pre-commit-config.yaml) run these same gates.
-test: lint $(JOEYNMT_VENV)/.installed
+test: lint $(JOEYNMT_VENV)/.installed $(EOLE_VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # What a contributor runs while working: everything not marked `slow` (a few minutes).
@@ -68,7 +79,7 @@ test-fast: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # The floors: the whole suite with every direct dependency at the version pyproject.toml declares.
-test-oldest: .venv-oldest/.installed $(JOEYNMT_VENV)/.installed
+test-oldest: .venv-oldest/.installed $(JOEYNMT_VENV)/.installed $(EOLE_VENV)/.installed
 	.venv-oldest/bin/python -m pytest $(PYTEST_ARGS) -p no:cacheprovider
 
 # The newest releases, installed afresh each time (no stamp: `--upgrade` is the point). The result and the versions

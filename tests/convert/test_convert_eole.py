@@ -1,0 +1,178 @@
+"""hf_seq2seq.convert.eole: Transformers trained by eole's own code (in eole's own virtual environment, a few hundred
+steps on a slice of Multi30k) convert to ours with the same tokenisation, the same teacher-forced
+log-probabilities (1e-4) and the same greedy and beam-5 translations of 100 test sentences as eole's own inference
+engine.
+
+eole (OpenNMT-py's successor) is not a dependency of this project: it lives in its own environment, ``.venv-eole``
+(or ``$EOLE_PYTHON``), which ``make test`` and ``make test-oldest`` build from ``requirements/eole.txt``; run
+directly with pytest where that environment is absent, the test skips, saying so.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_seq2seq.convert import convert
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+EOLE_PYTHON = Path(os.environ.get("EOLE_PYTHON", PROJECT_ROOT / ".venv-eole" / "bin" / "python"))
+REFERENCE = PROJECT_ROOT / "tests" / "_eole_reference.py"
+TOLERANCE = 1e-4
+SPLITS = {"train": ("train", 2000), "dev": ("val", 20), "test": ("test_2016_flickr", 100)}
+
+# eole's defaults but for the sizes, the schedule and generator_bias (ours has no output-layer bias)
+CONFIG = """\
+src_vocab: {root}/vocab.txt
+share_vocab: true
+src_vocab_size: 3000
+tgt_vocab_size: 3000
+overwrite: true
+seed: 1
+data:
+  corpus_1: {{path_src: {root}/train.de, path_tgt: {root}/train.en}}
+  valid: {{path_src: {root}/dev.de, path_tgt: {root}/dev.en}}
+model:
+  architecture: transformer
+  hidden_size: 32
+  layers: 2
+  heads: 2
+  transformer_ff: 64
+  share_embeddings: {tied}
+  share_decoder_embeddings: {tied}
+  generator_bias: false
+  embeddings: {{word_vec_size: 32}}
+{extra}training:
+  model_path: {root}/model
+  train_steps: 600
+  valid_steps: 600
+  save_checkpoint_steps: 600
+  batch_size: 40
+  batch_type: sents
+  optim: adam
+  learning_rate: 0.4
+  warmup_steps: 50
+  decay_method: noam
+  world_size: 1
+  gpu_ranks: []
+  num_workers: 0
+"""
+# name -> (config text, what our converted config must say)
+MODELS = {
+    "tied": ({"tied": "true", "extra": ""}, {"tie_word_embeddings": True, "layer_norm_eps": 1e-5}),
+    # three separate matrices, biases in every projection, eps 1e-6, gelu. add_final_linear_bias is set: eole 0.6.4
+    # trains add_qkvbias alone without an output-projection bias but loads it with one (left uninitialised: NaN)
+    "untied-biases-gelu": (
+        {
+            "tied": "false",
+            "extra": "  add_qkvbias: true\n  add_final_linear_bias: true\n  add_ffnbias: true\n  norm_eps: 1.0e-6\n  mlp_activation_fn: gelu\n",
+        },
+        {"tie_word_embeddings": False, "layer_norm_eps": 1e-6, "activation_function": "gelu"},
+    ),
+}
+
+
+def _eole_python() -> Path:
+    if not EOLE_PYTHON.is_file():
+        pytest.skip(f"eole's virtual environment is absent ({EOLE_PYTHON}): see this module's docstring")
+    probe = subprocess.run([EOLE_PYTHON, "-c", "import eole"], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        pytest.skip(f"{EOLE_PYTHON} cannot import eole: {probe.stderr.strip().splitlines()[-1:]}")
+    return EOLE_PYTHON
+
+
+def _write_slice(root: Path, multi30k: Path) -> None:
+    """The Multi30k slice as eole's parallel text files, and a joint word vocabulary (eole's "word<TAB>count")."""
+    counts: collections.Counter = collections.Counter()
+    for split, (name, lines) in SPLITS.items():
+        for lang in ("de", "en"):
+            with gzip.open(multi30k / f"{name}.{lang}.gz", "rt", encoding="utf-8") as f:
+                text = [line.rstrip("\n") for _, line in zip(range(lines), f)]
+            (root / f"{split}.{lang}").write_text("\n".join(text) + "\n", encoding="utf-8")
+            if split == "train":
+                counts.update(word for line in text for word in line.strip().split(" ") if word)
+    (root / "vocab.txt").write_text(
+        "\n".join(f"{w}\t{n}" for w, n in counts.most_common(2500)) + "\n", encoding="utf-8"
+    )
+
+
+def _run(command: list, cwd: Path, timeout: int) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{command[1:3]} failed:\n{proc.stderr[-3000:]}"
+
+
+def _cut(row: list[int], eos: int, pad: int) -> list[int]:
+    row = row[1:]  # the decoder start token
+    return row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    python = _eole_python()
+    _write_slice(tmp_path, multi30k_dir)
+    options, expected = MODELS[name]
+    (tmp_path / "config.yaml").write_text(CONFIG.format(root=tmp_path, **options), encoding="utf-8")
+    eole = [python, "-c", "from eole.bin.main import main; main()"]
+    _run([*eole, "train", "-config", "config.yaml"], tmp_path, timeout=900)  # eole's own training
+    model_dir = tmp_path / "model"
+    saved = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model"]
+    assert saved.get("share_embeddings", False) == expected["tie_word_embeddings"]
+    _run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
+    reference = torch.load(tmp_path / "reference.pt", weights_only=True)
+
+    convert(model_dir, tmp_path / "ours", from_format="eole", to_format="hf-seq2seq")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
+    config = model.config
+    assert {option: getattr(config, option) for option in expected} == expected
+    assert (config.model_type, config.norm_style, config.scale_embedding) == (
+        "transformer_seq2seq",
+        "pre",
+        True,
+    )
+
+    # the same tokenisation: eole's ids of every source line (no eos) and target line (start ... eos)
+    sources = (tmp_path / "test.de").read_text(encoding="utf-8").splitlines()
+    targets = (tmp_path / "test.en").read_text(encoding="utf-8").splitlines()
+    inputs = tokenizer(sources, padding=True, return_tensors="pt")
+    lengths = inputs["attention_mask"].sum(-1).tolist()
+    assert [row[:n] for row, n in zip(inputs["input_ids"].tolist(), lengths)] == reference["src_ids"]
+    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
+    assert [[start, *ids, eos] for ids in tokenizer(targets)["input_ids"]] == reference["trg_ids"]
+
+    # teacher-forced log-probabilities
+    width = max(map(len, reference["trg_ids"]))
+    padded = [ids + [pad] * (width - len(ids)) for ids in reference["trg_ids"]]
+    decoder_input_ids, labels = torch.tensor(padded)[:, :-1], torch.tensor(padded)[:, 1:]
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(**inputs, decoder_input_ids=decoder_input_ids).logits, dim=-1)
+    mask = reference["label_mask"]
+    gold = log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    gold_difference = (gold - reference["gold_log_probs"])[mask].abs().max().item()
+    full = reference["full_log_probs"]
+    full_difference = (log_probs[: len(full)] - full).abs().amax(-1)[mask[: len(full)]].max().item()
+    print(f"{name}: max |log-prob difference| gold {gold_difference:.2e}, full {full_difference:.2e}")
+    assert gold_difference <= TOLERANCE and full_difference <= TOLERANCE, (gold_difference, full_difference)
+
+    # greedy (the folder's generation config) and beam 5 (eole's length_penalty none: transformers'
+    # length_penalty=0) on the 100 test sentences, token for token
+    with torch.no_grad():
+        greedy = model.generate(**inputs, max_new_tokens=40)
+        beam = model.generate(**inputs, num_beams=5, length_penalty=0.0, max_new_tokens=40)
+    assert (
+        len(set(map(tuple, reference["greedy"]))) > 10
+    )  # a model that translates, not one repeated sentence
+    assert [_cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
+    assert [_cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
