@@ -24,6 +24,7 @@ last layer, all heads averaged) is documented with its measurement in docs/align
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = [
     "hard_alignment",
     "format_pharaoh",
     "format_soft",
+    "spelled_offsets",
     "parse_pharaoh",
     "read_pharaoh",
     "default_alignment_layer",
@@ -54,16 +56,27 @@ _LINK = re.compile(r"(\d+)-(\d+)")
 def token_word_map(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int | None]:
     """For each token (character offsets), the index of the word span it overlaps most; None for none.
 
-    Special tokens (``</s>``, offsets ``(0, 0)``) and pure word-boundary markers overlap no word.
+    ``spans`` are sorted and disjoint (:func:`whitespace_spans`). Special tokens (``</s>``, offsets ``(0, 0)``) and
+    pure word-boundary markers overlap no word; of equal overlaps the first word wins. Plain Python over a binary
+    search: a sentence has a few dozen tokens, where numpy's per-call cost is the whole cost.
     """
-    if len(offsets) == 0 or len(spans) == 0:
-        return [None] * len(offsets)
-    tokens, words = np.asarray(offsets).reshape(-1, 2), np.asarray(spans).reshape(-1, 2)
-    overlap = np.minimum(tokens[:, 1:], words[:, 1]) - np.maximum(
-        tokens[:, :1], words[:, 0]
-    )  # (tokens, words)
-    best = overlap.argmax(axis=1)  # the first of equal overlaps
-    return [int(w) if overlap[t, w] > 0 else None for t, w in enumerate(best)]
+    starts = [a for a, _ in spans]
+    count = len(spans)
+    out: list[int | None] = []
+    for a, b in offsets:
+        best, most = None, 0
+        k = bisect_right(starts, a) - 1  # the words before k end before a: no overlap
+        k = k if k > 0 else 0
+        while k < count:
+            start, end = spans[k]
+            if start >= b:
+                break
+            overlap = (b if b < end else end) - (a if a > start else start)
+            if overlap > most:
+                best, most = k, overlap
+            k += 1
+        out.append(best)
+    return out
 
 
 def word_attention(
@@ -85,13 +98,13 @@ def word_attention(
             f"{len(source_map)} source tokens"
         )
     to_src = np.zeros((len(source_map), num_source_words))
-    for s, w in enumerate(source_map):
-        if w is not None:
-            to_src[s, w] = 1.0
+    src = [(s, w) for s, w in enumerate(source_map) if w is not None]
+    if src:
+        to_src[tuple(zip(*src, strict=True))] = 1.0
     from_tgt = np.zeros((num_target_words, len(target_map)))
-    for t, w in enumerate(target_map):
-        if w is not None:
-            from_tgt[w, t] = 1.0
+    tgt = [(w, t) for t, w in enumerate(target_map) if w is not None]
+    if tgt:
+        from_tgt[tuple(zip(*tgt, strict=True))] = 1.0
     from_tgt /= np.maximum(from_tgt.sum(axis=1, keepdims=True), 1.0)
     return from_tgt @ attention @ to_src
 
@@ -99,6 +112,37 @@ def word_attention(
 def whitespace_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the whitespace-separated words of ``text`` (the words Pharaoh indices count)."""
     return [m.span() for m in _WHITESPACE_WORD.finditer(text)]
+
+
+def spelled_offsets(
+    pieces: Sequence[str | None], text: str, allow_prefix: bool = False
+) -> list[tuple[int, int]] | None:
+    """Character offsets in ``text`` of tokens whose pieces spell it, or None when they do not.
+
+    ``pieces``: each token's string (``convert_ids_to_tokens``), None for a special token (offsets ``(0, 0)``); the
+    word-start marker ``▁`` (Metaspace, our tokenizers' and SentencePiece's) stands for a space. When the pieces,
+    joined and stripped, are ``text`` (or, with ``allow_prefix``, its start: a source cut at the length limit),
+    each token's offsets are where its characters lie, what re-encoding ``text`` gives (a leading ``▁`` covers the
+    space before the word).
+    Otherwise (another decoder, a normalizer that changed the text, ``<unk>``, or a first token that is the marker
+    alone, to which the tokenizer gives the first character) None: the caller re-encodes (:func:`hypothesis_offsets`).
+    """
+    spelled = "".join(p for p in pieces if p is not None).replace("▁", " ")
+    lead = len(spelled) - len(spelled.lstrip())
+    spelled = spelled.strip()
+    if not (text.startswith(spelled) if allow_prefix else text == spelled):
+        return None
+    out, position = [], -lead
+    for piece in pieces:
+        if piece is None:
+            out.append((0, 0))
+            continue
+        end = position + len(piece)
+        if end <= 0:  # the prepended marker alone: the tokenizer's offsets and prefix decoding differ here
+            return None
+        out.append((max(position, 0), min(end, len(text))))
+        position = end
+    return out
 
 
 def hypothesis_offsets(tokenizer, ids: Sequence[int], text: str, encoding=None) -> list[tuple[int, int]]:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from .alignment import (
     default_alignment_layer,
     hypothesis_offsets,
     soft_alignment,
+    spelled_offsets,
 )
 
 DEFAULT_MAX_SOURCE_LENGTH = 512  # when neither the model nor the tokenizer states one
@@ -307,17 +309,49 @@ class Engine:
         if attention is None:
             attention = self.pair_attention(sources, targets, layer, heads)
         tok = self.tokenizer
-        enc = tok(list(source_texts), truncation=False, verbose=False, return_offsets_mapping=True)
-        hyp = tok(list(target_texts), add_special_tokens=False, verbose=False, return_offsets_mapping=True)
-        out = []
-        for k, att in enumerate(attention):
-            offsets = [tuple(o) for o in enc["offset_mapping"][k]]
-            if len(offsets) > len(sources[k]):  # truncated as _source_ids does: the final </s> kept
-                offsets = offsets[: len(sources[k]) - 1] + offsets[-1:]
-            encoding = {"input_ids": hyp["input_ids"][k], "offset_mapping": hyp["offset_mapping"][k]}
-            tgt_offsets = hypothesis_offsets(tok, targets[k], target_texts[k], encoding)
-            out.append(soft_alignment(att, offsets, tgt_offsets, source_texts[k], target_texts[k]))
-        return out
+        # the offsets the ids spell (no second tokenization); the tokenizer re-encodes only the rest
+        src_offsets = [
+            spelled_offsets(self._pieces(s), t, allow_prefix=True)
+            for s, t in zip(sources, source_texts, strict=True)
+        ]
+        tgt_offsets = [
+            spelled_offsets(self._pieces(h), t) for h, t in zip(targets, target_texts, strict=True)
+        ]
+        redo = [k for k, o in enumerate(src_offsets) if o is None]
+        if redo:
+            enc = tok(
+                [source_texts[k] for k in redo], truncation=False, verbose=False, return_offsets_mapping=True
+            )
+            for k, offsets in zip(redo, enc["offset_mapping"], strict=True):
+                offsets = [tuple(o) for o in offsets]
+                if len(offsets) > len(sources[k]):  # truncated as _source_ids does: the final </s> kept
+                    offsets = offsets[: len(sources[k]) - 1] + offsets[-1:]
+                src_offsets[k] = offsets
+        redo = [k for k, o in enumerate(tgt_offsets) if o is None]
+        if redo:
+            hyp = tok(
+                [target_texts[k] for k in redo],
+                add_special_tokens=False,
+                verbose=False,
+                return_offsets_mapping=True,
+            )
+            for n, k in enumerate(redo):
+                encoding = {"input_ids": hyp["input_ids"][n], "offset_mapping": hyp["offset_mapping"][n]}
+                tgt_offsets[k] = hypothesis_offsets(tok, targets[k], target_texts[k], encoding)
+        return [
+            soft_alignment(att, src_offsets[k], tgt_offsets[k], source_texts[k], target_texts[k])
+            for k, att in enumerate(attention)
+        ]
+
+    def _pieces(self, ids: Sequence[int]) -> list[str | None]:
+        """Each id's token string, None for a special token (:func:`~.alignment.spelled_offsets`' input); the
+        vocabulary's strings are looked up once per engine."""
+        table = self.__dict__.get("_piece_table")
+        if table is None or len(table) != len(self.tokenizer):
+            special = set(self.tokenizer.all_special_ids)
+            names = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            table = self._piece_table = [None if i in special else n for i, n in enumerate(names)]
+        return [table[i] if 0 <= i < len(table) else None for i in ids]
 
     def _source_ids(self, lines: Sequence[str]) -> dict[int, list[int]]:
         """``{line index: source ids}`` of the non-empty lines, truncated to :attr:`max_source_length` (warned)."""
@@ -456,24 +490,38 @@ class GenerateEngine(Engine):
     def search_attention(
         self, sources, num_beams, n_best, max_new_tokens, return_scores, layer=None, heads=None
     ):
-        """The search with ``output_attentions``: each hypothesis' attention rows are those of the steps that
-        produced its tokens (through ``beam_indices`` in a beam search), so no second pass is needed; the same
-        matrix as :meth:`pair_attention` on the hypothesis (tested)."""
+        """The search with the chosen cross-attention kept: each hypothesis' attention rows are those of the steps
+        that produced its tokens (through ``beam_indices`` in a beam search), so no second pass is needed; the same
+        matrix as :meth:`pair_attention` on the hypothesis (tested).
+
+        A Transformer's weights are recorded from the chosen layer's cross-attention alone (:meth:`_recorded_search`):
+        ``generate(output_attentions=True)`` would run every attention of the encoder and decoder with the eager
+        kernel and keep all their weights. Other models (the RNN's one attention) use ``output_attentions``."""
         if hasattr(self.model, "decoder_session"):
             return super().search_attention(
                 sources, num_beams, n_best, max_new_tokens, return_scores, layer, heads
             )
         layer, heads = self.alignment_choice(layer, heads)
-        out = self._generate(sources, num_beams, n_best, max_new_tokens, return_scores or num_beams > 1, True)
-        steps = out.cross_attentions  # per generated token: per layer (B * beams, heads, 1, S)
-        if not steps or not steps[0]:
-            raise ValueError(
-                f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
-            )
-        index = default_alignment_layer(len(steps[0])) if layer is None else layer
-        chosen = torch.stack([step[index][:, :, -1] for step in steps], dim=1)  # (B * beams, steps, heads, S)
-        chosen = chosen if heads is None else chosen[:, :, list(heads)]
-        chosen = chosen.float().mean(dim=2).cpu().numpy()  # (B * beams, steps, S)
+        return_dict = return_scores or num_beams > 1
+        recorded = self._recorded_search(
+            sources, num_beams, n_best, max_new_tokens, return_dict, layer, heads
+        )
+        if recorded is not None:
+            out, chosen = recorded
+        else:
+            out = self._generate(sources, num_beams, n_best, max_new_tokens, return_dict, True)
+            steps = out.cross_attentions  # per generated token: per layer (B * beams, heads, 1, S)
+            if not steps or not steps[0]:
+                raise ValueError(
+                    f"{type(self.model).__name__} returns no cross-attention (a model without attention)"
+                )
+            index = default_alignment_layer(len(steps[0])) if layer is None else layer
+            chosen = torch.stack(
+                [step[index][:, :, -1] for step in steps], dim=1
+            )  # (B * beams, steps, heads, S)
+            chosen = chosen if heads is None else chosen[:, :, list(heads)]
+            chosen = chosen.float().mean(dim=2)
+        chosen = chosen.cpu().numpy()  # (B * beams, steps, S)
         beams = getattr(out, "beam_indices", None)
         beams = beams.tolist() if beams is not None else None
         special, eos = set(self.tokenizer.all_special_ids), self.model.generation_config.eos_token_id
@@ -484,9 +532,10 @@ class GenerateEngine(Engine):
             kept = [t for t, token in enumerate(row) if token not in special]
             end = next((t for t, token in enumerate(row) if token in eos), None)
             rows = np.zeros((len(kept) + 1, len(source)))
-            for n, t in enumerate(kept + ([end] if end is not None else [])):
-                beam = r if beams is None else beams[r][t]
-                rows[n] = chosen[beam, t, : len(source)]
+            made = kept + ([end] if end is not None else [])  # the steps whose rows the hypothesis keeps
+            if made:  # one gather: the row of each step, in the beam that step came from
+                at = [r] * len(made) if beams is None else [beams[r][t] for t in made]
+                rows[: len(made)] = chosen[at, made, : len(source)]
             ids.append([row[t] for t in kept])
             attention.append(rows)
         scores = None
@@ -499,6 +548,58 @@ class GenerateEngine(Engine):
             scores,
             [attention[k * n_best : (k + 1) * n_best] for k in group],
         )
+
+    def _alignment_module(self, layer: int | None) -> torch.nn.Module | None:
+        """The cross-attention module of decoder layer ``layer`` of a Transformer of ours (``transformer_seq2seq``:
+        its ``forward`` takes ``output_attentions`` and returns ``(output, weights (B, heads, T, S))``); None for
+        any other model."""
+        if getattr(self.model.config, "model_type", None) != "transformer_seq2seq":
+            return None
+        layers = getattr(self.model.get_decoder(), "layers", None)
+        if not layers:
+            return None
+        return getattr(
+            layers[default_alignment_layer(len(layers)) if layer is None else layer], "cross_attn", None
+        )
+
+    def _recorded_search(self, sources, num_beams, n_best, max_new_tokens, return_dict, layer, heads):
+        """``(generate output, attention (B * beams, steps, S))`` of a search that records only decoder layer
+        ``layer``'s cross-attention, averaged over ``heads``, at each step; None where :meth:`_alignment_module`
+        finds no module (the caller then uses ``output_attentions``).
+
+        Two hooks on that one module, removed after the search: one asks it for its weights (its eager kernel),
+        one keeps the last query's row of each call; every other attention keeps its fast kernel, and the model's
+        code is unchanged (the same path for remote code). A search whose calls do not match its steps (a model
+        wrapped differently) falls back to ``output_attentions``."""
+        module = self._alignment_module(layer)
+        if module is None:
+            return None
+        records: list[torch.Tensor] = []
+        head_index = None if heads is None else list(heads)
+
+        def ask_for_weights(mod, args, kwargs):
+            return args, {**kwargs, "output_attentions": True}
+
+        def keep_weights(mod, args, output):
+            weights = output[1][:, :, -1]  # (rows, heads, S): the newest query's row
+            weights = weights if head_index is None else weights[:, head_index]
+            records.append(weights.float().mean(dim=1))
+
+        hooks = [
+            module.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
+            module.register_forward_hook(keep_weights),
+        ]
+        try:
+            out = self._generate(sources, num_beams, n_best, max_new_tokens, return_dict, False)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if not return_dict:  # greedy without scores: generate returned the sequences alone
+            out = SimpleNamespace(sequences=out)
+        rows = {r.shape[0] for r in records}
+        if len(records) < out.sequences.shape[1] - 1 or len(rows) != 1:
+            return None
+        return out, torch.stack(records, dim=1)
 
     def _generate(self, sources, num_beams, n_best, max_new_tokens, return_dict, output_attentions):
         """``generate()`` on a right-padded batch of source ids."""
@@ -556,7 +657,15 @@ class CTranslate2Engine(Engine):
             inter_threads=1,
         )
 
-    def search(self, sources, num_beams, n_best, max_new_tokens, return_scores):
+    def check_alignment(self, layer, heads):
+        if layer is not None or heads is not None:
+            raise ValueError(
+                "--alignment_layer / --alignment_heads apply to --engine torch: a CTranslate2 export returns the "
+                "attention of the layer and heads fixed at export (the model's alignment head after guided "
+                "training, else all heads of the last layer)"
+            )
+
+    def search(self, sources, num_beams, n_best, max_new_tokens, return_scores, return_attention=False):
         tok = self.tokenizer
         results = self.translator.translate_batch(
             [tok.convert_ids_to_tokens(s) for s in sources],
@@ -566,17 +675,40 @@ class CTranslate2Engine(Engine):
             max_decoding_length=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             min_decoding_length=0,  # as generate(): </s> may come first (CTranslate2's default is 1)
             return_scores=return_scores,
+            return_attention=return_attention,
         )
-        ids = [[self._strip(tok.convert_tokens_to_ids(h)) for h in r.hypotheses] for r in results]
-        return ids, ([list(r.scores) for r in results] if return_scores else None)
+        raw = [[tok.convert_tokens_to_ids(h) for h in r.hypotheses] for r in results]
+        ids = [[self._strip(h) for h in hs] for hs in raw]
+        scores = [list(r.scores) for r in results] if return_scores else None
+        if not return_attention:
+            return ids, scores
+        special = set(tok.all_special_ids)
+        attention = []
+        for hs, r, s in zip(raw, results, sources, strict=True):
+            rows = []
+            for h, a in zip(hs, r.attention, strict=True):  # one row per hypothesis token (none for </s>)
+                steps = np.asarray(a, dtype=float).reshape(-1, len(s))
+                kept = [t for t, i in enumerate(h) if i not in special]  # the tokens of the hypothesis' ids
+                matrix = np.zeros((len(kept) + 1, len(s)))  # the </s> row, which no word reads, stays zero
+                seen = [t for t in kept if t < len(steps)]
+                matrix[: len(seen)] = steps[seen]
+                rows.append(matrix)
+            attention.append(rows)
+        return ids, scores, attention
 
-    def check_alignment(self, layer, heads):
-        if layer is not None or heads is not None:
-            raise ValueError(
-                "--alignment_layer / --alignment_heads apply to --engine torch: a CTranslate2 export returns the "
-                "attention of the layer and heads fixed at export (the model's alignment head after guided "
-                "training, else all heads of the last layer)"
+    def search_attention(
+        self, sources, num_beams, n_best, max_new_tokens, return_scores, layer=None, heads=None
+    ):
+        """A greedy search with ``return_attention``: each hypothesis' attention from its own decoding steps, no
+        second pass (CTranslate2 returns no row for ``</s>``: that row, which no word reads, is zero). A beam search
+        forces its hypotheses afterwards (:meth:`pair_attention`): CTranslate2 4.x's beam search returns another
+        first row than the forced pass (measured; the later rows agree), so its own attention is not used."""
+        self.check_alignment(layer, heads)
+        if num_beams > 1:
+            return super().search_attention(
+                sources, num_beams, n_best, max_new_tokens, return_scores, layer, heads
             )
+        return self.search(sources, num_beams, n_best, max_new_tokens, return_scores, return_attention=True)
 
     def pair_attention(self, sources, targets, layer=None, heads=None):
         """The attention of each target forced as CTranslate2's ``target_prefix`` (``return_attention``)."""
@@ -592,10 +724,16 @@ class CTranslate2Engine(Engine):
             min_decoding_length=0,
             return_attention=True,
         )
-        out = []
-        for r, s, t in zip(results, sources, targets, strict=True):
-            rows = np.zeros((len(t) + 1, len(s)))
-            attention = np.asarray(r.attention[0], dtype=float).reshape(-1, len(s))[: len(t) + 1]
-            rows[: len(attention)] = attention
-            out.append(rows)
-        return out
+        return [
+            _attention_rows(r.attention[0], len(t), len(s))
+            for r, s, t in zip(results, sources, targets, strict=True)
+        ]
+
+
+def _attention_rows(attention, target_length: int, source_length: int) -> np.ndarray:
+    """CTranslate2's attention of one hypothesis (a list of steps over the source) as ``(target_length + 1,
+    source_length)`` rows (:meth:`Engine.pair_attention`'s shape), zeros for steps it did not return."""
+    rows = np.zeros((target_length + 1, source_length))
+    attention = np.asarray(attention, dtype=float).reshape(-1, source_length)[: target_length + 1]
+    rows[: len(attention)] = attention
+    return rows

@@ -23,6 +23,7 @@ from hf_seq2seq.inference.alignment import (
     read_pharaoh,
     select_attention,
     soft_alignment,
+    spelled_offsets,
     token_word_map,
     whitespace_spans,
 )
@@ -91,6 +92,39 @@ def test_offsets_of_a_hypothesis_the_tokenizer_would_segment_otherwise(tokenizer
         attention, [(0, 1), (2, 3), (0, 0)], hypothesis_offsets(tokenizer, ids, text), "a b", text
     )
     assert soft.tolist() == [[0.25, 0.0], [0.0, 0.0]]  # "neun" = mean of its 4 tokens' rows; "▁" is no word
+
+
+def test_offsets_spelled_by_the_ids_are_the_tokenizers_or_none(tokenizer):
+    """word_alignments reads the offsets off the token strings instead of tokenizing again: where it does, they are
+    the offsets re-encoding gives; where it cannot be sure (a lone marker first, <unk>, a text the pieces do not
+    spell) it says None and the tokenizer is asked."""
+    from hf_seq2seq.tasks import make_task
+
+    texts = [line.strip() for line in LINES + TARGETS] + [
+        text for row in make_task("numbers", 50, seed=3) for text in row["translation"].values()
+    ]
+    found = 0
+    for text in texts:
+        enc = tokenizer(text, return_offsets_mapping=True)
+        pieces = [
+            None if i in tokenizer.all_special_ids else p
+            for i, p in zip(enc["input_ids"], tokenizer.convert_ids_to_tokens(enc["input_ids"]), strict=True)
+        ]
+        offsets = spelled_offsets(pieces, text)
+        if offsets is not None:
+            found += 1
+            assert offsets == [tuple(o) for o in enc["offset_mapping"]], text
+    assert found >= len(texts) // 2  # the usual case, not the exception
+    ids = tokenizer("neun tausend", add_special_tokens=False)["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    assert spelled_offsets(pieces[:-1], "neun tausend") is None  # a source cut at the limit: only as a prefix
+    cut = spelled_offsets(pieces[:-1], "neun tausend", allow_prefix=True)
+    assert (
+        cut
+        == [tuple(o) for o in tokenizer("neun tausend", return_offsets_mapping=True)["offset_mapping"]][:-2]
+    )
+    assert spelled_offsets(["▁", "n", "e", "u", "n"], "neun") is None  # the tokenizer gives "▁" (0, 1) here
+    assert spelled_offsets(["▁neun"], "Neun") is None  # a normalizer or decoder changed the text
 
 
 # ------------------------------------------------------------------------------------------------ soft → hard
@@ -260,6 +294,29 @@ def test_a_layer_or_head_the_model_lacks_is_refused_before_translating(engine):
         align_pairs(engine, LINES, TARGETS[:5])
 
 
+def test_a_transformer_search_records_only_the_alignment_layer(engine):
+    """The Transformer's search keeps its fast attention kernels: only the chosen layer's cross-attention is asked
+    for its weights (two hooks, removed afterwards), generate() gets no output_attentions; the RNN, whose one
+    attention computes its weights anyway, uses output_attentions."""
+    model = engine.model
+    calls = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("output_attentions", False))
+        return generate(*args, **kwargs)
+
+    model.generate = spy
+    try:
+        engine.translate(LINES, num_beams=2, return_alignment=True, alignment_layer=0)
+    finally:
+        del model.generate
+    transformer = model.config.model_type == "transformer_seq2seq"
+    assert calls and calls == [not transformer] * len(calls)
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
 def test_cpu_kernels_do_not_change_the_alignment(engine, tokenizer):
     """load_engine applies the CPU kernels; the model's plain modules give the same attention."""
     plain = GenerateEngine.from_model(
@@ -301,6 +358,18 @@ def test_ctranslate2_gives_the_torch_alignment_and_onnxruntime_refuses(tokenizer
         other = torch_engine.translate([line], num_beams=1, return_alignment=True, alignment_layer=0)[0]
         spread = max(spread, float(np.abs(other.alignments[0] - x.alignments[0]).max()))
     assert spread > 0.05  # the layer matters, so the agreement above is not of two uniform matrices
+    # the greedy search's own attention (return_attention, no second pass; a beam search forces its hypotheses
+    # afterwards) is the forced one, for every hypothesis
+    for num_beams in (1, 3):
+        found = ct2.translate(lines, num_beams=num_beams, n_best=num_beams, return_alignment=True)
+        forced = ct2.word_alignments(
+            [ids for ids in ct2.encode(lines) for _ in range(num_beams)],
+            [line for line in lines for _ in range(num_beams)],
+            [h for r in found for h in r.token_ids],
+            [h for r in found for h in r.hypotheses],
+        )
+        for x, y in zip([a for r in found for a in r.alignments], forced, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-4)
     forced = align_pairs(ct2, lines, TARGETS[:1] + TARGETS[2:3] + TARGETS[4:])
     expected = align_pairs(torch_engine, lines, TARGETS[:1] + TARGETS[2:3] + TARGETS[4:])
     for x, y in zip(forced, expected, strict=True):
