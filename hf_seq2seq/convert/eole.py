@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .common import copy_weights, source_error
 from .errors import ConversionError
 
 # eole's names -> ours (the same torch functions: F.relu, F.gelu, F.silu)
@@ -77,8 +78,7 @@ MODEL_VANILLA = {
 }
 
 
-def _fail(model_dir: Path, message: str) -> ConversionError:
-    return ConversionError(f"{model_dir}: {message}")
+_fail = source_error
 
 
 # ------------------------------------------------------------------------------------------------------ reading
@@ -401,8 +401,6 @@ def transformer_weights(model_dir: Path, model: dict, config, weights: dict) -> 
 
 
 def build_model(model_dir: Path, model_section: dict, config, weights: dict):
-    import torch
-
     from ..families import FAMILIES
 
     model = FAMILIES["transformer"].model_class(config).eval()
@@ -412,18 +410,7 @@ def build_model(model_dir: Path, model_section: dict, config, weights: dict):
         raise _fail(
             model_dir, f"the weights have no {err.args[0]} (config.json and weights disagree)"
         ) from None
-    params = dict(model.named_parameters(remove_duplicate=False))
-    if set(params) != set(values):  # a mapping that misses a weight of ours is a bug here, not the user's
-        raise ConversionError(f"internal: unmapped weights {sorted(set(params) ^ set(values))[:3]}")
-    with torch.no_grad():
-        for name, param in params.items():
-            if values[name].shape != param.shape:
-                raise _fail(
-                    model_dir,
-                    f"{name} would get shape {tuple(values[name].shape)}, config.json implies {tuple(param.shape)}",
-                )
-            param.copy_(values[name].to(param.dtype))
-    return model
+    return copy_weights(model, values, model_dir, "config.json")
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer

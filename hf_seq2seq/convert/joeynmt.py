@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .common import copy_weights, source_error
 from .errors import ConversionError
 
 # JoeyNMT's activation names → ours (transformers' ACT2FN names; JoeyNMT's "swish" is torch's SiLU)
@@ -48,8 +49,7 @@ RNN_ATTENTIONS = {"bahdanau": "concat", "luong": "general"}
 RNN_INITS = {"bridge": "top_bridge", "last": "top", "zero": "zero"}
 
 
-def _fail(model_dir: Path, message: str) -> ConversionError:
-    return ConversionError(f"{model_dir}: {message}")
+_fail = source_error
 
 
 # ------------------------------------------------------------------------------------------------------ reading
@@ -299,8 +299,6 @@ def transformer_weights(config, weights: dict) -> dict:
 
 
 def build_model(model_dir: Path, config, weights: dict):
-    import torch
-
     from ..families import family_of
 
     family = family_of(config)
@@ -313,18 +311,7 @@ def build_model(model_dir: Path, config, weights: dict):
         raise _fail(
             model_dir, f"the checkpoint has no {err.args[0]} (config.yaml and checkpoint disagree)"
         ) from None
-    params = dict(model.named_parameters(remove_duplicate=False))
-    if set(params) != set(values):  # a mapping that misses a weight of ours is a bug here, not the user's
-        raise ConversionError(f"internal: unmapped weights {sorted(set(params) ^ set(values))[:3]}")
-    with torch.no_grad():
-        for name, param in params.items():
-            if values[name].shape != param.shape:
-                raise _fail(
-                    model_dir,
-                    f"{name} would get shape {tuple(values[name].shape)}, config.yaml implies {tuple(param.shape)}",
-                )
-            param.copy_(values[name])
-    return model
+    return copy_weights(model, values, model_dir, "config.yaml")
 
 
 # ---------------------------------------------------------------------------------------------------------- RNN

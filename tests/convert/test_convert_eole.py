@@ -11,14 +11,13 @@ directly with pytest where that environment is absent, the test skips, saying so
 from __future__ import annotations
 
 import collections
-import gzip
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from _toolkit_proof import cut, run, toolkit_python, write_slice
 
 from hf_seq2seq.convert import convert
 
@@ -81,55 +80,25 @@ MODELS = {
 }
 
 
-def _eole_python() -> Path:
-    if not EOLE_PYTHON.is_file():
-        pytest.skip(f"eole's virtual environment is absent ({EOLE_PYTHON}): see this module's docstring")
-    probe = subprocess.run([EOLE_PYTHON, "-c", "import eole"], capture_output=True, text=True, timeout=120)
-    if probe.returncode != 0:
-        pytest.skip(f"{EOLE_PYTHON} cannot import eole: {probe.stderr.strip().splitlines()[-1:]}")
-    return EOLE_PYTHON
-
-
-def _write_slice(root: Path, multi30k: Path) -> None:
-    """The Multi30k slice as eole's parallel text files, and a joint word vocabulary (eole's "word<TAB>count")."""
-    counts: collections.Counter = collections.Counter()
-    for split, (name, lines) in SPLITS.items():
-        for lang in ("de", "en"):
-            with gzip.open(multi30k / f"{name}.{lang}.gz", "rt", encoding="utf-8") as f:
-                text = [line.rstrip("\n") for _, line in zip(range(lines), f)]
-            (root / f"{split}.{lang}").write_text("\n".join(text) + "\n", encoding="utf-8")
-            if split == "train":
-                counts.update(word for line in text for word in line.strip().split(" ") if word)
-    (root / "vocab.txt").write_text(
-        "\n".join(f"{w}\t{n}" for w, n in counts.most_common(2500)) + "\n", encoding="utf-8"
-    )
-
-
-def _run(command: list, cwd: Path, timeout: int) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{command[1:3]} failed:\n{proc.stderr[-3000:]}"
-
-
-def _cut(row: list[int], eos: int, pad: int) -> list[int]:
-    row = row[1:]  # the decoder start token
-    return row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    python = _eole_python()
-    _write_slice(tmp_path, multi30k_dir)
+    python = toolkit_python(EOLE_PYTHON, "eole", "eole")
+    train = write_slice(tmp_path, multi30k_dir, SPLITS)
+    counts = collections.Counter(
+        w for line in train["de"] + train["en"] for w in line.strip().split(" ") if w
+    )
+    vocab = "\n".join(f"{w}\t{n}" for w, n in counts.most_common(2500))  # eole's "word<TAB>count"
+    (tmp_path / "vocab.txt").write_text(vocab + "\n", encoding="utf-8")
     options, expected = MODELS[name]
     (tmp_path / "config.yaml").write_text(CONFIG.format(root=tmp_path, **options), encoding="utf-8")
     eole = [python, "-c", "from eole.bin.main import main; main()"]
-    _run([*eole, "train", "-config", "config.yaml"], tmp_path, timeout=900)  # eole's own training
+    run([*eole, "train", "-config", "config.yaml"], tmp_path, timeout=900)  # eole's own training
     model_dir = tmp_path / "model"
     saved = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model"]
     assert saved.get("share_embeddings", False) == expected["tie_word_embeddings"]
-    _run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
+    run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
     reference = torch.load(tmp_path / "reference.pt", weights_only=True)
 
     convert(model_dir, tmp_path / "ours", from_format="eole", to_format="hf-seq2seq")
@@ -174,5 +143,5 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     assert (
         len(set(map(tuple, reference["greedy"]))) > 10
     )  # a model that translates, not one repeated sentence
-    assert [_cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
-    assert [_cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
+    assert [cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
+    assert [cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]

@@ -10,13 +10,12 @@ directly with pytest where that environment is absent, the test skips, saying so
 from __future__ import annotations
 
 import collections
-import gzip
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from _toolkit_proof import cut, run, toolkit_python, write_slice
 
 from hf_seq2seq.convert import convert
 
@@ -106,57 +105,24 @@ MODELS = {
 }
 
 
-def _joeynmt_python() -> Path:
-    if not JOEYNMT_PYTHON.is_file():
-        pytest.skip(
-            f"JoeyNMT's virtual environment is absent ({JOEYNMT_PYTHON}): see this module's docstring"
-        )
-    probe = subprocess.run(
-        [JOEYNMT_PYTHON, "-c", "import joeynmt"], capture_output=True, text=True, timeout=120
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"{JOEYNMT_PYTHON} cannot import joeynmt: {probe.stderr.strip().splitlines()[-1:]}")
-    return JOEYNMT_PYTHON
-
-
-def _write_slice(root: Path, multi30k: Path) -> None:
-    """The Multi30k slice as JoeyNMT's plain dataset files, and a joint word vocabulary of the training slice."""
-    counts: collections.Counter = collections.Counter()
-    for split, (name, lines) in SPLITS.items():
-        for lang in ("de", "en"):
-            with gzip.open(multi30k / f"{name}.{lang}.gz", "rt", encoding="utf-8") as f:
-                text = [line.rstrip("\n") for _, line in zip(range(lines), f)]
-            (root / f"{split}.{lang}").write_text("\n".join(text) + "\n", encoding="utf-8")
-            if split == "train":
-                counts.update(word for line in text for word in line.lower().split(" "))
-    (root / "vocab.txt").write_text(
-        "\n".join(w for w, _ in counts.most_common(2500)) + "\n", encoding="utf-8"
-    )
-
-
-def _run(command: list, cwd: Path, timeout: int) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{command[1:3]} failed:\n{proc.stderr[-3000:]}"
-
-
-def _cut(row: list[int], eos: int, pad: int) -> list[int]:
-    row = row[1:]  # the decoder start token
-    return row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_a_joeynmt_model_converts_exactly(tmp_path, multi30k_dir, name):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    python = _joeynmt_python()
-    _write_slice(tmp_path, multi30k_dir)
+    python = toolkit_python(JOEYNMT_PYTHON, "joeynmt", "JoeyNMT")
+    train = write_slice(tmp_path, multi30k_dir, SPLITS)
+    counts = collections.Counter(
+        word for line in train["de"] + train["en"] for word in line.lower().split(" ")
+    )
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(w for w, _ in counts.most_common(2500)) + "\n", encoding="utf-8"
+    )
     encoder, decoder, expected = MODELS[name]
     config_text = CONFIG.format(root=tmp_path, encoder=encoder, decoder=decoder)
     (tmp_path / "config.yaml").write_text(config_text, encoding="utf-8")
-    _run([python, "-m", "joeynmt", "train", "config.yaml"], tmp_path, timeout=1500)  # JoeyNMT's own training
+    run([python, "-m", "joeynmt", "train", "config.yaml"], tmp_path, timeout=1500)  # JoeyNMT's own training
     model_dir = tmp_path / "model"
-    _run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
+    run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
     reference = torch.load(tmp_path / "reference.pt", weights_only=True)
 
     convert(model_dir, tmp_path / "ours", from_format="joeynmt", to_format="hf-seq2seq")
@@ -197,5 +163,5 @@ def test_a_joeynmt_model_converts_exactly(tmp_path, multi30k_dir, name):
     with torch.no_grad():
         greedy = model.generate(**inputs, max_new_tokens=40)
         beam = model.generate(**inputs, num_beams=5, length_penalty=0.0, max_new_tokens=40)
-    assert [_cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
-    assert [_cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
+    assert [cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
+    assert [cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
