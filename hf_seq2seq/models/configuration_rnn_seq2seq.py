@@ -47,6 +47,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         label_smoothing (`float` in [0, 1), defaults to 0.0): of the training cross-entropy.
         tie_word_embeddings (`bool`, defaults to True): encoder embedding, decoder embedding and output layer share
             one matrix (joint vocabulary). The decoder output (size H) is projected to E first when E != H.
+        output_bias (`bool`, defaults to False): a bias in the output layer (`logits = W_y o_t + b_y`,
+            `lm_head.bias`), as OpenNMT-py's and eole's generator has by default.
         max_position_embeddings (`int`, defaults to 512): not used by the model (RNNs have no positions); the
             tokenizer/pipeline truncation length.
         use_cache (`bool`, defaults to True): whether `forward` returns the decoder state (`cache`) when the call
@@ -75,6 +77,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         dropout: float = 0.2,
         label_smoothing: float = 0.0,
         tie_word_embeddings: bool = True,
+        output_bias: bool = False,
         max_position_embeddings: int = 512,
         use_cache: bool = True,
         pad_token_id: int = 0,
@@ -97,6 +100,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         check_bool(OWNER, "combine_bias", combine_bias)
         check_choice(OWNER, "decoder_init", decoder_init, DECODER_INITS)
         check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
+        check_bool(OWNER, "output_bias", output_bias)
         check_bool(OWNER, "use_cache", use_cache)
         check_float(OWNER, "dropout", dropout, 0, 1)
         check_float(OWNER, "label_smoothing", label_smoothing, 0, 1)
@@ -142,6 +146,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)
         self.tie_word_embeddings = tie_word_embeddings
+        self.output_bias = output_bias
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
         # transformers' typed signature omits the special-token kwargs it accepts through **kwargs

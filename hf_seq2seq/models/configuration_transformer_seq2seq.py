@@ -40,6 +40,8 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         scale_embedding: multiply token embeddings by sqrt(d_model) (Sec. 3.4).
         tie_word_embeddings: share encoder input, decoder input and output projection weights (Sec. 3.4; needs
             a joint vocabulary); ``False`` gives three separate (V, D) matrices.
+        output_bias: a bias in the output projection (``logits = h W^T + b``; ``lm_head.bias``), as Marian's
+            ``final_logits_bias`` and eole's ``generator_bias`` (the paper's projection has none; default off).
         label_smoothing: label smoothing of the cross-entropy loss, in [0, 1) (Sec. 5.4 uses 0.1).
         init_std: standard deviation of the normal initialisation of Linear / Embedding weights.
         layer_norm_eps: the epsilon of every LayerNorm, added to the variance (1e-5, torch's default; JoeyNMT and
@@ -72,6 +74,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         max_position_embeddings: int = 256,
         scale_embedding: bool = True,
         tie_word_embeddings: bool = True,
+        output_bias: bool = False,
         label_smoothing: float = 0.0,
         init_std: float = 0.02,
         layer_norm_eps: float = 1e-5,
@@ -98,6 +101,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.scale_embedding = scale_embedding
         self.tie_word_embeddings = tie_word_embeddings
+        self.output_bias = output_bias
         self.label_smoothing = label_smoothing
         self.init_std = init_std
         self.layer_norm_eps = layer_norm_eps
@@ -144,6 +148,7 @@ class TransformerSeq2SeqConfig(PretrainedConfig):
         check_choice(None, "position_embedding", self.position_embedding, POSITION_EMBEDDINGS)
         check_bool(None, "scale_embedding", self.scale_embedding)
         check_bool(None, "tie_word_embeddings", self.tie_word_embeddings)
+        check_bool(None, "output_bias", self.output_bias)
         if (
             isinstance(self.init_std, bool)
             or not isinstance(self.init_std, (int, float))

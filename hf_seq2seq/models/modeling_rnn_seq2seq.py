@@ -754,7 +754,8 @@ class RNNDecoderLMMixin:
         if config.tie_word_embeddings and config.embedding_size != config.hidden_size:
             self.output_projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
             head_in = config.embedding_size
-        self.lm_head = nn.Linear(head_in, config.vocab_size, bias=False)
+        # output_bias (the RNN seq2seq config's; captioning has none): OpenNMT-py's/eole's generator bias
+        self.lm_head = nn.Linear(head_in, config.vocab_size, bias=getattr(config, "output_bias", False))
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:

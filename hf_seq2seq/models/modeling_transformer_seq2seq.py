@@ -793,7 +793,8 @@ class TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqPreTrainedMod
     def __init__(self, config: TransformerSeq2SeqConfig):
         super().__init__(config)
         self.model = TransformerSeq2SeqModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        # output_bias: Marian's final_logits_bias, eole's generator bias
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> TransformerSeq2SeqEncoder:

@@ -51,9 +51,10 @@ TRANSFORMERS = {
     "post-learned-untied-gelu_new": dict(
         position_embedding="learned", tie_word_embeddings=False, activation_function="gelu_new"
     ),
-    # JoeyNMT's LayerNorm epsilon (a converted model): CTranslate2 must be told it
-    "pre-sinusoidal-tied-silu-eps1e-6": dict(
-        norm_style="pre", activation_function="silu", layer_norm_eps=1e-6
+    # JoeyNMT's LayerNorm epsilon (a converted model): CTranslate2 must be told it; an output-layer bias (eole's
+    # generator bias, Marian's final_logits_bias) is the projection's bias there
+    "pre-sinusoidal-tied-silu-eps1e-6-outbias": dict(
+        norm_style="pre", activation_function="silu", layer_norm_eps=1e-6, output_bias=True
     ),
     "post-sinusoidal-unscaled-tanh-3layers": dict(
         scale_embedding=False, activation_function="tanh", encoder_layers=3
@@ -61,13 +62,14 @@ TRANSFORMERS = {
 }
 RNNS = {
     "bigru-bahdanau": dict(),
-    "lstm-luong-general-feed-2layers-untied": dict(
+    "lstm-luong-general-feed-2layers-untied-outbias": dict(
         cell="lstm",
         attention="general",
         input_feeding=True,
         encoder_layers=2,
         decoder_layers=2,
         tie_word_embeddings=False,
+        output_bias=True,
     ),
     "bilstm-luong-dot-tied-E!=H": dict(cell="lstm", attention="dot", embedding_size=12),
     "gru-cho": dict(attention="none", bidirectional_encoder=False),

@@ -1,6 +1,6 @@
 """transformers' own common model tests for the RNN family (base and LM classes), one test class per variant:
 GRU + Bahdanau with a bidirectional encoder; LSTM + Luong general with input feeding; GRU without attention (Cho);
-Luong dot; Luong concat.
+Luong dot; Luong concat with an output-layer bias.
 
 Wired as the library's ``tests/models/bart/test_modeling_bart.py`` does. An RNN has no self-attention and its
 decoder state is a recurrent ``Cache`` (``LinearAttentionLayer`` per layer, as the library's recurrent models),
@@ -149,4 +149,5 @@ class RNNLuongDotCommonTest(_RNNCommonTests, unittest.TestCase):
 
 
 class RNNLuongConcatCommonTest(_RNNCommonTests, unittest.TestCase):
-    config_kwargs = {"cell": "lstm", "attention": "concat"}
+    # output_bias: OpenNMT-py's / eole's generator bias (converted models have it): the option runs the whole suite
+    config_kwargs = {"cell": "lstm", "attention": "concat", "output_bias": True}

@@ -39,8 +39,10 @@ class TransformerSeq2SeqModelTester:
         batch_size: int = 13,
         seq_length: int = 7,
         layer_norm_eps: float = 1e-5,
+        output_bias: bool = False,
     ):
         self.parent = parent
+        self.output_bias = output_bias
         self.norm_style = norm_style
         self.layer_norm_eps = layer_norm_eps
         self.batch_size = batch_size
@@ -69,6 +71,7 @@ class TransformerSeq2SeqModelTester:
             attention_dropout=0.1,
             norm_style=self.norm_style,
             layer_norm_eps=self.layer_norm_eps,
+            output_bias=self.output_bias,
             max_position_embeddings=self.max_position_embeddings,
             pad_token_id=self.pad_token_id,
             bos_token_id=self.bos_token_id,
@@ -100,13 +103,17 @@ class _TransformerCommonTests(ModelTesterMixin, GenerationTesterMixin):
     is_encoder_decoder = True
     norm_style = "post"
     layer_norm_eps = 1e-5
+    output_bias = False
     test_resize_embeddings = True
     test_missing_keys = True
 
     def setUp(self):
         torch.manual_seed(0)
         self.model_tester = TransformerSeq2SeqModelTester(
-            self, norm_style=self.norm_style, layer_norm_eps=self.layer_norm_eps
+            self,
+            norm_style=self.norm_style,
+            layer_norm_eps=self.layer_norm_eps,
+            output_bias=self.output_bias,
         )
         self.config_tester = ConfigTester(self, config_class=TransformerSeq2SeqConfig, d_model=16)
 
@@ -122,4 +129,7 @@ class TransformerPreNormCommonTest(_TransformerCommonTests, unittest.TestCase):
     norm_style = "pre"
     layer_norm_eps = (
         1e-6  # JoeyNMT's epsilon (converted pre-norm models keep it): the option runs the whole suite
+    )
+    output_bias = (
+        True  # eole's generator bias (converted eole models have it): the option runs the whole suite
     )
