@@ -14,8 +14,10 @@ What differs, and how it is mapped exactly:
 - **Embeddings.** Marian ties encoder and decoder embeddings with ``share_encoder_decoder_embeddings`` and the
   output projection with ``tie_word_embeddings``; ours ties all three or none (``tie_word_embeddings``). A Marian
   model whose three matrices are not all the same tensor becomes ours with three separate matrices, equal values.
-- **final_logits_bias**: Marian adds it to the logits, ours has no output bias; it must be zero (it is in stock
-  Marian models) and is written as zeros.
+- **final_logits_bias**: Marian adds this (1, V) buffer to the logits; ours has ``lm_head.bias`` with
+  ``output_bias=True``. A non-zero one becomes our output bias (the same values), a zero one (stock Marian models)
+  leaves ``output_bias=False``; ours with ``output_bias`` writes its bias into ``final_logits_bias``, without it
+  zeros. The vocabulary axis is not the residual stream, so nothing is reordered.
 - ``scale_embedding`` (× sqrt(D)), ``activation_function``, the dropouts, ``init_std``, the special ids and
   ``max_position_embeddings`` are the same options on both sides; LayerNorm is ``nn.LayerNorm(D)`` (eps 1e-5) in
   both, after each residual add, with no final or embedding LayerNorm.
@@ -24,7 +26,7 @@ Not expressible, refused in one line naming the option: ours with ``norm_style="
 blocks nor final LayerNorms), ``position_embedding="learned"`` (Marian's positions are sinusoidal) or
 ``layer_norm_eps`` ≠ 1e-5 (JoeyNMT's 1e-6 in a converted model; Marian's LayerNorms use torch's default); Marian with
 ``decoder_vocab_size`` ≠ ``vocab_size``, encoder and decoder of different ``*_ffn_dim`` / ``*_attention_heads``, an
-activation we do not offer, or a non-zero ``final_logits_bias``.
+or an activation we do not offer.
 
 Training-only differences (the forward pass and ``generate()`` are not affected): Marian's ``*_layerdrop`` has no
 counterpart in ours (a Marian model with layerdrop > 0 is converted and the card says so), and our
@@ -109,8 +111,9 @@ def marian_config_from_ours(config: TransformerSeq2SeqConfig):
     )
 
 
-def ours_config_from_marian(config, tied: bool) -> TransformerSeq2SeqConfig:
-    """Our configuration of a ``MarianConfig`` (``tied``: whether its three embedding matrices are one)."""
+def ours_config_from_marian(config, tied: bool, output_bias: bool = False) -> TransformerSeq2SeqConfig:
+    """Our configuration of a ``MarianConfig`` (``tied``: whether its three embedding matrices are one;
+    ``output_bias``: whether its ``final_logits_bias`` is not zero)."""
     vocab, decoder_vocab = config.vocab_size, config.decoder_vocab_size or config.vocab_size
     if decoder_vocab != vocab:
         raise ConversionError(
@@ -137,6 +140,7 @@ def ours_config_from_marian(config, tied: bool) -> TransformerSeq2SeqConfig:
             norm_style="post",
             position_embedding="sinusoidal",
             tie_word_embeddings=tied,
+            output_bias=output_bias,
             use_cache=config.use_cache,
         )
     except ValueError as err:  # our own checks (an odd d_model, ...): name the Marian value that fails them
@@ -245,8 +249,11 @@ def to_marian(model):
     if config.share_encoder_decoder_embeddings:
         values["model.shared.weight"] = values["model.encoder.embed_tokens.weight"]
     _copy_into(marian, values)
-    with torch.no_grad():
-        marian.final_logits_bias.zero_()
+    with torch.no_grad():  # (1, V): our output bias, or zeros
+        bias = model.lm_head.bias
+        marian.final_logits_bias.copy_(
+            torch.zeros_like(marian.final_logits_bias) if bias is None else bias[None]
+        )
     marian.generation_config = copy.deepcopy(model.generation_config)
     return marian
 
@@ -255,14 +262,10 @@ def from_marian(marian):
     """Our ``TransformerSeq2SeqForConditionalGeneration`` computing what ``marian`` (a ``MarianMTModel``) does."""
     from ..families import FAMILIES
 
-    bias = marian.final_logits_bias
-    if torch.count_nonzero(bias):
-        raise ConversionError(
-            f"final_logits_bias is not zero (max |bias| {bias.abs().max().item():.3g}): our Transformer's output "
-            "projection has no bias"
-        )
+    bias = marian.final_logits_bias  # (1, V)
+    output_bias = bool(torch.count_nonzero(bias))
     embeddings = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight")
-    config = ours_config_from_marian(marian.config, tied=_tied(marian, embeddings))
+    config = ours_config_from_marian(marian.config, tied=_tied(marian, embeddings), output_bias=output_bias)
     model = FAMILIES["transformer"].model_class(config).eval()
     state = marian.state_dict()
     inverse = torch.argsort(marian_permutation(config.d_model))
@@ -270,6 +273,8 @@ def from_marian(marian):
         our_name: _reorder(torch.cat([state[n] for n in marian_names], dim=0), kind, inverse)
         for our_name, marian_names, kind in weight_pairs(config.encoder_layers, config.decoder_layers)
     }
+    if output_bias:
+        values["lm_head.bias"] = bias[0]
     _copy_into(model, values)
     model.generation_config = copy.deepcopy(marian.generation_config)
     return model

@@ -53,13 +53,19 @@ def test_the_permutation_maps_our_sinusoid_onto_marians(tokenizer):
     [
         {},  # Helsinki-NLP's layout: one shared matrix, swish, scaled embeddings
         {"shared": False, "activation_function": "gelu", "scale_embedding": False},  # three separate matrices
+        {"final_logits_bias": True},  # a trained logits bias: our output_bias
     ],
-    ids=["shared-embeddings", "separate-embeddings"],
+    ids=["shared-embeddings", "separate-embeddings", "final-logits-bias"],
 )
 def test_marian_to_ours_to_marian_is_exact(tokenizer, tmp_path, variant):
     from transformers import AutoModelForSeq2SeqLM, MarianMTModel
 
+    variant = dict(variant)
+    biased = variant.pop("final_logits_bias", False)
     marian = tiny_marian(tokenizer, **variant)
+    if biased:
+        with torch.no_grad():
+            marian.final_logits_bias.copy_(torch.randn(marian.final_logits_bias.shape))
     if not variant.get("shared", True):  # untied matrices that differ: a conversion that tied them would fail
         assert not torch.equal(marian.lm_head.weight, marian.model.encoder.embed_tokens.weight)
     marian.save_pretrained(tmp_path / "marian")
@@ -72,6 +78,9 @@ def test_marian_to_ours_to_marian_is_exact(tokenizer, tmp_path, variant):
     back = MarianMTModel.from_pretrained(tmp_path / "back").eval()
     assert ours.config.model_type == "transformer_seq2seq"
     assert ours.config.tie_word_embeddings == variant.get("shared", True)
+    assert ours.config.output_bias == biased  # a zero final_logits_bias (stock Marian) gives no output bias
+    if biased:
+        assert torch.equal(ours.lm_head.bias, marian.final_logits_bias[0])
     # identical weights: every tensor of the round trip is the original, bit for bit
     original, returned = marian.state_dict(), back.state_dict()
     assert original.keys() == returned.keys()
@@ -142,8 +151,12 @@ print(json.dumps(out))
 """
 
 
-def test_ours_to_marian_loads_without_the_package_and_gives_our_outputs(tokenizer, tmp_path):
-    ours = tiny_ours(tokenizer, seed=1)
+@pytest.mark.parametrize("output_bias", [False, True], ids=["no-bias", "output-bias"])
+def test_ours_to_marian_loads_without_the_package_and_gives_our_outputs(tokenizer, tmp_path, output_bias):
+    ours = tiny_ours(tokenizer, seed=1, output_bias=output_bias)
+    if output_bias:  # becomes Marian's final_logits_bias
+        with torch.no_grad():
+            ours.lm_head.bias.copy_(torch.randn(ours.lm_head.bias.shape))
     save_model_folder(ours, tokenizer, tmp_path / "ours")
     convert(tmp_path / "ours", tmp_path / "marian", from_format="hf-seq2seq", to_format="marian")
     config = json.loads((tmp_path / "marian" / "config.json").read_text(encoding="utf-8"))
