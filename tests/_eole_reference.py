@@ -6,11 +6,13 @@
 Writes ``OUT.pt`` (``torch.save`` of plain tensors and lists): eole's source and target ids of every line, the
 teacher-forced log-probabilities of eole's model (gold-token ones for all lines, full distributions for the first
 lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``), as ids ending
-in eos.
+in eos. An RNN (``architecture: rnn``) is run one sentence at a time, for the forward pass and the search: eole's
+RNN encoder does not pack, so padding in a batch changes a sentence's encoding.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,14 +25,14 @@ FULL_LINES = 10  # full (T, V) distributions are kept for this many lines
 MAX_OUTPUT_LENGTH = 40
 
 
-def _engine(model_dir: str, beam_size: int) -> InferenceEnginePY:
+def _engine(model_dir: str, beam_size: int, batch_size: int) -> InferenceEnginePY:
     config = PredictConfig(
         model_path=model_dir,
         src="unused",
         beam_size=beam_size,
         max_length=MAX_OUTPUT_LENGTH,
         length_penalty="none",
-        batch_size=200,
+        batch_size=batch_size,
         batch_type="sents",
         world_size=1,
         gpu_ranks=[],
@@ -43,7 +45,9 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
     torch.set_num_threads(1)
     sources = Path(source).read_text(encoding="utf-8").splitlines()
     targets = Path(target).read_text(encoding="utf-8").splitlines()
-    engine = _engine(model_dir, beam_size=1)
+    rnn = json.loads((Path(model_dir) / "config.json").read_text())["model"].get("architecture") == "rnn"
+    batch_size = 1 if rnn else 200  # eole's RNN encoder runs over padding: one sentence at a time
+    engine = _engine(model_dir, beam_size=1, batch_size=batch_size)
     vocabs, model = engine.vocabs, engine.predictor.model
     src_vocab, tgt_vocab = vocabs["src"], vocabs["tgt"]
     specials = vocabs["specials"]
@@ -62,8 +66,18 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
     src, trg = padded(src_ids), padded(trg_ids)
     src_len = torch.tensor([len(row) for row in src_ids])
     with torch.no_grad():
-        dec_out = model(src, trg, src_len).dec_out
-        log_probs = F.log_softmax(model.generator(dec_out).float(), dim=-1)
+        if rnn:  # (N, T, V) assembled from one forward pass per sentence, zeros past each target's end
+            log_probs = torch.zeros(len(src_ids), trg.shape[1] - 1, len(tgt_vocab))
+            for i, (source_ids, target_ids) in enumerate(zip(src_ids, trg_ids)):
+                dec_out = model(
+                    torch.tensor([source_ids]), torch.tensor([target_ids]), src_len[i : i + 1]
+                ).dec_out
+                log_probs[i, : len(target_ids) - 1] = F.log_softmax(model.generator(dec_out).float(), dim=-1)[
+                    0
+                ]
+        else:
+            dec_out = model(src, trg, src_len).dec_out
+            log_probs = F.log_softmax(model.generator(dec_out).float(), dim=-1)
     gold = log_probs.gather(-1, trg[:, 1:].unsqueeze(-1)).squeeze(-1)
 
     def search(engine: InferenceEnginePY) -> list:
@@ -71,7 +85,7 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
         return [[*tgt_vocab(best[0].split(" ")), eos] if best[0] else [eos] for best in predictions]
 
     greedy = search(engine)
-    beam5 = search(_engine(model_dir, beam_size=5))
+    beam5 = search(_engine(model_dir, beam_size=5, batch_size=batch_size))
     torch.save(
         {
             "src_ids": src_ids,

@@ -12,7 +12,9 @@ a LayerNorm; the embeddings are scaled by sqrt(hidden_size) and added to the int
 (``scale_embedding``, ``position_embedding="sinusoidal"``); ``norm_eps`` is our ``layer_norm_eps``. eole's
 projections have no biases by default (``add_qkvbias``, ``add_final_linear_bias``, ``add_ffnbias``): ours get
 zero biases, which computes the same thing. ``share_embeddings`` with ``share_decoder_embeddings`` is our
-``tie_word_embeddings``; otherwise the three matrices are kept apart.
+``tie_word_embeddings``; otherwise the three matrices are kept apart. eole's output layer (``generator``) has a bias
+by default (``generator_bias``): it is our ``lm_head.bias`` (``output_bias=True``); without one, ``output_bias`` is
+off.
 
 The tokenizer reproduces eole without transforms: the line stripped, split at each space, looked up in the
 vocabulary (unknown words → ``<unk>``); eole gives the encoder no eos, so neither does the tokenizer.
@@ -21,8 +23,7 @@ Refused in one line naming the eole option: any architecture but ``transformer``
 models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
 ``final_encoder_layer_norm`` (eole's decoder is pre-norm only, ours has one norm style), ``layer_norm`` other than
 ``standard`` (RMSNorm), position encodings other than ``SinusoidalInterleaved``, ``normalize`` (a second
-embedding scaling), a ``generator_bias`` that is not all zero (our output layer has no bias), gated or other
-activations, and the attention variants of eole's LLM support (grouped KV heads, ``head_dim``, ``attn_scaling``,
+embedding scaling), gated or other activations, and the attention variants of eole's LLM support (grouped KV heads, ``head_dim``, ``attn_scaling``,
 sliding windows, relative positions, query/key/value norms, mixtures of experts, parallel residuals, extra
 feed-forward norms, gated queries), separate source and target vocabularies, and transforms (subword
 tokenisation: ``onmt_tokenize``, ``sentencepiece``, ``bpe``...).
@@ -71,6 +72,11 @@ EMBEDDING_VANILLA = {
     "position_shift": (0, None),
     "freeze_word_vecs_enc": (False, True),  # training only
     "freeze_word_vecs_dec": (False, True),
+}
+# architecture -> the encoder_type / decoder_type values it converts with
+LAYER_KINDS = {
+    "transformer": {"encoder": ("transformer",), "decoder": ("transformer",)},
+    "rnn": {"encoder": ("rnn", "brnn"), "decoder": ("rnn",)},
 }
 MODEL_VANILLA = {
     "generator_function": ("softmax",),
@@ -173,26 +179,36 @@ def _same(model_dir: Path, model: dict, name: str):
 
 
 def check_model_section(model_dir: Path, config: dict) -> None:
-    """Refuse (one line naming the eole option) what our Transformer cannot express, before any weight is read."""
+    """Refuse (one line naming the eole option) what our Transformer or RNN cannot express, before any weight is
+    read."""
     _check_kind(model_dir, config)
+    if config["model"].get("architecture", "transformer") == "rnn":
+        from .eole_rnn import check_rnn_section
+
+        _check_vanilla(model_dir, config["model"])
+        check_rnn_section(model_dir, config["model"])
+        return
     _check_layers(model_dir, config["model"])
     _check_embeddings(model_dir, config["model"])
 
 
 def _check_kind(model_dir: Path, config: dict) -> None:
-    """An encoder-decoder Transformer trained on space-split words."""
+    """An encoder-decoder Transformer or RNN trained on space-split words."""
     model = config["model"]
     architecture = model.get("architecture", "transformer")
-    if architecture != "transformer":
+    if architecture not in LAYER_KINDS:
         raise _fail(
             model_dir,
-            f"model.architecture={architecture!r}: only eole's encoder-decoder transformer converts",
+            f"model.architecture={architecture!r}: only eole's encoder-decoder transformer and rnn convert",
         )
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
+    kinds = LAYER_KINDS[architecture]
     for side, section, key in (("encoder", encoder, "encoder_type"), ("decoder", decoder, "decoder_type")):
-        kind = section.get(key, "transformer")
-        if kind != "transformer":
-            raise _fail(model_dir, f"model.{side}.{key}={kind!r}: only transformer layers convert")
+        kind = section.get(key, architecture)
+        if kind not in kinds[side]:
+            raise _fail(
+                model_dir, f"model.{side}.{key}={kind!r}: a {architecture} model converts with {kinds[side]}"
+            )
     transforms = sorted(
         {
             t
@@ -257,17 +273,23 @@ def _check_embeddings(model_dir: Path, model: dict) -> None:
             model_dir,
             f"model.embeddings.position_encoding_type={positions!r}: only SinusoidalInterleaved converts",
         )
+    _check_vanilla(model_dir, model)
+    hidden = _option(model.get("encoder") or {}, model, "hidden_size")
+    for name in ("src_word_vec_size", "tgt_word_vec_size"):
+        size = embeddings.get(name, embeddings.get("word_vec_size", hidden))
+        if size not in (hidden, -1, None):
+            raise _fail(model_dir, f"model.embeddings.{name}={size} differs from hidden_size={hidden}")
+
+
+def _check_vanilla(model_dir: Path, model: dict) -> None:
+    """Plain word embeddings and a softmax generator (both architectures)."""
+    embeddings = model.get("embeddings") or {}
     for name, allowed in EMBEDDING_VANILLA.items():
         if embeddings.get(name, allowed[0]) not in allowed:
             raise _fail(model_dir, f"model.embeddings.{name}={embeddings[name]!r} is not offered by ours")
     for name, allowed in MODEL_VANILLA.items():
         if model.get(name, allowed[0]) not in allowed:
             raise _fail(model_dir, f"model.{name}={model[name]!r} is not offered by ours")
-    hidden = _option(model.get("encoder") or {}, model, "hidden_size")
-    for name in ("src_word_vec_size", "tgt_word_vec_size"):
-        size = embeddings.get(name, embeddings.get("word_vec_size", hidden))
-        if size not in (hidden, -1, None):
-            raise _fail(model_dir, f"model.embeddings.{name}={size} differs from hidden_size={hidden}")
 
 
 def _embedding_matrices(model_dir: Path, model: dict, weights: dict) -> tuple:
@@ -293,11 +315,6 @@ def transformer_config(
 
     model = config["model"]
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
-    bias = weights.get("generator.bias")
-    if bias is not None and bias.abs().max().item() != 0.0:
-        raise _fail(
-            model_dir, "model.generator_bias=true (a trained output-layer bias): our output layer has no bias"
-        )
     scalars = [k for k, v in weights.items() if k.endswith(".layer_scalar") and not bool((v == 1).all())]
     if scalars:
         raise _fail(model_dir, f"{scalars[0]} is not 1 (a per-layer output scale): ours has none")
@@ -324,6 +341,7 @@ def transformer_config(
             else 5000,
             scale_embedding=True,
             tie_word_embeddings=tied,
+            output_bias="generator.bias" in weights,  # generator_bias (eole's default: on)
             layer_norm_eps=float(_option(encoder, model, "norm_eps")),
             label_smoothing=float((config.get("training") or {}).get("label_smoothing", 0.0)),
             pad_token_id=vocab.index(specials["pad_token"]),
@@ -380,6 +398,8 @@ def transformer_weights(model_dir: Path, model: dict, config, weights: dict) -> 
         "model.decoder.embed_tokens.weight": tgt,
         "lm_head.weight": generator,
     }
+    if config.output_bias:
+        values["lm_head.bias"] = weights["generator.bias"]
     d = config.d_model
     for i in range(config.encoder_layers):
         ours, eole = f"model.encoder.layers.{i}", f"encoder.transformer_layers.{i}"
@@ -472,6 +492,8 @@ def load_eole(source):
     check_model_section(model_dir, config)
     vocab, specials, start = read_vocabulary(model_dir)
     weights = read_weights(model_dir)
+    if config["model"].get("architecture", "transformer") == "rnn":
+        return _load_rnn(model_dir, config, vocab, specials, start, weights)
     our_config = transformer_config(model_dir, config, vocab, specials, start, weights)
     model = build_model(model_dir, config["model"], our_config, weights)
     model.generation_config = generation_config(our_config)
@@ -482,8 +504,23 @@ def load_eole(source):
         "float64 where eole's is computed in float32 (they differ by float32 rounding).",
         "The tokenizer reproduces eole's ids: the source gets no eos (eole gives its encoder none), so for "
         "fine-tuning append eos to the labels yourself.",
-        "Beam search: `eole predict` divides a finished hypothesis' score by length^alpha (`length_penalty: avg`, "
-        "the default) or not at all (`none`: our `length_penalty=0.0`, the setting the conversion was proven "
-        "with). Greedy decoding is the same.",
+        BEAM_NOTE,
     ]
     return model, tokenizer, notes
+
+
+BEAM_NOTE = (
+    "Beam search: `eole predict` divides a finished hypothesis' score by length^alpha (`length_penalty: avg`, "
+    "the default) or not at all (`none`: our `length_penalty=0.0`, the setting the conversion was proven "
+    "with). Greedy decoding is the same."
+)
+
+
+def _load_rnn(model_dir: Path, config: dict, vocab: list[str], specials: dict, start: str, weights: dict):
+    from .eole_rnn import NOTES, build_rnn_model, rnn_config
+
+    our_config = rnn_config(model_dir, config, vocab, specials, start, weights)
+    model = build_rnn_model(model_dir, config["model"], our_config, weights)
+    model.generation_config = generation_config(our_config)
+    tokenizer = build_tokenizer(vocab, specials, start, our_config.max_position_embeddings)
+    return model, tokenizer, [*NOTES, BEAM_NOTE]

@@ -13,7 +13,8 @@ from .configuration_utils_seq2seq import check_bool, check_choice, check_float, 
 CELLS = ("gru", "lstm")
 ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
 LUONG_ATTENTIONS = ("dot", "general", "concat")
-DECODER_INITS = ("bridge", "top_bridge", "top", "zero")
+DECODER_INITS = ("bridge", "top_bridge", "top", "zero", "final")
+COMBINE_ACTIVATIONS = ("tanh", "none")
 OWNER = "RNNSeq2SeqConfig"  # error messages start with it
 
 
@@ -38,11 +39,16 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         input_feeding (`bool`, defaults to False): Luong et al. (2015) sec. 3.3; only with a Luong score.
         combine_bias (`bool`, defaults to False): a bias in Luong's ``W_c`` (eq. 5, ``h~_t = tanh(W_c [c_t; h_t] +
             b_c)``), as JoeyNMT's attentional layer has; only with a Luong score.
-        decoder_init (`"bridge" | "top_bridge" | "top" | "zero"`, defaults to `"bridge"`): the decoder's initial
-            state. `"bridge"`: per decoder layer, `tanh(W_s h_final + b_s)` of the aligned encoder layer (LSTM cell:
+        combine_activation (`"tanh" | "none"`, defaults to `"tanh"`): the non-linearity of Luong's ``W_c`` (eq. 5);
+            `"none"` gives ``h~_t = W_c [c_t; h_t] + b_c``, the output layer of OpenNMT-py's and eole's `mlp`
+            attention; only with a Luong score.
+        decoder_init (`"bridge" | "top_bridge" | "top" | "zero" | "final"`, defaults to `"bridge"`): the decoder's
+            initial state. `"bridge"`: per decoder layer, `tanh(W_s h_final + b_s)` of the aligned encoder layer (LSTM cell:
             `W_c c_final + b_c`); `"top_bridge"`: one `tanh(W_s h_final + b_s)` of the top encoder layer for every
             decoder layer, the LSTM cell equal to it (JoeyNMT's `bridge`); `"top"`: the top encoder layer's final
-            state itself for every layer and as the LSTM cell (JoeyNMT's `last`); `"zero"`: zeros.
+            state itself for every layer and as the LSTM cell (JoeyNMT's `last`); `"zero"`: zeros; `"final"`: per
+            decoder layer, the aligned encoder layer's final state itself (LSTM: its final cell), as OpenNMT-py and
+            eole start their decoders.
         dropout (`float` in [0, 1), defaults to 0.2): on embeddings, between RNN layers and before the output layer.
         label_smoothing (`float` in [0, 1), defaults to 0.0): of the training cross-entropy.
         tie_word_embeddings (`bool`, defaults to True): encoder embedding, decoder embedding and output layer share
@@ -73,6 +79,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention: str = "bahdanau",
         input_feeding: bool = False,
         combine_bias: bool = False,
+        combine_activation: str = "tanh",
         decoder_init: str = "bridge",
         dropout: float = 0.2,
         label_smoothing: float = 0.0,
@@ -99,6 +106,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         check_bool(OWNER, "input_feeding", input_feeding)
         check_bool(OWNER, "combine_bias", combine_bias)
         check_choice(OWNER, "decoder_init", decoder_init, DECODER_INITS)
+        check_choice(OWNER, "combine_activation", combine_activation, COMBINE_ACTIVATIONS)
         check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
         check_bool(OWNER, "output_bias", output_bias)
         check_bool(OWNER, "use_cache", use_cache)
@@ -113,6 +121,11 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             raise ValueError(
                 f"RNNSeq2SeqConfig: `combine_bias=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
                 f"got attention={attention!r}"
+            )
+        if combine_activation != "tanh" and attention not in LUONG_ATTENTIONS:
+            raise ValueError(
+                f"RNNSeq2SeqConfig: `combine_activation={combine_activation!r}` needs a Luong attention "
+                f"{list(LUONG_ATTENTIONS)}, got attention={attention!r}"
             )
         if decoder_init == "zero" and attention == "none":
             raise ValueError(
@@ -142,6 +155,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.attention = attention
         self.input_feeding = input_feeding
         self.combine_bias = combine_bias
+        self.combine_activation = combine_activation
         self.decoder_init = decoder_init
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)

@@ -314,7 +314,8 @@ class RNNSeq2SeqEncoder(nn.Module):
     ``max(0, Le - L + l)`` (top layers aligned; extra decoder layers reuse the bottom encoder layer). That is
     ``decoder_init="bridge"``; JoeyNMT's initialisations start every decoder layer from the top encoder layer's
     final state: ``"top_bridge"`` (``tanh(W_s h_top + b_s)``, the LSTM cell equal to it), ``"top"`` (``h_top``
-    itself) and ``"zero"``.
+    itself) and ``"zero"``. ``"final"`` (OpenNMT-py's and eole's) starts decoder layer ``l`` from the aligned
+    encoder layer's final state itself, the LSTM cell from its final cell, without a bridge.
     """
 
     main_input_name = "input_ids"
@@ -413,6 +414,12 @@ class RNNSeq2SeqEncoder(nn.Module):
         """Embedded source (B, S, E) -> states (B, S, H), the bridged decoder state (B, L, H) (and cell), and
         the per-layer states when ``per_layer``. Checkpointed as one unit under gradient checkpointing."""
         states, final_h, final_c, layer_states = self._run_layers(embedded, lengths, per_layer)
+        if self.decoder_init == "final":  # per layer, the aligned encoder layer's final (h, c) as they are
+            hidden = self._join_directions(final_h)[self.bridge_layers].transpose(0, 1)  # (B, L, H)
+            cell = None
+            if final_c is not None:
+                cell = self._join_directions(final_c)[self.bridge_layers].transpose(0, 1)
+            return states, hidden, cell, layer_states
         if self.decoder_init != "bridge":
             hidden = self._top_init(self._join_directions(final_h)[-1])  # (L, B, H)
             cell = (
@@ -673,7 +680,8 @@ class LuongDecoder(_RNNDecoderBase):
     1. ``h_t = RNN(h_{t-1}, x_t)`` with ``x_t = E y_{t-1}``, or ``[E y_{t-1}; h~_{t-1}]`` with input feeding
        (sec. 3.3; ``h~_0 = 0``);
     2. ``a_t = softmax(score(h_t, h̄_s))`` over unmasked positions (eq. 7, scores eq. 8), ``c_t = Σ_s a_t(s) h̄_s``;
-    3. ``h~_t = tanh(W_c [c_t; h_t])`` (eq. 5), the step's output (and the next input feed).
+    3. ``h~_t = tanh(W_c [c_t; h_t])`` (eq. 5), the step's output (and the next input feed); with
+       ``combine_activation="none"`` (OpenNMT-py's / eole's ``mlp`` attention) ``W_c [c_t; h_t] + b_c``, no tanh.
 
     Without input feeding nothing in the recurrence depends on attention, so teacher forcing runs the RNN over the
     whole target in one call and scores all steps in one batched matmul (the fast path; tested equal to the loop).
@@ -685,7 +693,10 @@ class LuongDecoder(_RNNDecoderBase):
         size = config.hidden_size
         self.score = build_score(config.attention, size, size, size)
         self.combine = nn.Linear(2 * size, size, bias=getattr(config, "combine_bias", False))  # W_c, eq. (5)
-        self.combine_activation = nn.Tanh()
+        # eq. (5)'s tanh; OpenNMT-py's / eole's mlp attention has none (combine_activation="none")
+        self.combine_activation = (
+            nn.Identity() if getattr(config, "combine_activation", "tanh") == "none" else nn.Tanh()
+        )
 
     def initial_state(self, encoder_outputs):
         state = super().initial_state(encoder_outputs)

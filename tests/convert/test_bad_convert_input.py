@@ -29,11 +29,6 @@ def folders(tmp_path_factory):
     (root / "joey" / "config.yaml").write_text("model:\n  encoder:\n    type: recurrent\n", encoding="utf-8")
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not a model\n", encoding="utf-8")
-    biased = tiny_marian(tokenizer)
-    with torch.no_grad():
-        biased.final_logits_bias.fill_(0.5)
-    biased.save_pretrained(root / "biased")
-    tokenizer.save_pretrained(root / "biased")
     tiny_marian(tokenizer).save_pretrained(root / "no-tokenizer")
     tiny_marian(tokenizer, decoder_ffn_dim=48).save_pretrained(root / "uneven")
     _joeynmt_dirs(root)
@@ -126,21 +121,38 @@ def _eole_dirs(root):
     make("eole-no-vocab", files=("config", "weights"))
     make("eole-no-weights", files=("config", "vocab"))
     make("eole-no-config", files=("vocab", "weights"))
+    rnn = {
+        "architecture": "rnn",
+        "encoder": {"encoder_type": "rnn"},
+        "decoder": {"decoder_type": "rnn"},
+        "embeddings": {"position_encoding_type": None},
+    }
+    # eole's default RNN: sinusoidal positions on its embeddings
+    make("eole-rnn", model={**rnn, "encoder": {"encoder_type": "brnn"}, "embeddings": {}})
+    make("eole-rnn-cnn", model={**rnn, "encoder": {"encoder_type": "cnn"}})
+    make("eole-rnn-bridge", model={**rnn, "bridge": True})
+    make("eole-rnn-gate", model={**rnn, "decoder": {"decoder_type": "rnn", "context_gate": "both"}})
+    make("eole-rnn-coverage", model={**rnn, "decoder": {"decoder_type": "rnn", "coverage_attn": True}})
+    make("eole-rnn-no-attention", model={**rnn, "decoder": {"decoder_type": "rnn", "global_attention": None}})
     make(
-        "eole-rnn",
+        "eole-rnn-sparsemax",
+        model={**rnn, "decoder": {"decoder_type": "rnn", "global_attention_function": "sparsemax"}},
+    )
+    make(
+        "eole-rnn-layers",
         model={
-            "architecture": "rnn",
-            "encoder": {"encoder_type": "brnn"},
-            "decoder": {"decoder_type": "rnn"},
+            **rnn,
+            "encoder": {"encoder_type": "rnn", "layers": 2},
+            "decoder": {"decoder_type": "rnn", "layers": 1},
         },
     )
     make("eole-rms", model={"layer_norm": "rms"})
+    make("eole-cnn", model={"architecture": "cnn"})
     make("eole-rotary", model={"embeddings": {"position_encoding_type": "Rotary"}})
     make("eole-postnorm", model={"encoder": {**EOLE_MODEL["encoder"], "encoder_layer_style": "postnorm"}})
     make("eole-gated", model={"mlp_activation_fn": "gated-silu"})
     make("eole-transforms", config={"data": {"corpus_1": {"transforms": ["sentencepiece"]}}})
     make("eole-split-vocab", tgt=["<unk>", "<blank>", "<s>", "</s>", "b"])
-    make("eole-generator-bias", weights={"generator.bias": torch.ones(5)})
     (root / "eole-garbage-weights").mkdir()
     for name in ("config.json", "vocab.json"):
         (root / "eole-garbage-weights" / name).write_text((root / "eole-rms" / name).read_text())
@@ -166,7 +178,6 @@ CASES = {
     "joeynmt-as-marian": ("joey", "marian", "hf-seq2seq", "use --from joeynmt"),
     "rnn-to-marian": ("rnn", "hf-seq2seq", "marian", "only our Transformer"),
     "unoffered-pair": ("marian", "marian", "joeynmt", "is not offered"),
-    "logits-bias": ("biased", "marian", "hf-seq2seq", "final_logits_bias is not zero"),
     "uneven-ffn": ("uneven", "marian", "hf-seq2seq", "encoder_ffn_dim=32 differs from decoder_ffn_dim=48"),
     "no-tokenizer": ("no-tokenizer", "marian", "hf-seq2seq", "no tokenizer that AutoTokenizer loads"),
     "joey-rnn-sizes": ("joey-rnn-sizes", "joeynmt", "hf-seq2seq", "the encoder states have size 16"),
@@ -207,14 +218,36 @@ CASES = {
         "no model.00.safetensors beside config.json",
     ),
     "eole-no-config": ("eole-no-config", "eole", "hf-seq2seq", "no config.json: not an eole model directory"),
-    "eole-rnn": ("eole-rnn", "eole", "hf-seq2seq", "model.architecture='rnn'"),
+    "eole-cnn": ("eole-cnn", "eole", "hf-seq2seq", "model.architecture='cnn'"),
+    "eole-rnn-positions": (
+        "eole-rnn",
+        "eole",
+        "hf-seq2seq",
+        "model.embeddings.position_encoding_type='SinusoidalInterleaved'",
+    ),
+    "eole-rnn-cnn": ("eole-rnn-cnn", "eole", "hf-seq2seq", "model.encoder.encoder_type='cnn'"),
+    "eole-rnn-bridge": ("eole-rnn-bridge", "eole", "hf-seq2seq", "model.encoder.bridge=True"),
+    "eole-rnn-gate": ("eole-rnn-gate", "eole", "hf-seq2seq", "model.decoder.context_gate='both'"),
+    "eole-rnn-coverage": ("eole-rnn-coverage", "eole", "hf-seq2seq", "model.decoder.coverage_attn=True"),
+    "eole-rnn-no-attention": (
+        "eole-rnn-no-attention",
+        "eole",
+        "hf-seq2seq",
+        "model.decoder.global_attention=None",
+    ),
+    "eole-rnn-sparsemax": (
+        "eole-rnn-sparsemax",
+        "eole",
+        "hf-seq2seq",
+        "model.decoder.global_attention_function='sparsemax'",
+    ),
+    "eole-rnn-layers": ("eole-rnn-layers", "eole", "hf-seq2seq", "model.encoder.layers=2 differs"),
     "eole-rms": ("eole-rms", "eole", "hf-seq2seq", "model.layer_norm='rms'"),
     "eole-rotary": ("eole-rotary", "eole", "hf-seq2seq", "position_encoding_type='Rotary'"),
     "eole-postnorm": ("eole-postnorm", "eole", "hf-seq2seq", "model.encoder.encoder_layer_style='postnorm'"),
     "eole-gated": ("eole-gated", "eole", "hf-seq2seq", "model.mlp_activation_fn='gated-silu'"),
     "eole-transforms": ("eole-transforms", "eole", "hf-seq2seq", "transforms ['sentencepiece']"),
     "eole-split-vocab": ("eole-split-vocab", "eole", "hf-seq2seq", "src and tgt vocabularies differ"),
-    "eole-generator-bias": ("eole-generator-bias", "eole", "hf-seq2seq", "model.generator_bias=true"),
     "eole-garbage-weights": (
         "eole-garbage-weights",
         "eole",

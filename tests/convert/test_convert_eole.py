@@ -1,7 +1,7 @@
-"""hf_seq2seq.convert.eole: Transformers trained by eole's own code (in eole's own virtual environment, a few hundred
-steps on a slice of Multi30k) convert to ours with the same tokenisation, the same teacher-forced
+"""hf_seq2seq.convert.eole: Transformers and RNNs trained by eole's own code (in eole's own virtual environment, a
+few hundred steps on a slice of Multi30k) convert to ours with the same tokenisation, the same teacher-forced
 log-probabilities (1e-4) and the same greedy and beam-5 translations of 100 test sentences as eole's own inference
-engine.
+engine (an RNN's run one sentence at a time: eole's RNN encoder does not pack, see hf_seq2seq/convert/eole_rnn.py).
 
 eole (OpenNMT-py's successor) is not a dependency of this project: it lives in its own environment, ``.venv-eole``
 (or ``$EOLE_PYTHON``), which ``make test`` and ``make test-oldest`` build from ``requirements/eole.txt``; run
@@ -29,7 +29,7 @@ REFERENCE = PROJECT_ROOT / "tests" / "_eole_reference.py"
 TOLERANCE = 1e-4
 SPLITS = {"train": ("train", 2000), "dev": ("val", 20), "test": ("test_2016_flickr", 100)}
 
-# eole's defaults but for the sizes, the schedule and generator_bias (ours has no output-layer bias)
+# eole's defaults but for the sizes and the schedule (generator_bias: eole's default, on, unless a model says)
 CONFIG = """\
 src_vocab: {root}/vocab.txt
 share_vocab: true
@@ -41,16 +41,11 @@ data:
   corpus_1: {{path_src: {root}/train.de, path_tgt: {root}/train.en}}
   valid: {{path_src: {root}/dev.de, path_tgt: {root}/dev.en}}
 model:
-  architecture: transformer
   hidden_size: 32
   layers: 2
-  heads: 2
-  transformer_ff: 64
-  share_embeddings: {tied}
+  share_embeddings: {shared}
   share_decoder_embeddings: {tied}
-  generator_bias: false
-  embeddings: {{word_vec_size: 32}}
-{extra}training:
+{model}training:
   model_path: {root}/model
   train_steps: 600
   valid_steps: 600
@@ -58,24 +53,79 @@ model:
   batch_size: 40
   batch_type: sents
   optim: adam
-  learning_rate: 0.4
+  learning_rate: {learning_rate}
   warmup_steps: 50
-  decay_method: noam
+  decay_method: {decay}
   world_size: 1
   gpu_ranks: []
   num_workers: 0
 """
+TRANSFORMER = {
+    "model": "  architecture: transformer\n  heads: 2\n  transformer_ff: 64\n  embeddings: {word_vec_size: 32}\n",
+    "learning_rate": 0.4,
+    "decay": "noam",
+}
+# eole's RNN: its embeddings get sinusoidal positions unless position_encoding_type is null (ours has none)
+RNN = {
+    "model": "  architecture: rnn\n  embeddings: {word_vec_size: 32, position_encoding_type: null}\n",
+    "learning_rate": 0.002,
+    "decay": "none",
+}
 # name -> (config text, what our converted config must say)
 MODELS = {
-    "tied": ({"tied": "true", "extra": ""}, {"tie_word_embeddings": True, "layer_norm_eps": 1e-5}),
-    # three separate matrices, biases in every projection, eps 1e-6, gelu. add_final_linear_bias is set: eole 0.6.4
-    # trains add_qkvbias alone without an output-projection bias but loads it with one (left uninitialised: NaN)
+    # eole's default generator_bias (on): our output_bias
+    "tied": (
+        {**TRANSFORMER, "shared": "true", "tied": "true"},
+        {"tie_word_embeddings": True, "layer_norm_eps": 1e-5, "output_bias": True},
+    ),
+    # three separate matrices, biases in every projection, eps 1e-6, gelu, no generator bias. add_final_linear_bias
+    # is set: eole 0.6.4 trains add_qkvbias alone without an output-projection bias but loads it with one (left
+    # uninitialised: NaN)
     "untied-biases-gelu": (
         {
+            **TRANSFORMER,
+            "shared": "false",
             "tied": "false",
-            "extra": "  add_qkvbias: true\n  add_final_linear_bias: true\n  add_ffnbias: true\n  norm_eps: 1.0e-6\n  mlp_activation_fn: gelu\n",
+            "model": TRANSFORMER["model"]
+            + "  add_qkvbias: true\n  add_final_linear_bias: true\n  add_ffnbias: true\n  norm_eps: 1.0e-6\n"
+            "  mlp_activation_fn: gelu\n  generator_bias: false\n",
         },
-        {"tie_word_embeddings": False, "layer_norm_eps": 1e-6, "activation_function": "gelu"},
+        {
+            "tie_word_embeddings": False,
+            "layer_norm_eps": 1e-6,
+            "activation_function": "gelu",
+            "output_bias": False,
+        },
+    ),
+    # eole's RNN defaults (LSTM, general attention, input feeding, generator bias); embeddings shared, generator not
+    "rnn-lstm-general-feed": (
+        {**RNN, "shared": "true", "tied": "false"},
+        {
+            "cell": "lstm",
+            "attention": "general",
+            "input_feeding": True,
+            "decoder_init": "final",
+            "output_bias": True,
+            "tie_word_embeddings": False,
+        },
+    ),
+    # GRU, mlp attention (no tanh on W_c), no input feeding, all three matrices tied, no generator bias
+    "rnn-gru-mlp-tied": (
+        {
+            **RNN,
+            "shared": "true",
+            "tied": "true",
+            "model": RNN["model"]
+            + "  rnn_type: GRU\n  input_feed: 0\n  generator_bias: false\n  decoder: {global_attention: mlp}\n",
+        },
+        {
+            "cell": "gru",
+            "attention": "concat",
+            "combine_activation": "none",
+            "input_feeding": False,
+            "output_bias": False,
+            "tie_word_embeddings": True,
+        },
     ),
 }
 
@@ -97,7 +147,7 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     run([*eole, "train", "-config", "config.yaml"], tmp_path, timeout=900)  # eole's own training
     model_dir = tmp_path / "model"
     saved = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model"]
-    assert saved.get("share_embeddings", False) == expected["tie_word_embeddings"]
+    assert saved.get("share_embeddings", False) == (options["shared"] == "true")
     run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
     reference = torch.load(tmp_path / "reference.pt", weights_only=True)
 
@@ -106,11 +156,14 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
     config = model.config
     assert {option: getattr(config, option) for option in expected} == expected
-    assert (config.model_type, config.norm_style, config.scale_embedding) == (
-        "transformer_seq2seq",
-        "pre",
-        True,
-    )
+    if options is RNN or options["model"].startswith(RNN["model"]):
+        assert (config.model_type, config.decoder_init) == ("rnn_seq2seq", "final")
+    else:
+        assert (config.model_type, config.norm_style, config.scale_embedding) == (
+            "transformer_seq2seq",
+            "pre",
+            True,
+        )
 
     # the same tokenisation: eole's ids of every source line (no eos) and target line (start ... eos)
     sources = (tmp_path / "test.de").read_text(encoding="utf-8").splitlines()

@@ -1,6 +1,6 @@
 """transformers' own common model tests for the RNN family (base and LM classes), one test class per variant:
 GRU + Bahdanau with a bidirectional encoder; LSTM + Luong general with input feeding; GRU without attention (Cho);
-Luong dot; Luong concat with an output-layer bias.
+Luong dot; Luong concat as eole starts it, with an output-layer bias.
 
 Wired as the library's ``tests/models/bart/test_modeling_bart.py`` does. An RNN has no self-attention and its
 decoder state is a recurrent ``Cache`` (``LinearAttentionLayer`` per layer, as the library's recurrent models),
@@ -149,5 +149,14 @@ class RNNLuongDotCommonTest(_RNNCommonTests, unittest.TestCase):
 
 
 class RNNLuongConcatCommonTest(_RNNCommonTests, unittest.TestCase):
-    # output_bias: OpenNMT-py's / eole's generator bias (converted models have it): the option runs the whole suite
-    config_kwargs = {"cell": "lstm", "attention": "concat", "output_bias": True}
+    # eole's mlp-attention decoder (converted models have it): output_bias (the generator bias), decoder_init="final"
+    # (every layer starts from its encoder layer's final state), W_c with a bias and without tanh, input feeding
+    config_kwargs = {
+        "cell": "lstm",
+        "attention": "concat",
+        "input_feeding": True,
+        "combine_bias": True,
+        "combine_activation": "none",
+        "output_bias": True,
+        "decoder_init": "final",
+    }

@@ -65,6 +65,27 @@ GRID = [
         "decoder_init": "top",
     },
     {"attention": "dot", "cell": "lstm", "bidirectional_encoder": True, "decoder_init": "zero"},
+    # OpenNMT-py's / eole's decoder: every layer starts from its encoder layer's final state, no bridge
+    {
+        "attention": "general",
+        "cell": "lstm",
+        "bidirectional_encoder": True,
+        "input_feeding": True,
+        "decoder_init": "final",
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+    },
+    {"attention": "dot", "cell": "gru", "bidirectional_encoder": False, "decoder_init": "final"},
+    # eole's mlp attention: concat score, W_c with a bias and without tanh
+    {
+        "attention": "concat",
+        "cell": "lstm",
+        "bidirectional_encoder": False,
+        "input_feeding": True,
+        "combine_bias": True,
+        "combine_activation": "none",
+        "decoder_init": "final",
+    },
 ]
 
 
@@ -76,6 +97,8 @@ def _id(kw: dict) -> str:
         parts.append(f"{kw['encoder_layers']}to{kw['decoder_layers']}")
     if kw.get("combine_bias"):
         parts.append("cbias")
+    if "combine_activation" in kw:
+        parts.append(f"c{kw['combine_activation']}")
     if "decoder_init" in kw:
         parts.append(kw["decoder_init"])
     return "-".join(parts)
@@ -493,6 +516,8 @@ def test_bad_inputs_raise_clear_errors():
         ({"vocab_size": 10, "eos_token_id": 10}, "eos_token_id"),
         ({"attention": "bahdanau", "combine_bias": True}, "combine_bias"),
         ({"combine_bias": "no"}, "combine_bias"),
+        ({"combine_activation": "relu"}, "combine_activation"),
+        ({"attention": "bahdanau", "combine_activation": "none"}, "combine_activation"),
         ({"output_bias": 1}, "output_bias"),
         ({"decoder_init": "last"}, "decoder_init"),
         ({"attention": "none", "decoder_init": "zero"}, "decoder_init"),
@@ -680,3 +705,52 @@ def test_output_bias_is_added_to_the_logits_and_survives_save(tmp_path, tie, emb
     (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
     old = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "plain").eval()
     assert not old.config.output_bias and old.lm_head.bias is None
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_decoder_init_final_starts_each_layer_from_its_encoder_layer(cell, tmp_path):
+    """OpenNMT-py's / eole's initialisation: decoder layer l starts from the aligned encoder layer's final state
+    (forward and backward joined) as it is, an LSTM cell from that layer's final cell; no bridge weights."""
+    model = make_model(
+        cell=cell, attention="general", decoder_init="final", encoder_layers=3, decoder_layers=2
+    )
+    ids, mask = make_batch()
+    encoder = model.get_encoder()
+    with torch.no_grad():
+        out = encoder(input_ids=ids, attention_mask=mask)
+        _, final_h, final_c, _ = encoder._run_layers(encoder.embed_tokens(ids), mask.sum(-1), per_layer=False)
+    joined = encoder._join_directions(final_h)  # (Le, B, H)
+    assert encoder.bridge is None and encoder.bridge_cell is None
+    for layer, source in enumerate((1, 2)):  # the top two encoder layers
+        torch.testing.assert_close(out.decoder_hidden[:, layer], joined[source])
+        if cell == "lstm":
+            torch.testing.assert_close(out.decoder_cell[:, layer], encoder._join_directions(final_c)[source])
+    assert (out.decoder_cell is None) == (cell == "gru")
+    model.save_pretrained(tmp_path / "m")
+    loaded = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.decoder_init == "final"
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.get_encoder()(input_ids=ids, attention_mask=mask).decoder_hidden, out.decoder_hidden
+        )
+
+
+def test_combine_activation_none_drops_the_tanh_of_luongs_attentional_layer():
+    """eole's mlp attention: ``h~_t = W_c [c_t; h_t] + b_c`` without eq. (5)'s tanh; the same weights with the tanh
+    give tanh of it (without input feeding the recurrence does not see h~_t)."""
+    options = dict(attention="concat", combine_bias=True)
+    with_tanh, without = make_model(**options), make_model(**options, combine_activation="none")
+    without.load_state_dict(with_tanh.state_dict())
+    assert isinstance(without.model.decoder.combine_activation, torch.nn.Identity)
+    ids, mask = make_batch()
+    dec = torch.tensor([[BOS, 5, 6]] * 3)
+    seen = {}
+    for name, model in (("tanh", with_tanh), ("none", without)):
+        hook = model.model.decoder.combine_activation.register_forward_hook(
+            lambda module, args, out, name=name: seen.__setitem__(name, out)
+        )
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)
+        hook.remove()
+    assert seen["none"].abs().max() > 1  # not squashed
+    torch.testing.assert_close(torch.tanh(seen["none"]), seen["tanh"])
