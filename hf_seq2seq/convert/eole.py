@@ -1,4 +1,4 @@
-"""eole (OpenNMT-py's successor) model directory → our Transformer, read without importing eole.
+"""eole (OpenNMT-py's successor) model directory → our Transformer or RNN, read without importing eole.
 
 An eole model directory (what ``eole train`` writes at ``model_path``) holds ``config.json`` (the run's configuration;
 eole saves the options that were set, so an absent option has eole's default, ``EOLE_DEFAULTS`` below, checked
@@ -19,8 +19,10 @@ off.
 The tokenizer reproduces eole without transforms: the line stripped, split at each space, looked up in the
 vocabulary (unknown words → ``<unk>``); eole gives the encoder no eos, so neither does the tokenizer.
 
-Refused in one line naming the eole option: any architecture but ``transformer`` (eole's ``rnn``, ``cnn``, language
-models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
+eole's RNN (``architecture: rnn``) converts to our RNN family: :mod:`.eole_rnn` says how and what it refuses.
+
+Refused in one line naming the eole option: any architecture but ``transformer`` and ``rnn`` (eole's ``cnn``,
+language models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
 ``final_encoder_layer_norm`` (eole's decoder is pre-norm only, ours has one norm style), ``layer_norm`` other than
 ``standard`` (RMSNorm), position encodings other than ``SinusoidalInterleaved``, ``normalize`` (a second
 embedding scaling), gated or other activations, and the attention variants of eole's LLM support (grouped KV heads, ``head_dim``, ``attn_scaling``,
@@ -519,8 +521,9 @@ BEAM_NOTE = (
 def _load_rnn(model_dir: Path, config: dict, vocab: list[str], specials: dict, start: str, weights: dict):
     from .eole_rnn import NOTES, build_rnn_model, rnn_config
 
-    our_config = rnn_config(model_dir, config, vocab, specials, start, weights)
-    model = build_rnn_model(model_dir, config["model"], our_config, weights)
+    matrices = _embedding_matrices(model_dir, config["model"], weights)
+    our_config = rnn_config(model_dir, config, vocab, specials, start, weights, matrices)
+    model = build_rnn_model(model_dir, our_config, weights, matrices)
     model.generation_config = generation_config(our_config)
     tokenizer = build_tokenizer(vocab, specials, start, our_config.max_position_embeddings)
     return model, tokenizer, [*NOTES, BEAM_NOTE]

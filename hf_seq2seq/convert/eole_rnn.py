@@ -13,6 +13,9 @@ The directory is read as for eole's Transformer (:mod:`.eole`: ``config.json``, 
   ``linear_in`` is the transpose of our ``W_a``); ``mlp`` is ``v^T tanh(W_q h_t + b_q + U h_s)``, our ``concat``
   score (the bias moved to the key side: the same sum), followed by ``h~_t = W_c [c_t; h_t] + b_c`` without tanh
   (``combine_bias=True, combine_activation="none"``);
+- eole's embeddings get its ``position_encoding_type``, by default ``SinusoidalInterleaved`` for an RNN too: the
+  word vectors scaled by sqrt(word_vec_size) plus the interleaved sinusoidal table, positions from 0 on each side
+  (``scale_embedding=True, position_embedding="sinusoidal"``); ``null`` gives plain word vectors;
 - the generator is our ``lm_head``, its bias (``generator_bias``, eole's default) our ``output_bias``;
   ``share_embeddings`` + ``share_decoder_embeddings`` (word_vec_size = hidden_size) is ``tie_word_embeddings``,
   otherwise the three matrices are kept apart.
@@ -21,9 +24,8 @@ One difference is not in the weights: eole's encoder runs ``nn.LSTM`` over the p
 sentence's encoder states and final state depend on the padding its batch gives it; ours packs, which is eole's
 function of a sentence alone (batch size 1). The proof compares with eole run one sentence at a time.
 
-Refused in one line naming the eole option: positions on the embeddings (``position_encoding_type``, whose default
-``SinusoidalInterleaved`` adds a sinusoidal table to the sqrt(word_vec_size)-scaled embeddings of eole's RNN too:
-our RNN has no positions; train with ``embeddings: {position_encoding_type: null}``), ``embeddings.normalize``,
+Refused in one line naming the eole option: ``position_encoding_type`` other than ``SinusoidalInterleaved`` or null
+(``SinusoidalConcat``, ``Learned``, ``Rotary``...), ``embeddings.normalize``,
 ``bridge``, ``context_gate``, ``coverage_attn``, ``global_attention`` none (eole's decoder then reads no source
 after the start; ours feeds a summary), ``sparsemax``, encoder and decoder of different ``layers`` or
 ``rnn_type``, and source and target embeddings of different sizes.
@@ -42,6 +44,9 @@ ATTENTIONS = {
     "general": ("general", False, "tanh"),
     "mlp": ("concat", True, "none"),
 }
+# eole's position_encoding_type -> our (position_embedding, scale_embedding): eole's sinusoidal encoding scales the
+# embeddings by sqrt(word_vec_size) before adding its table
+POSITIONS = {"SinusoidalInterleaved": ("sinusoidal", True), None: ("none", False)}
 # eole 0.6.4's defaults of the RNN options read here (config.json leaves out what was not set)
 RNN_DEFAULTS = {
     "rnn_type": "LSTM",
@@ -63,16 +68,24 @@ def _get(section: dict, model: dict, name: str):
     return model.get(name, RNN_DEFAULTS.get(name))
 
 
+def _positions(model: dict):
+    """eole's position_encoding_type of the embeddings (its default: SinusoidalInterleaved, for an RNN too)."""
+    embeddings = model.get("embeddings") or {}
+    return embeddings.get(
+        "position_encoding_type", model.get("position_encoding_type", "SinusoidalInterleaved")
+    )
+
+
 def check_rnn_section(model_dir: Path, model: dict) -> None:
     """Refuse (one line naming the eole option) what our RNN cannot compute, before any weight is read."""
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
     embeddings = model.get("embeddings") or {}
-    positions = embeddings.get("position_encoding_type", "SinusoidalInterleaved")
-    if positions is not None:
+    positions = _positions(model)
+    if positions not in POSITIONS:
         raise _fail(
             model_dir,
-            f"model.embeddings.position_encoding_type={positions!r} (eole's default: positions added to the RNN's "
-            "scaled embeddings): our RNN has no positions; train eole's rnn with position_encoding_type: null",
+            f"model.embeddings.position_encoding_type={positions!r} is not offered by our RNN; valid: "
+            "SinusoidalInterleaved (eole's default), null",
         )
     if embeddings.get("normalize"):
         raise _fail(
@@ -103,13 +116,22 @@ def check_rnn_section(model_dir: Path, model: dict) -> None:
         raise _fail(model_dir, f"model.embeddings: source and target word_vec_size differ ({sorted(sizes)})")
 
 
-def rnn_config(model_dir: Path, config: dict, vocab: list[str], specials: dict, start: str, weights: dict):
-    """Our ``RNNSeq2SeqConfig`` for an eole RNN (checked by ``check_rnn_section``)."""
+def rnn_config(
+    model_dir: Path,
+    config: dict,
+    vocab: list[str],
+    specials: dict,
+    start: str,
+    weights: dict,
+    matrices: tuple,
+):
+    """Our ``RNNSeq2SeqConfig`` for an eole RNN (checked by ``check_rnn_section``); ``matrices``: eole's source
+    embeddings, target embeddings and generator weight (shared ones are one tensor)."""
     from ..families import FAMILIES
 
     model = config["model"]
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
-    src, tgt, generator = _embedding_matrices(model_dir, model, weights)
+    src, tgt, generator = matrices
     tied = src is tgt is generator or (src.equal(tgt) and tgt.equal(generator))
     attention, combine_bias, combine_activation = ATTENTIONS[_get(decoder, model, "global_attention")]
     dropout = (config.get("training") or {}).get("dropout") or [0.3]  # eole's default
@@ -127,6 +149,8 @@ def rnn_config(model_dir: Path, config: dict, vocab: list[str], specials: dict, 
             combine_bias=combine_bias,
             combine_activation=combine_activation,
             decoder_init="final",
+            position_embedding=POSITIONS[_positions(model)][0],
+            scale_embedding=POSITIONS[_positions(model)][1],
             dropout=float(dropout[0]),
             label_smoothing=float((config.get("training") or {}).get("label_smoothing", 0.0)),
             tie_word_embeddings=bool(tied),
@@ -140,15 +164,9 @@ def rnn_config(model_dir: Path, config: dict, vocab: list[str], specials: dict, 
         raise _fail(model_dir, f"the eole configuration does not fit our RNN: {err}") from None
 
 
-def _embedding_matrices(model_dir: Path, model: dict, weights: dict) -> tuple:
-    from .eole import _embedding_matrices as matrices
-
-    return matrices(model_dir, model, weights)
-
-
-def rnn_weights(model_dir: Path, model: dict, config, weights: dict) -> dict:
+def rnn_weights(config, weights: dict, matrices: tuple) -> dict:
     """Every weight of our RNN as a tensor made from eole's (a missing name raises KeyError)."""
-    src, tgt, generator = _embedding_matrices(model_dir, model, weights)
+    src, tgt, generator = matrices
     values = {
         "model.encoder.embed_tokens.weight": src,
         "model.decoder.embed_tokens.weight": tgt,
@@ -181,12 +199,12 @@ def rnn_weights(model_dir: Path, model: dict, config, weights: dict) -> dict:
     return values
 
 
-def build_rnn_model(model_dir: Path, model_section: dict, config, weights: dict):
+def build_rnn_model(model_dir: Path, config, weights: dict, matrices: tuple):
     from ..families import FAMILIES
 
     model = FAMILIES["rnn"].model_class(config).eval()
     try:
-        values = rnn_weights(model_dir, model_section, config, weights)
+        values = rnn_weights(config, weights, matrices)
     except KeyError as err:
         raise _fail(
             model_dir, f"the weights have no {err.args[0]} (config.json and weights disagree)"
@@ -199,4 +217,7 @@ NOTES = [
     "attention is our concat score with W_c biased and without tanh; the generator bias is our output bias.",
     "eole's encoder runs over the padded batch (no packing), so its output for a sentence depends on its batch's "
     "padding; ours packs and equals eole's on each sentence alone (batch size 1).",
+    "eole's default position_encoding_type (SinusoidalInterleaved) scales the RNN's embeddings and adds positions: "
+    "ours does the same (scale_embedding, position_embedding='sinusoidal'); such a model does not export to ONNX yet "
+    "(its one-step decoder graph has no position input).",
 ]

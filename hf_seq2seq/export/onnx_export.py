@@ -176,7 +176,8 @@ class RNNDecoderStepExport(nn.Module):
         hidden = state.pop(0).transpose(0, 1).contiguous()  # (L, B, H) inside the decoder
         cell = state.pop(0).transpose(0, 1).contiguous() if config.cell == "lstm" else None
         feed = state.pop(0) if config.input_feeding else None
-        embedded = decoder.dropout(decoder.embed_tokens(decoder_input_ids[:, -1]))  # (B, E)
+        # (B, E): the looked-up embedding, scaled where the config says (positions are refused by export_onnx)
+        embedded = decoder._embed(decoder_input_ids[:, -1:], None)[:, 0]
         output, new, _ = decoder.step(embedded, DecoderState(hidden, cell, feed), memory, attention_mask)
         hidden = self.model.dropout(output)
         if self.model.output_projection is not None:
@@ -282,6 +283,11 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, force: bool = False,
     """
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
+    if config["model_type"] == "rnn_seq2seq" and config.get("position_embedding", "none") != "none":
+        raise ExportError(
+            f"{model_dir}: position_embedding={config['position_embedding']!r} (an RNN converted from eole) is not in "
+            "the one-step ONNX decoder graph yet; valid choices for --format onnx: position_embedding='none'"
+        )
     require("onnx", "--format onnx")
     from transformers import AutoModelForSeq2SeqLM
 

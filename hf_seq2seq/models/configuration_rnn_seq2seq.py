@@ -15,6 +15,7 @@ ATTENTIONS = ("none", "bahdanau", "dot", "general", "concat")
 LUONG_ATTENTIONS = ("dot", "general", "concat")
 DECODER_INITS = ("bridge", "top_bridge", "top", "zero", "final")
 COMBINE_ACTIVATIONS = ("tanh", "none")
+POSITION_EMBEDDINGS = ("none", "sinusoidal")
 OWNER = "RNNSeq2SeqConfig"  # error messages start with it
 
 
@@ -55,8 +56,14 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             one matrix (joint vocabulary). The decoder output (size H) is projected to E first when E != H.
         output_bias (`bool`, defaults to False): a bias in the output layer (`logits = W_y o_t + b_y`,
             `lm_head.bias`), as OpenNMT-py's and eole's generator has by default.
-        max_position_embeddings (`int`, defaults to 512): not used by the model (RNNs have no positions); the
-            tokenizer/pipeline truncation length.
+        scale_embedding (`bool`, defaults to False): multiply the token embeddings (encoder and decoder) by
+            sqrt(embedding_size), as eole's RNN does (with its positions) and Vaswani et al. (2017) sec. 3.4.
+        position_embedding (`"none" | "sinusoidal"`, defaults to `"none"`): `"sinusoidal"` adds the interleaved
+            sinusoidal table of Vaswani et al. (2017) sec. 3.5 to the (scaled) embeddings, positions counted from 0
+            on each side, as eole's RNN does by default (`position_encoding_type: SinusoidalInterleaved`); an RNN
+            needs none (the recurrence orders the tokens).
+        max_position_embeddings (`int`, defaults to 512): the tokenizer/pipeline truncation length (the sinusoidal
+            positions are computed for any length).
         use_cache (`bool`, defaults to True): whether `forward` returns the decoder state (`cache`) when the call
             does not say (a call with `labels` never does).
         pad_token_id / bos_token_id / eos_token_id / decoder_start_token_id: 0 / 1 / 2 / 1.
@@ -85,6 +92,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         label_smoothing: float = 0.0,
         tie_word_embeddings: bool = True,
         output_bias: bool = False,
+        scale_embedding: bool = False,
+        position_embedding: str = "none",
         max_position_embeddings: int = 512,
         use_cache: bool = True,
         pad_token_id: int = 0,
@@ -102,31 +111,38 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         check_int(OWNER, "max_position_embeddings", max_position_embeddings, 1)
         check_choice(OWNER, "cell", cell, CELLS)
         check_choice(OWNER, "attention", attention, ATTENTIONS)
-        check_bool(OWNER, "bidirectional_encoder", bidirectional_encoder)
-        check_bool(OWNER, "input_feeding", input_feeding)
-        check_bool(OWNER, "combine_bias", combine_bias)
+        flags = {
+            "bidirectional_encoder": bidirectional_encoder,
+            "input_feeding": input_feeding,
+            "combine_bias": combine_bias,
+            "tie_word_embeddings": tie_word_embeddings,
+            "output_bias": output_bias,
+            "scale_embedding": scale_embedding,
+            "use_cache": use_cache,
+        }
+        for option, value in flags.items():
+            check_bool(OWNER, option, value)
         check_choice(OWNER, "decoder_init", decoder_init, DECODER_INITS)
         check_choice(OWNER, "combine_activation", combine_activation, COMBINE_ACTIVATIONS)
-        check_bool(OWNER, "tie_word_embeddings", tie_word_embeddings)
-        check_bool(OWNER, "output_bias", output_bias)
-        check_bool(OWNER, "use_cache", use_cache)
+        check_choice(OWNER, "position_embedding", position_embedding, POSITION_EMBEDDINGS)
+        if position_embedding == "sinusoidal" and embedding_size % 2:
+            raise ValueError(
+                f"RNNSeq2SeqConfig: `embedding_size` must be even with `position_embedding='sinusoidal'` (sin and cos "
+                f"pairs), got {embedding_size}"
+            )
         check_float(OWNER, "dropout", dropout, 0, 1)
         check_float(OWNER, "label_smoothing", label_smoothing, 0, 1)
-        if input_feeding and attention not in LUONG_ATTENTIONS:
-            raise ValueError(
-                f"RNNSeq2SeqConfig: `input_feeding=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
-                f"got attention={attention!r}"
-            )
-        if combine_bias and attention not in LUONG_ATTENTIONS:
-            raise ValueError(
-                f"RNNSeq2SeqConfig: `combine_bias=True` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
-                f"got attention={attention!r}"
-            )
-        if combine_activation != "tanh" and attention not in LUONG_ATTENTIONS:
-            raise ValueError(
-                f"RNNSeq2SeqConfig: `combine_activation={combine_activation!r}` needs a Luong attention "
-                f"{list(LUONG_ATTENTIONS)}, got attention={attention!r}"
-            )
+        luong_only = (
+            ("input_feeding", input_feeding, False),
+            ("combine_bias", combine_bias, False),
+            ("combine_activation", combine_activation, "tanh"),
+        )
+        for option, value, default in luong_only:
+            if value != default and attention not in LUONG_ATTENTIONS:
+                raise ValueError(
+                    f"RNNSeq2SeqConfig: `{option}={value!r}` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
+                    f"got attention={attention!r}"
+                )
         if decoder_init == "zero" and attention == "none":
             raise ValueError(
                 "RNNSeq2SeqConfig: `decoder_init='zero'` needs an attention: with attention='none' the decoder "
@@ -161,6 +177,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.label_smoothing = float(label_smoothing)
         self.tie_word_embeddings = tie_word_embeddings
         self.output_bias = output_bias
+        self.scale_embedding = scale_embedding
+        self.position_embedding = position_embedding
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
         # transformers' typed signature omits the special-token kwargs it accepts through **kwargs

@@ -24,6 +24,7 @@ This file ships to the Hub as custom code: flat sibling imports only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -43,7 +44,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import attend, build_score
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
-from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right
+from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right, sinusoidal_table
 
 __all__ = [
     "RNNSeq2SeqPreTrainedModel",
@@ -58,6 +59,19 @@ __all__ = [
     "RNNSeq2SeqForConditionalGeneration",
     "shift_tokens_right",
 ]
+
+
+def embed_positions(embedded: torch.Tensor, config, past_length: int = 0) -> torch.Tensor:
+    """(B, T, E) token embeddings -> ``E y * sqrt(E)`` with ``scale_embedding``, plus the sinusoidal table's rows
+    ``past_length .. past_length + T - 1`` with ``position_embedding="sinusoidal"`` (Vaswani et al. 2017 sec. 3.4-3.5;
+    eole's RNN embeddings). Unchanged for the defaults (and for configs without the options: image captioning)."""
+    if getattr(config, "scale_embedding", False):
+        embedded = embedded * math.sqrt(embedded.shape[-1])
+    if getattr(config, "position_embedding", "none") == "sinusoidal":
+        length, dim = embedded.shape[1], embedded.shape[-1]
+        table = sinusoidal_table(past_length + length, dim, start=past_length)  # (T, E)
+        embedded = embedded + table.to(device=embedded.device, dtype=embedded.dtype)
+    return embedded
 
 
 def _make_rnn(
@@ -472,7 +486,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         batch, src_len = inputs_embeds.shape[:2]
         lengths = self._lengths(batch, src_len, attention_mask)
-        embedded = self.dropout(inputs_embeds)  # (B, S, E)
+        embedded = self.dropout(embed_positions(inputs_embeds, self.config))  # (B, S, E)
         states, hidden, cell, layer_states = self.checkpointed(
             embedded, lengths, fn=self._encode, per_layer=bool(output_hidden_states)
         )
@@ -531,14 +545,16 @@ class _RNNDecoderBase(nn.Module):
     def step(self, input_emb, state: DecoderState, memory: Memory, mask):
         raise NotImplementedError
 
-    def _embed(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
-        """(B, T) ids -> dropout(E y) (B, T, E); ``inputs_embeds`` (what ``embed_tokens`` returns) replace the
-        lookup."""
+    def _embed(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, past_length: int = 0
+    ) -> torch.Tensor:
+        """(B, T) ids -> dropout(E y) (B, T, E), scaled and with positions ``past_length ..`` where the config
+        says (:func:`embed_positions`); ``inputs_embeds`` (what ``embed_tokens`` returns) replace the lookup."""
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("RNN decoder: pass `decoder_input_ids`, `decoder_inputs_embeds` or `labels`")
             inputs_embeds = self.embed_tokens(input_ids)
-        return self.dropout(inputs_embeds)
+        return self.dropout(embed_positions(inputs_embeds, self.config, past_length))
 
     def _loop(
         self,
@@ -585,6 +601,7 @@ class _RNNDecoderBase(nn.Module):
         fast: bool = True,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        past_length: int = 0,
     ) -> DecoderOutput:
         """Teacher forcing over (B, T) inputs (or ``inputs_embeds`` (B, T, E)).
 
@@ -592,7 +609,7 @@ class _RNNDecoderBase(nn.Module):
         without attention) and, with ``output_hidden_states``, the embeddings and each layer's states
         (L + 1 × (B, T, ·); the per-step loop then runs, whose states are the layers' outputs).
         """
-        embedded = self._embed(input_ids, inputs_embeds)  # (B, T, E)
+        embedded = self._embed(input_ids, inputs_embeds, past_length)  # (B, T, E)
         per_layer = bool(output_hidden_states)
         if (
             embedded.shape[1] == 1
@@ -891,9 +908,11 @@ class RNNDecoderLMMixin:
         if cache is None or cache.is_empty:
             state = decoder.initial_state(encoder_outputs)
             memory = decoder.memory(encoder_outputs)
+            past_length = 0
         else:
             state = cache.to_state()
             memory = decoder.memory(encoder_outputs, cache.keys)
+            past_length = cache.get_seq_length()  # the target tokens consumed: the first new token's position
         out = decoder(
             decoder_input_ids,
             state,
@@ -901,6 +920,7 @@ class RNNDecoderLMMixin:
             source_mask,
             inputs_embeds=decoder_inputs_embeds,
             output_hidden_states=output_hidden_states,
+            past_length=past_length,
         )
         if not use_cache:
             return out, None

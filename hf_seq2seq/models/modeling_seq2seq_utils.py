@@ -1,8 +1,8 @@
 """What both model families (RNN and Transformer encoder-decoders) share, kept in one place.
 
 Shipped to the Hub beside the modeling files that import it (``save_pretrained`` copies a model file's relative
-imports with it), so it imports only torch: the label shift, the output options and the save that ships the code
-(``save_with_code``). The model code is plain torch; the package's CPU inference kernels are applied to a loaded
+imports with it), so it imports only torch: the label shift, the output options, the sinusoidal position table and
+the save that ships the code (``save_with_code``). The model code is plain torch; the package's CPU inference kernels are applied to a loaded
 model from outside (``hf_seq2seq.inference.cpu_kernels``).
 
 Dimensions: B batch, T target length.
@@ -11,6 +11,7 @@ Dimensions: B batch, T target length.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["output_options", "save_with_code", "shift_tokens_right"]
+__all__ = ["output_options", "save_with_code", "shift_tokens_right", "sinusoidal_table"]
 
 
 def save_with_code(
@@ -122,3 +123,18 @@ def output_options(config, output_attentions, output_hidden_states, return_dict)
         config.output_hidden_states if output_hidden_states is None else output_hidden_states,
         config.return_dict if return_dict is None else return_dict,
     )
+
+
+def sinusoidal_table(num_positions: int, dim: int, start: int = 0) -> torch.Tensor:
+    """Vaswani et al. (2017) sec. 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D))
+    for pos = start .. num_positions - 1 → (num_positions - start, D), computed in float64 and rounded to float32.
+
+    Interleaved exactly as in the paper (Marian instead concatenates [sin | cos]). Each row depends on its position
+    only, so a slice computed from ``start`` equals the same rows of the whole table.
+    """
+    position = torch.arange(start, num_positions, dtype=torch.float64)[:, None]
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions - start, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table.float()

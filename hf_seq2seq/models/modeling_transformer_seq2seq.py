@@ -54,7 +54,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer_seq2seq import ATTN_IMPLEMENTATIONS, TransformerSeq2SeqConfig
-from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right
+from .modeling_seq2seq_utils import output_options, save_with_code, shift_tokens_right, sinusoidal_table
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -117,19 +117,6 @@ def _static_causal_mask(
 
 
 # ------------------------------------------------------------------------------------------------- positions
-def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
-    """Sec. 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D)) → (N, D).
-
-    Interleaved exactly as in the paper (Marian instead concatenates [sin | cos]).
-    """
-    position = torch.arange(num_positions, dtype=torch.float64)[:, None]
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
-    table = torch.zeros(num_positions, dim, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(position * inv_freq)
-    table[:, 1::2] = torch.cos(position * inv_freq)
-    return table.float()
-
-
 class TransformerSeq2SeqSinusoidalPositions(nn.Module):
     """Fixed sinusoidal positions (Sec. 3.5): a computed, non-persistent (N, D) buffer, never a parameter."""
 

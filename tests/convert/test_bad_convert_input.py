@@ -127,8 +127,14 @@ def _eole_dirs(root):
         "decoder": {"decoder_type": "rnn"},
         "embeddings": {"position_encoding_type": None},
     }
-    # eole's default RNN: sinusoidal positions on its embeddings
-    make("eole-rnn", model={**rnn, "encoder": {"encoder_type": "brnn"}, "embeddings": {}})
+    make(
+        "eole-rnn",
+        model={
+            **rnn,
+            "encoder": {"encoder_type": "brnn"},
+            "embeddings": {"position_encoding_type": "Rotary"},
+        },
+    )
     make("eole-rnn-cnn", model={**rnn, "encoder": {"encoder_type": "cnn"}})
     make("eole-rnn-bridge", model={**rnn, "bridge": True})
     make("eole-rnn-gate", model={**rnn, "decoder": {"decoder_type": "rnn", "context_gate": "both"}})
@@ -223,7 +229,7 @@ CASES = {
         "eole-rnn",
         "eole",
         "hf-seq2seq",
-        "model.embeddings.position_encoding_type='SinusoidalInterleaved'",
+        "model.embeddings.position_encoding_type='Rotary'",
     ),
     "eole-rnn-cnn": ("eole-rnn-cnn", "eole", "hf-seq2seq", "model.encoder.encoder_type='cnn'"),
     "eole-rnn-bridge": ("eole-rnn-bridge", "eole", "hf-seq2seq", "model.encoder.bridge=True"),

@@ -20,6 +20,7 @@ import torch
 from _toolkit_proof import cut, run, toolkit_python, write_slice
 
 from hf_seq2seq.convert import convert
+from hf_seq2seq.inference.search import average_length_beam_search
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +66,9 @@ TRANSFORMER = {
     "learning_rate": 0.4,
     "decay": "noam",
 }
-# eole's RNN: its embeddings get sinusoidal positions unless position_encoding_type is null (ours has none)
+# eole's RNN: by default its embeddings are scaled and get sinusoidal positions (position_encoding_type)
 RNN = {
-    "model": "  architecture: rnn\n  embeddings: {word_vec_size: 32, position_encoding_type: null}\n",
+    "model": "  architecture: rnn\n",
     "learning_rate": 0.002,
     "decay": "none",
 }
@@ -97,10 +98,18 @@ MODELS = {
             "output_bias": False,
         },
     ),
-    # eole's RNN defaults (LSTM, general attention, input feeding, generator bias); embeddings shared, generator not
+    # eole's RNN defaults (LSTM, general attention, input feeding, generator bias, scaled embeddings with sinusoidal
+    # positions); embeddings shared, generator not
     "rnn-lstm-general-feed": (
-        {**RNN, "shared": "true", "tied": "false"},
         {
+            **RNN,
+            "shared": "true",
+            "tied": "false",
+            "model": RNN["model"] + "  embeddings: {word_vec_size: 32}\n",
+        },
+        {
+            "position_embedding": "sinusoidal",
+            "scale_embedding": True,
             "cell": "lstm",
             "attention": "general",
             "input_feeding": True,
@@ -109,16 +118,17 @@ MODELS = {
             "tie_word_embeddings": False,
         },
     ),
-    # GRU, mlp attention (no tanh on W_c), no input feeding, all three matrices tied, no generator bias
+    # GRU, mlp attention (no tanh on W_c), no input feeding, all three matrices tied, no generator bias, no positions
     "rnn-gru-mlp-tied": (
         {
             **RNN,
             "shared": "true",
             "tied": "true",
             "model": RNN["model"]
-            + "  rnn_type: GRU\n  input_feed: 0\n  generator_bias: false\n  decoder: {global_attention: mlp}\n",
+            + "  embeddings: {word_vec_size: 32, position_encoding_type: null}\n  rnn_type: GRU\n  input_feed: 0\n  generator_bias: false\n  decoder: {global_attention: mlp}\n",
         },
         {
+            "position_embedding": "none",
             "cell": "gru",
             "attention": "concat",
             "combine_activation": "none",
@@ -130,10 +140,8 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
+def _train_with_eole(tmp_path: Path, multi30k_dir: Path, options: dict) -> tuple[Path, dict]:
+    """Train the model ``options`` describe with eole's own code; its directory and eole's reference answers."""
     python = toolkit_python(EOLE_PYTHON, "eole", "eole")
     train = write_slice(tmp_path, multi30k_dir, SPLITS)
     counts = collections.Counter(
@@ -141,7 +149,6 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     )
     vocab = "\n".join(f"{w}\t{n}" for w, n in counts.most_common(2500))  # eole's "word<TAB>count"
     (tmp_path / "vocab.txt").write_text(vocab + "\n", encoding="utf-8")
-    options, expected = MODELS[name]
     (tmp_path / "config.yaml").write_text(CONFIG.format(root=tmp_path, **options), encoding="utf-8")
     eole = [python, "-c", "from eole.bin.main import main; main()"]
     run([*eole, "train", "-config", "config.yaml"], tmp_path, timeout=900)  # eole's own training
@@ -149,8 +156,15 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     saved = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model"]
     assert saved.get("share_embeddings", False) == (options["shared"] == "true")
     run([python, REFERENCE, model_dir, "test.de", "test.en", "reference.pt"], tmp_path, timeout=600)
-    reference = torch.load(tmp_path / "reference.pt", weights_only=True)
+    return model_dir, torch.load(tmp_path / "reference.pt", weights_only=True)
 
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    options, expected = MODELS[name]
+    model_dir, reference = _train_with_eole(tmp_path, multi30k_dir, options)
     convert(model_dir, tmp_path / "ours", from_format="eole", to_format="hf-seq2seq")
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ours").eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
@@ -198,3 +212,14 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     )  # a model that translates, not one repeated sentence
     assert [cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
     assert [cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
+
+    # eole's default length_penalty avg (alpha 1): its beam search, as a generate() decoding method
+    with torch.no_grad():
+        average = model.generate(
+            **inputs,
+            num_beams=5,
+            length_penalty=1.0,
+            max_new_tokens=40,
+            custom_generate=average_length_beam_search,
+        )
+    assert [cut(row, eos, pad) for row in average.tolist()] == reference["beam5_avg"]

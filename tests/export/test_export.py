@@ -62,7 +62,7 @@ TRANSFORMERS = {
 }
 RNNS = {
     "bigru-bahdanau": dict(),
-    "lstm-luong-general-feed-2layers-untied-outbias": dict(
+    "lstm-luong-general-feed-2layers-untied-outbias-scaled": dict(
         cell="lstm",
         attention="general",
         input_feeding=True,
@@ -70,6 +70,7 @@ RNNS = {
         decoder_layers=2,
         tie_word_embeddings=False,
         output_bias=True,
+        scale_embedding=True,
     ),
     "bilstm-luong-dot-tied-E!=H": dict(cell="lstm", attention="dot", embedding_size=12),
     "gru-cho": dict(attention="none", bidirectional_encoder=False),
@@ -254,7 +255,7 @@ def test_engines_translate_in_order_with_empty_lines_and_n_best(transformer, dat
 
 # ------------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("rnn", ["bigru-bahdanau"], indirect=True)
-def test_export_refusals_are_one_clear_line(rnn, tmp_path, capsys):
+def test_export_refusals_are_one_clear_line(rnn, data, tmp_path, capsys):
     from hf_seq2seq import ImageCaptioningConfig
 
     folder, _ = rnn
@@ -264,6 +265,12 @@ def test_export_refusals_are_one_clear_line(rnn, tmp_path, capsys):
         export_ctranslate2(folder, tmp_path / "out")
     with pytest.raises(ExportError, match="--quantization='int3' is invalid; valid choices: int8"):
         export_ctranslate2(folder, tmp_path / "out", quantization="int3")
+    positions = tmp_path / "positions"
+    RNNSeq2SeqConfig(position_embedding="sinusoidal").save_pretrained(positions)
+    data[0].save_pretrained(positions)
+    with pytest.raises(ExportError, match="position_embedding='sinusoidal'"):
+        export_onnx(positions, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
     captioning = tmp_path / "captioner"
     ImageCaptioningConfig().save_pretrained(captioning)
     with pytest.raises(ExportError, match="image-captioning model"):

@@ -149,8 +149,9 @@ class RNNLuongDotCommonTest(_RNNCommonTests, unittest.TestCase):
 
 
 class RNNLuongConcatCommonTest(_RNNCommonTests, unittest.TestCase):
-    # eole's mlp-attention decoder (converted models have it): output_bias (the generator bias), decoder_init="final"
-    # (every layer starts from its encoder layer's final state), W_c with a bias and without tanh, input feeding
+    # eole's RNN with mlp attention (converted models have it): output_bias (the generator bias), decoder_init="final"
+    # (every layer starts from its encoder layer's final state), W_c with a bias and without tanh, input feeding,
+    # scaled embeddings with sinusoidal positions
     config_kwargs = {
         "cell": "lstm",
         "attention": "concat",
@@ -159,4 +160,6 @@ class RNNLuongConcatCommonTest(_RNNCommonTests, unittest.TestCase):
         "combine_activation": "none",
         "output_bias": True,
         "decoder_init": "final",
+        "scale_embedding": True,
+        "position_embedding": "sinusoidal",
     }

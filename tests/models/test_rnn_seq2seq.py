@@ -76,6 +76,17 @@ GRID = [
         "decoder_layers": 2,
     },
     {"attention": "dot", "cell": "gru", "bidirectional_encoder": False, "decoder_init": "final"},
+    # eole's default RNN: scaled embeddings with sinusoidal positions, LSTM, general attention, input feeding
+    {
+        "attention": "general",
+        "cell": "lstm",
+        "bidirectional_encoder": False,
+        "input_feeding": True,
+        "decoder_init": "final",
+        "scale_embedding": True,
+        "position_embedding": "sinusoidal",
+        "output_bias": True,
+    },
     # eole's mlp attention: concat score, W_c with a bias and without tanh
     {
         "attention": "concat",
@@ -99,6 +110,8 @@ def _id(kw: dict) -> str:
         parts.append("cbias")
     if "combine_activation" in kw:
         parts.append(f"c{kw['combine_activation']}")
+    if kw.get("position_embedding") == "sinusoidal":
+        parts.append("positions")
     if "decoder_init" in kw:
         parts.append(kw["decoder_init"])
     return "-".join(parts)
@@ -517,6 +530,9 @@ def test_bad_inputs_raise_clear_errors():
         ({"attention": "bahdanau", "combine_bias": True}, "combine_bias"),
         ({"combine_bias": "no"}, "combine_bias"),
         ({"combine_activation": "relu"}, "combine_activation"),
+        ({"position_embedding": "learned"}, "position_embedding"),
+        ({"position_embedding": "sinusoidal", "embedding_size": 7}, "embedding_size"),
+        ({"scale_embedding": 1}, "scale_embedding"),
         ({"attention": "bahdanau", "combine_activation": "none"}, "combine_activation"),
         ({"output_bias": 1}, "output_bias"),
         ({"decoder_init": "last"}, "decoder_init"),
@@ -740,6 +756,8 @@ def test_combine_activation_none_drops_the_tanh_of_luongs_attentional_layer():
     give tanh of it (without input feeding the recurrence does not see h~_t)."""
     options = dict(attention="concat", combine_bias=True)
     with_tanh, without = make_model(**options), make_model(**options, combine_activation="none")
+    with torch.no_grad():
+        with_tanh.model.decoder.combine.weight.mul_(4.0)  # pre-activations beyond tanh's near-linear range
     without.load_state_dict(with_tanh.state_dict())
     assert isinstance(without.model.decoder.combine_activation, torch.nn.Identity)
     ids, mask = make_batch()
@@ -754,3 +772,25 @@ def test_combine_activation_none_drops_the_tanh_of_luongs_attentional_layer():
         hook.remove()
     assert seen["none"].abs().max() > 1  # not squashed
     torch.testing.assert_close(torch.tanh(seen["none"]), seen["tanh"])
+
+
+def test_scaled_embeddings_with_sinusoidal_positions_on_both_sides():
+    """eole's RNN embeddings: E y * sqrt(E) plus the interleaved sinusoidal table, positions from 0 on each side (the
+    decoder's continue from the cache: cached == uncached and teacher-forced == step-by-step run over GRID)."""
+    from hf_seq2seq.models.modeling_seq2seq_utils import sinusoidal_table
+
+    options = dict(attention="general", cell="lstm", scale_embedding=True, position_embedding="sinusoidal")
+    model, plain = make_model(**options), make_model(attention="general", cell="lstm")
+    ids, mask = make_batch()
+    with torch.no_grad():
+        states = model.get_encoder()(
+            input_ids=ids, attention_mask=mask, output_hidden_states=True
+        ).hidden_states
+        expected = model.get_encoder().embed_tokens(ids) * 8**0.5 + sinusoidal_table(6, 8)
+        torch.testing.assert_close(states[0], expected)
+        dec = torch.tensor([[BOS, 5, 6, 7]] * 3)
+        decoded = model.model.decoder._embed(dec[:, 2:], None, past_length=2)
+        full = model.model.decoder._embed(dec, None)
+    torch.testing.assert_close(decoded, full[:, 2:])  # a continuation gets positions 2, 3
+    common = dict(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False, num_beams=3)
+    assert not torch.equal(model.generate(**common), plain.generate(**common))
