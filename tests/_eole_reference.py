@@ -5,8 +5,8 @@
 
 Writes ``OUT.pt`` (``torch.save`` of plain tensors and lists): eole's source and target ids of every line, the
 teacher-forced log-probabilities of eole's model (gold-token ones for all lines, full distributions for the first
-lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``), as ids ending
-in eos. An RNN (``architecture: rnn``) is run one sentence at a time, for the forward pass and the search: eole's
+lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``, and beam 5 with
+eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (``architecture: rnn``) is run one sentence at a time, for the forward pass and the search: eole's
 RNN encoder does not pack, so padding in a batch changes a sentence's encoding.
 """
 
@@ -25,13 +25,15 @@ FULL_LINES = 10  # full (T, V) distributions are kept for this many lines
 MAX_OUTPUT_LENGTH = 40
 
 
-def _engine(model_dir: str, beam_size: int, batch_size: int) -> InferenceEnginePY:
+def _engine(
+    model_dir: str, beam_size: int, batch_size: int, length_penalty: str = "none"
+) -> InferenceEnginePY:
     config = PredictConfig(
         model_path=model_dir,
         src="unused",
         beam_size=beam_size,
         max_length=MAX_OUTPUT_LENGTH,
-        length_penalty="none",
+        length_penalty=length_penalty,
         batch_size=batch_size,
         batch_type="sents",
         world_size=1,
@@ -86,6 +88,7 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
 
     greedy = search(engine)
     beam5 = search(_engine(model_dir, beam_size=5, batch_size=batch_size))
+    beam5_avg = search(_engine(model_dir, beam_size=5, batch_size=batch_size, length_penalty="avg"))
     torch.save(
         {
             "src_ids": src_ids,
@@ -95,6 +98,7 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
             "full_log_probs": log_probs[:FULL_LINES],
             "greedy": greedy,
             "beam5": beam5,
+            "beam5_avg": beam5_avg,
         },
         out,
     )
