@@ -6,8 +6,9 @@
 Writes ``OUT.pt`` (``torch.save`` of plain tensors and lists): eole's source and target ids of every line, the
 teacher-forced log-probabilities of eole's model (gold-token ones for all lines, full distributions for the first
 lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``, and beam 5 with
-eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (``architecture: rnn``) is run one sentence at a time, for the forward pass and the search: eole's
-RNN encoder does not pack, so padding in a batch changes a sentence's encoding.
+eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (``architecture: rnn``) is run one sentence at a
+time, for the forward pass and the search: eole's RNN encoder does not pack, so padding in a batch changes a
+sentence's encoding.
 """
 
 from __future__ import annotations
