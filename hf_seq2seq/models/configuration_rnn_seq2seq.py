@@ -137,10 +137,10 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             ("combine_bias", combine_bias, False),
             ("combine_activation", combine_activation, "tanh"),
         )
-        for option, value, default in luong_only:
-            if value != default and attention not in LUONG_ATTENTIONS:
+        for option, setting, default in luong_only:
+            if setting != default and attention not in LUONG_ATTENTIONS:
                 raise ValueError(
-                    f"RNNSeq2SeqConfig: `{option}={value!r}` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
+                    f"RNNSeq2SeqConfig: `{option}={setting!r}` needs a Luong attention {list(LUONG_ATTENTIONS)}, "
                     f"got attention={attention!r}"
                 )
         if decoder_init == "zero" and attention == "none":
