@@ -26,8 +26,8 @@ function of a sentence alone (batch size 1). The proof compares with eole run on
 
 Refused in one line naming the eole option: ``position_encoding_type`` other than ``SinusoidalInterleaved`` or null
 (``SinusoidalConcat``, ``Learned``, ``Rotary``...), ``embeddings.normalize``,
-``bridge``, ``context_gate``, ``coverage_attn``, ``global_attention`` none (eole's decoder then reads no source
-after the start; ours feeds a summary), ``sparsemax``, encoder and decoder of different ``layers`` or
+``bridge``, ``context_gate``, ``coverage_attn``, ``global_attention`` none (eole's decoder then sees the source
+only through its initial state; ours, without attention, feeds an encoder summary at every step), ``sparsemax``, encoder and decoder of different ``layers`` or
 ``rnn_type``, and source and target embeddings of different sizes.
 """
 
