@@ -22,10 +22,16 @@ not real quality). ``--quick`` runs a seconds-long version (tiny models, few sen
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import http.client
 import json
 import math
 import os
+import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,9 +79,25 @@ def parse_args(argv):
     parser.add_argument(
         "--no_load_table", action="store_true", help="skip the N-clients table (e.g. overload only)"
     )
+    parser.add_argument(
+        "--server_args",
+        default="",
+        help="more hf-seq2seq serve options for every server started, e.g. '--http h11 --loop asyncio'",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="clients that go away and a SIGTERM, under N = 32 (--overload_cell)",
+    )
     parser.add_argument("--overload", type=float, default=0, help="seconds of open-loop overload (0: none)")
     parser.add_argument("--overload_cell", default="bigru-torch", help="FAMILY-ENGINE the overload runs on")
     parser.add_argument("--overload_factor", type=float, default=4.0, help="offered rate / measured capacity")
+    parser.add_argument(
+        "--overload_rate",
+        type=float,
+        default=0,
+        help="offered requests/s (default 0: --overload_factor × the capacity measured just before)",
+    )
     parser.add_argument("--overload_queue", type=int, default=64, help="the overloaded server's --max_queue")
     args = parser.parse_args(argv)
     if args.quick:
@@ -176,6 +198,28 @@ def offline(engine, sentences: list[str], batch_size: int, num_beams: int) -> di
     return {"sent_s": len(sentences) / batched, "single_ms": 1000 * sorted(singles)[len(singles) // 2]}
 
 
+def unsorted(engine, sentences: list[str], clients: int, num_beams: int) -> float:
+    """The ceiling of a server with ``clients`` one-sentence clients: offline sentences/s when each engine call
+    holds ``clients`` sentences in the order they came (not sorted by length, as offline ``translate`` sorts)."""
+    ids = engine.encode(sentences)
+    start = time.perf_counter()
+    for i in range(0, len(ids), clients):
+        engine.translate_ids([x for x in ids[i : i + clients] if x], num_beams=num_beams)
+    return len(sentences) / (time.perf_counter() - start)
+
+
+def _engine_figures(port: int, model: str) -> tuple[float, float, float]:
+    """From the server's /metrics: engine calls, segments in them, seconds in them (so far)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    figures = []
+    for metric in ("batch_segments_count", "batch_segments_sum", "engine_seconds_sum"):
+        found = re.search(rf'^hf_seq2seq_{metric}{{model="{re.escape(model)}"}} (\S+)$', text, re.MULTILINE)
+        figures.append(float(found.group(1)) if found else math.nan)
+    return tuple(figures)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
@@ -224,6 +268,7 @@ def load_clients(port: int, model: str, sentences: list[str], clients: int, num_
         "p95_ms": 1000 * percentile(latencies, 0.95),
         "p99_ms": 1000 * percentile(latencies, 0.99),
         "errors": len(errors),
+        "error_kinds": dict(collections.Counter(str(e) for e in errors)),
     }
 
 
@@ -238,10 +283,11 @@ def start_server(cells, args, workdir: Path, max_queue: int = 100000) -> tuple[s
         "--batch_wait",
         args.batch_wait,
         "--max_queue",
-        "100000",
+        str(max_queue),
     ]
     for family, engine, _, folder in cells:
         command += ["--model", f"{family}-{engine}={folder}"]
+    command += shlex.split(args.server_args)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     log = open(workdir / "server.log", "w")  # noqa: SIM115  (closed with the process)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -285,7 +331,12 @@ def measure(cells, args, sentences, port) -> list[dict]:
             try:
                 load_before = load_average()[0]
                 base = offline(engine, sentences, args.batch_size, args.num_beams)
+                ceiling = unsorted(
+                    engine, sentences[::-1], clients, args.num_beams
+                )  # the clients pop from the end
+                calls, segments, seconds = _engine_figures(port, name)
                 served = load_clients(port, name, sentences, clients, args.num_beams)
+                calls2, segments2, seconds2 = _engine_figures(port, name)
                 again = offline(engine, sentences, args.batch_size, args.num_beams)
             finally:
                 if busy is not None:
@@ -295,7 +346,9 @@ def measure(cells, args, sentences, port) -> list[dict]:
             single = (base["single_ms"] + again["single_ms"]) / 2
             row = {"model": family, "engine": engine_name + (f" {compute}" if compute else ""), "clients": clients,
                    "competing_job": compete, "offline_sent_s": off, "direct_call_ms": single, **served,
-                   "ratio": served["sent_s"] / off, "load_before": load_before, "load_after": load_average()[0]}  # fmt: skip
+                   "ratio": served["sent_s"] / off, "ceiling_sent_s": ceiling, "ceiling_ratio": ceiling / off,
+                   "mean_batch": (segments2 - segments) / max(1.0, calls2 - calls),
+                   "engine_busy": (seconds2 - seconds) * served["sent_s"] / len(sentences), "load_before": load_before, "load_after": load_average()[0]}  # fmt: skip
             if clients == 1:
                 row["overhead_ms"] = served["p50_ms"] - single
             rows.append(row)
@@ -304,36 +357,47 @@ def measure(cells, args, sentences, port) -> list[dict]:
 
 
 def _open_loop(port: int, name: str, sentences: list[str], rate: float, seconds: float) -> list[tuple]:
-    """Requests fired at ``rate`` per second for ``seconds`` without waiting for answers (asyncio + httpx, no
-    connection limit: a true open loop), each with a 30 s limit: ``(status, latency from its send time)``."""
+    """Requests fired at ``rate`` per second for ``seconds`` without waiting for answers (a true open loop), each
+    on its own connection with a 30 s limit: ``(status, latency from its send time)``; a status that is not a
+    number says where the time ran out (``connect timeout``, ``answer timeout``) or which error ended it. The
+    client shares the server's cores, so it must cost little: asyncio streams and request bytes made in advance
+    (httpx's client cost 4× more CPU per request than the server it loaded)."""
     import asyncio
 
-    import httpx
+    head = "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    requests = []
+    for sentence in sentences:
+        body = json.dumps({"model": name, "segments": [sentence]}).encode()
+        requests.append(f"{head}Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    async def one(request: bytes) -> tuple:
+        t, writer, phase = time.perf_counter(), None, "connect"
+        try:
+            async with asyncio.timeout(30):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                phase = "answer"
+                writer.write(request)
+                status = int((await reader.readline()).split()[1])
+                await reader.read()  # Connection: close, so the answer ends at EOF
+        except TimeoutError:
+            status = f"{phase} timeout"
+        except (OSError, IndexError, ValueError) as err:  # EMFILE: this client's limit, not the server's
+            status = (
+                "client out of file descriptors" if getattr(err, "errno", None) == 24 else type(err).__name__
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+        return status, time.perf_counter() - t
 
     async def run() -> list[tuple]:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
-        ) as client:
-
-            async def one(sentence: str) -> tuple:
-                t = time.perf_counter()
-                try:
-                    response = await client.post(
-                        "/v1/translate", json={"model": name, "segments": [sentence]}
-                    )
-                    status = response.status_code
-                except httpx.HTTPError as err:
-                    status = type(err).__name__
-                return status, time.perf_counter() - t
-
-            tasks, start, sent = [], time.perf_counter(), 0
-            while (now := time.perf_counter() - start) < seconds:
-                for _ in range(int(now * rate) + 1 - sent):
-                    tasks.append(asyncio.create_task(one(sentences[sent % len(sentences)])))
-                    sent += 1
-                await asyncio.sleep(0.002)
-            return list(await asyncio.gather(*tasks))
+        tasks, start, sent = [], time.perf_counter(), 0
+        while (now := time.perf_counter() - start) < seconds:
+            for _ in range(int(now * rate) + 1 - sent):
+                tasks.append(asyncio.create_task(one(requests[sent % len(requests)])))
+                sent += 1
+            await asyncio.sleep(0.002)
+        return list(await asyncio.gather(*tasks))
 
     return asyncio.run(run())
 
@@ -354,12 +418,14 @@ def overload(cells, args, sentences, workdir: Path) -> dict:
 
         def sample():
             while not stop.wait(0.25):
-                rss.append(server.memory_info().rss)
+                with contextlib.suppress(OSError):  # no file descriptor left while the client holds them all
+                    rss.append(server.memory_info().rss)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
         load_before = load_average()[0]
-        results = _open_loop(port, name, sentences, args.overload_factor * before, args.overload)
+        rate = args.overload_rate or args.overload_factor * before
+        results = _open_loop(port, name, sentences, rate, args.overload)
         stop.set()
         sampler.join()
         after = load_clients(port, name, sentences, 32, args.num_beams)["sent_s"]
@@ -370,7 +436,7 @@ def overload(cells, args, sentences, workdir: Path) -> dict:
     busy = [lat for status, lat in results if status == 503]
     other = [status for status, _ in results if status not in (200, 503)]
     return {"cell": name, "seconds": args.overload, "capacity_before": before, "capacity_after": after,
-            "offered_rate": args.overload_factor * before, "sent": len(results), "ok": len(ok), "503": len(busy),
+            "offered_rate": rate, "sent": len(results), "ok": len(ok), "503": len(busy),
             "other": len(other), "other_kinds": sorted({str(o) for o in other}),
             "ok_p99_ms": 1000 * percentile(ok, 0.99), "ok_max_ms": 1000 * max(ok, default=math.nan),
             "503_p99_ms": 1000 * percentile(busy, 0.99), "503_max_ms": 1000 * max(busy, default=math.nan),
@@ -378,24 +444,78 @@ def overload(cells, args, sentences, workdir: Path) -> dict:
             "load_before": load_before, "load_after": load_average()[0]}  # fmt: skip
 
 
+def _walk_away(port: int, name: str, sentences: list[str], count: int) -> None:
+    """``count`` clients that send a request and close their connection before the answer."""
+    for sentence in sentences[:count]:
+        body = json.dumps({"model": name, "segments": [sentence]}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = f"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        time.sleep(0.005)
+
+
+def faults(cells, args, sentences, workdir: Path) -> dict:
+    """On the ``--overload_cell`` server, under N = 32 clients: (1) 100 more clients that go away mid-request;
+    (2) SIGTERM while the 32 clients are sending. Counted from the clients' side and the server's /metrics."""
+    cell = next(c for c in cells if f"{c[0]}-{c[1]}" == args.overload_cell)
+    name = f"{cell[0]}-{cell[1]}"
+    process, port = start_server([cell], args, workdir)
+    try:
+        load_clients(port, name, sentences[:8], 4, args.num_beams)  # warm-up
+        quiet = load_clients(port, name, sentences, 32, args.num_beams)
+        walker = threading.Thread(target=_walk_away, args=(port, name, sentences, 100))
+        walker.start()
+        loud = load_clients(port, name, sentences, 32, args.num_beams)
+        walker.join()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/metrics")
+        dropped = re.search(
+            r"^hf_seq2seq_dropped_segments_total\S* (\S+)$", connection.getresponse().read().decode(), re.M
+        )
+        after = load_clients(port, name, sentences, 32, args.num_beams)
+        # SIGTERM 1 s into a run of 32 clients over 4x the sentences
+        timer = threading.Timer(1.0, process.send_signal, (signal.SIGTERM,))
+        timer.start()
+        stop = time.perf_counter() + 1.0
+        stopped = load_clients(port, name, sentences * 4, 32, args.num_beams)
+        exit_code = process.wait(120)
+        exit_s = time.perf_counter() - stop
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return {"cell": name, "quiet": quiet, "walk_away": loud, "dropped": float(dropped.group(1)) if dropped else math.nan,
+            "after": after, "sigterm": stopped, "sigterm_sent": 4 * len(sentences), "exit_code": exit_code,
+            "exit_s": exit_s}  # fmt: skip
+
+
 def markdown(report: dict) -> list[str]:
     rows = [
         [r["model"], r["engine"], r["clients"] if not r["competing_job"] else f"{r['clients']} + busy job",
-         f"{r['offline_sent_s']:.1f}", f"{r['sent_s']:.1f}", f"{100 * r['ratio']:.0f}%", f"{r['p50_ms']:.0f}",
+         f"{r['offline_sent_s']:.1f}", f"{r['sent_s']:.1f}", f"{100 * r['ratio']:.0f}%",
+         f"{100 * r['ceiling_ratio']:.0f}%" if "ceiling_ratio" in r else "",
+         f"{r['mean_batch']:.1f}" if "mean_batch" in r else "",
+         f"{100 * r['engine_busy']:.0f}%" if "engine_busy" in r else "", f"{r['p50_ms']:.0f}",
          f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}", r["errors"],
          f"{r['overhead_ms']:+.1f}" if "overhead_ms" in r else "", f"{r['load_before']:.1f} → {r['load_after']:.1f}"]
         for r in report["rows"]
     ]  # fmt: skip
-    header = ["model", "engine", "clients", "offline sent/s", "server sent/s", "server/offline", "p50 ms",
+    header = ["model", "engine", "clients", "offline sent/s", "server sent/s", "server/offline",
+              "ceiling/offline", "mean batch", "engine busy", "p50 ms",
               "p95 ms", "p99 ms", "errors", "N=1 overhead ms", "load (1 min)"]  # fmt: skip
     meta = report["meta"]
     lines = ["# hf-seq2seq serve under load", "", env_line(meta), ""]
+    server = " ".join([f"--max_wait_ms {meta['max_wait_ms']}", f"--batch_wait {meta.get('batch_wait', 'always')}",
+                       meta.get("server_args", "")]).strip()  # fmt: skip
     lines += [f"Models: {meta['models']}. {meta['n']} Multi30k test2016 sentences, beam {meta['num_beams']}, "
-              f"{meta['threads']} intra-op thread(s) per engine, server --max_wait_ms {meta['max_wait_ms']} "
-              f"--batch_wait {meta.get('batch_wait', 'always')}, "
+              f"{meta['threads']} intra-op thread(s) per engine, server {server}, "
               f"offline batch {meta['batch_size']}.", ""]  # fmt: skip
     if report["rows"]:
-        lines += markdown_table(header, rows, "lllrrrrrrrrl")
+        lines += markdown_table(header, rows, "lllrrrrrrrrrrrl")
+        lines += ["", "ceiling/offline: offline sentences/s with engine calls of N sentences in the order the "
+                  "clients send them (unsorted), over the sorted offline figure: what a server whose engine is "
+                  "never idle could reach with N one-sentence clients. Mean batch and engine busy (the share of "
+                  "the wall time the engine was computing) come from the server's /metrics."]  # fmt: skip
     o = report.get("overload")
     if o:
         lines += ["", f"Overload: {o['cell']}, {o['seconds']:.0f} s of requests offered open-loop at "
@@ -410,6 +530,25 @@ def markdown(report: dict) -> list[str]:
               f"{o['capacity_before']:.1f} → {o['capacity_after']:.1f}",
               f"{o['load_before']:.1f} → {o['load_after']:.1f}"]],
             "rrrrrrrrl",
+        )  # fmt: skip
+    f = report.get("faults")
+    if f:
+
+        def kinds(run):
+            return ", ".join(f"{n} {k}" for k, n in sorted(run.get("error_kinds", {}).items())) or "none"
+
+        sig = f["sigterm"]
+        answered = f["sigterm_sent"] - sig["errors"]
+        lines += ["", f"Faults: {f['cell']}, 32 clients.", ""]
+        lines += markdown_table(
+            ["run", "sent/s", "p99 ms", "errors"],
+            [["32 clients", f"{f['quiet']['sent_s']:.1f}", f"{f['quiet']['p99_ms']:.0f}", kinds(f["quiet"])],
+             [f"32 clients + 100 that go away mid-request ({f['dropped']:.0f} segments left the queue)",
+              f"{f['walk_away']['sent_s']:.1f}", f"{f['walk_away']['p99_ms']:.0f}", kinds(f["walk_away"])],
+             ["32 clients, right after", f"{f['after']['sent_s']:.1f}", f"{f['after']['p99_ms']:.0f}", kinds(f["after"])],
+             [f"SIGTERM 1 s into 32 clients: {answered} answered 200, exit status {f['exit_code']} after "
+              f"{f['exit_s']:.1f} s", "", f"{sig['p99_ms']:.0f}", kinds(sig)]],
+            "lrrl",
         )  # fmt: skip
     return lines
 
@@ -439,7 +578,7 @@ def main(argv=None) -> int:
         cells = engine_folders(folders, workdir)
         sentences = [s for s in read_lines(MULTI30K / "test_2016_flickr.de.gz", args.n)]
         meta = environment("cpu", "bench_server.py", argv, n=len(sentences), num_beams=args.num_beams,
-                           max_wait_ms=args.max_wait_ms, batch_wait=args.batch_wait, batch_size=args.batch_size, models=trained)  # fmt: skip
+                           max_wait_ms=args.max_wait_ms, batch_wait=args.batch_wait, server_args=args.server_args, batch_size=args.batch_size, models=trained)  # fmt: skip
         rows = []
         if not args.no_load_table:
             process, port = start_server(cells, args, workdir)
@@ -449,6 +588,8 @@ def main(argv=None) -> int:
                 process.terminate()
                 process.wait(60)
         extra = {"overload": overload(cells, args, sentences, workdir)} if args.overload else {}
+        if args.faults:
+            extra["faults"] = faults(cells, args, sentences, workdir)
     report = {"meta": {**meta, "load_average_end": load_average()}, "rows": rows, **extra}
     _write_report(args.out, report, markdown(report))
     return 0

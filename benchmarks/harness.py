@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import threading
 import time
@@ -374,7 +375,9 @@ def command_line(script: str, argv: list[str] | None) -> str:
     """How the benchmark was run, as a user would type it from the project root: ``python benchmarks/SCRIPT ARGS``
     (absolute paths shown relative to the root: `public_arg`)."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join([f"python benchmarks/{script}", *map(public_arg, args)]).strip()
+    return (
+        f"python benchmarks/{script} {shlex.join(map(public_arg, args))}".strip()
+    )  # quoted as a shell needs
 
 
 def environment(device: str, script: str, argv: list[str] | None, **extra) -> dict:

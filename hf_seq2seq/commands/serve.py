@@ -4,6 +4,7 @@ native ``/v1`` API, ``/health``, ``/ready``, ``/metrics``, the page at ``/``) ov
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="allow cross-origin requests from this origin (repeatable)",
+    )
+    net.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn's HTTP parser (default: auto: httptools, C, when installed, else h11, pure Python)",
+    )
+    net.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="uvicorn's event loop (default: auto: uvloop when installed, else asyncio)",
     )
     batching = parser.add_argument_group("batching")
     batching.add_argument(
@@ -157,6 +170,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     if args.write_openapi:
         print(f"wrote {write_openapi(args.write_openapi)}")
         return 0
+    for option, module in (("--http", args.http), ("--loop", args.loop)):
+        if module in ("httptools", "uvloop") and importlib.util.find_spec(module) is None:
+            return fail(
+                parser.prog, f'{option} {module}: {module} is not installed: pip install "hf_seq2seq[server]"'
+            )
     if not 0 <= args.port < 65536:
         return fail(parser.prog, f"--port {args.port} is invalid; valid: 0 to 65535")
     try:
@@ -181,6 +199,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=60,
         limit_concurrency=args.max_connections,
+        http=args.http,
+        loop=args.loop,
     )
     print("stopped: the requests in flight were answered", file=sys.stderr)
     return 0

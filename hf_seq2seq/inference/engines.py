@@ -710,6 +710,11 @@ class CTranslate2Engine(Engine):
             )
         return self.search(sources, num_beams, n_best, max_new_tokens, return_scores, return_attention=True)
 
+    def cross_attention(self, source_ids: list[int], target_ids: list[int]) -> np.ndarray:
+        """:meth:`GenerateEngine.cross_attention`'s array for CTranslate2: (1, 1, T, S), the one attention an
+        export returns (the layer and heads fixed at export, averaged), from the target forced as prefix."""
+        return self.pair_attention([source_ids], [target_ids])[0][None, None]
+
     def pair_attention(self, sources, targets, layer=None, heads=None):
         """The attention of each target forced as CTranslate2's ``target_prefix`` (``return_attention``)."""
         self.check_alignment(layer, heads)

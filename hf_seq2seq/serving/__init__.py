@@ -11,7 +11,8 @@
 - :mod:`~hf_seq2seq.serving.schemas`: the request and response bodies; :mod:`~hf_seq2seq.serving.metrics`;
 - :mod:`~hf_seq2seq.serving.models`: ``--model NAME=PATH`` / a models file → loaded engines.
 
-Needs the ``server`` extra (``pip install "hf_seq2seq[server]"``: fastapi, uvicorn, prometheus-client).
+Needs the ``server`` extra (``pip install "hf_seq2seq[server]"``: fastapi, uvicorn with httptools and uvloop,
+prometheus-client).
 """
 
 from .app import ServedModel, ServerSettings, create_app, openapi_schema, write_openapi

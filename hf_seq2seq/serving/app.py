@@ -95,7 +95,7 @@ class ServedModel:
 
     @property
     def has_attention(self) -> bool:
-        return self.engine_name == "torch" and hasattr(self.engine, "cross_attention")
+        return self.engine_name in ("torch", "ctranslate2") and hasattr(self.engine, "cross_attention")
 
     def config_summary(self) -> dict:
         """The model's shape: its config (torch / onnxruntime), or for CTranslate2 the export's facts and the
@@ -223,6 +223,11 @@ class Server:
             )
             self.metrics.watch_queue(m.name, m.batcher)
 
+    def all_queues_full(self) -> bool:
+        return all(
+            m.batcher is None or m.batcher.depth >= self.settings.max_queue for m in self.models.values()
+        )
+
     def close(self) -> None:
         self.ready = False
         for m in self.models.values():
@@ -316,6 +321,32 @@ class Server:
         return outputs
 
 
+def shedding_middleware(server: Server):
+    """A pure ASGI middleware that answers a translate request 503 before FastAPI reads its body, while every
+    model's queue is full (the route would answer 503 anyway): an overloaded server then spends a fraction of a
+    request's handling on each one it turns away, and keeps up with a flood instead of timing out at connect."""
+    paths = {"/translate", "/v1/translate"}
+    retry = str(server.settings.retry_after_s).encode()
+
+    class SheddingMiddleware:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            shed = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in paths
+            if shed and server.all_queues_full():
+                server.metrics.shed.inc()
+                body = b'{"error":"every model\'s queue is full; retry later"}'
+                headers = [(b"content-type", b"application/json"), (b"retry-after", retry),
+                           (b"content-length", str(len(body)).encode())]  # fmt: skip
+                await send({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await self.app(scope, receive, send)
+
+    return SheddingMiddleware
+
+
 async def _disconnected(request: Request) -> None:
     """Returns when the client goes away (the body has been read, so the next message is the disconnect)."""
     while True:
@@ -376,6 +407,7 @@ def create_app(models: Sequence[ServedModel], settings: ServerSettings | None = 
         app.add_middleware(
             CORSMiddleware, allow_origins=list(server.settings.cors_origins), allow_methods=["*"]
         )
+    app.add_middleware(shedding_middleware(server))  # inside the metrics one: its 503s are counted
     app.add_middleware(server.metrics.middleware)
     _add_libretranslate_routes(app, server)
     _add_native_routes(app, server)
@@ -462,7 +494,8 @@ def _add_native_routes(app: FastAPI, server: Server) -> None:
             if body.return_attention and not model.has_attention:
                 raise ApiError(
                     400,
-                    f"return_attention needs the torch engine; model {model.name!r} runs {model.engine_name}",
+                    f"return_attention needs the torch or ctranslate2 engine; model {model.name!r} runs "
+                    f"{model.engine_name}",
                 )
             if body.return_alignment:
                 try:  # a model without attention, an onnxruntime export: one line

@@ -119,7 +119,7 @@ class Batcher:
         max_queue: int = 1024,
         workers: int = 1,
         batch_wait: str = "adaptive",
-        on_batch: Callable[[int, int, int], None] | None = None,
+        on_batch: Callable[[int, int, int, float], None] | None = None,
         name: str = "model",
     ):
         for option, value, low in (
@@ -139,7 +139,8 @@ class Batcher:
         self.engine, self.name = engine, name
         self.max_batch_tokens, self.max_wait = max_batch_tokens, max_wait_ms / 1000
         self.max_queue = max_queue
-        self.on_batch = on_batch  # (segments, padded source tokens, generated tokens) per engine call
+        # per engine call: (segments, padded source tokens, generated tokens, seconds)
+        self.on_batch = on_batch
         self._queue: list[_Segment] = []
         self._last_arrival = float(
             "-inf"
@@ -273,6 +274,7 @@ class Batcher:
         if not group:
             return
         options = group[0].options
+        start = time.perf_counter()
         try:
             translations = self.engine.translate_ids(
                 [s.ids for s in group],
@@ -293,7 +295,8 @@ class Batcher:
             return
         if self.on_batch is not None:
             generated = sum(len(t.token_ids[0]) + 1 for t in translations if t.token_ids)
-            self.on_batch(len(group), max(len(s.ids) for s in group) * len(group), generated)
+            padded = max(len(s.ids) for s in group) * len(group)
+            self.on_batch(len(group), padded, generated, time.perf_counter() - start)
         for segment, translation in zip(group, translations, strict=True):
             self._deliver(segment, translation)
 

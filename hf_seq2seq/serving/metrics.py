@@ -4,10 +4,14 @@
 - ``hf_seq2seq_request_seconds{path}``: latency histogram;
 - ``hf_seq2seq_batch_segments{model}`` and ``hf_seq2seq_batch_tokens{model}`` (padded source tokens): one
   observation per engine call;
+- ``hf_seq2seq_engine_seconds{model}``: the time of each engine call (its ``_sum`` over wall time is how busy the
+  engine is: near 1, the engine is the bottleneck; well below 1 under load, the requests' own handling is);
 - ``hf_seq2seq_queue_depth{model}``: segments waiting;
 - ``hf_seq2seq_segments_total{model}``, ``hf_seq2seq_generated_tokens_total{model}`` (``</s>`` included, best
   hypotheses), ``hf_seq2seq_rejected_total{model}`` (503), ``hf_seq2seq_dropped_segments_total{model}`` (clients
-  that went away).
+  that went away);
+- ``hf_seq2seq_shed_total``: translate requests answered 503 before their body was read, while every model's queue
+  was full.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class ServerMetrics:
             "hf_seq2seq_batch_tokens", "padded source tokens per engine call", ["model"],
             buckets=(16, 64, 256, 1024, 4096, 16384), registry=registry,
         )  # fmt: skip
+        self.engine_seconds = Histogram(
+            "hf_seq2seq_engine_seconds", "time of each engine call", ["model"], buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )  # fmt: skip
         self.queue = Gauge("hf_seq2seq_queue_depth", "segments waiting", ["model"], registry=registry)
         self.segments = Counter("hf_seq2seq_segments", "segments translated", ["model"], registry=registry)
         self.generated = Counter(
@@ -61,14 +69,19 @@ class ServerMetrics:
         self.rejected = Counter(
             "hf_seq2seq_rejected", "requests refused with 503 (queue full)", ["model"], registry=registry
         )
+        self.shed = Counter(
+            "hf_seq2seq_shed", "translate requests answered 503 before their body was read (every queue full)",
+            registry=registry,
+        )  # fmt: skip
         self.dropped = Counter(
             "hf_seq2seq_dropped_segments", "queued segments of clients that went away", ["model"],
             registry=registry,
         )  # fmt: skip
 
     def batch_observer(self, model: str):
-        def observe(segments: int, tokens: int, generated: int) -> None:
+        def observe(segments: int, tokens: int, generated: int, seconds: float) -> None:
             self.batch_segments.labels(model).observe(segments)
+            self.engine_seconds.labels(model).observe(seconds)
             self.batch_tokens.labels(model).observe(tokens)
             self.generated.labels(model).inc(generated)
 

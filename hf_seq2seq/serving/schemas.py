@@ -60,7 +60,7 @@ class TranslateRequest(BaseModel):
     )
     return_attention: StrictBool = Field(
         False,
-        description="the best hypothesis's cross-attention (torch engine): layers x heads x target x source",
+        description="the best hypothesis's cross-attention (torch: every layer and head; ctranslate2: the export's one attention, 1 x 1): layers x heads x target x source",
     )
     return_alignment: StrictBool = Field(
         False,
@@ -100,7 +100,9 @@ class ModelInfo(BaseModel):
     path: str
     max_source_length: int
     default_num_beams: int
-    attention: bool = Field(description="whether return_attention is available (the torch engine)")
+    attention: bool = Field(
+        description="whether return_attention is available (the torch and ctranslate2 engines)"
+    )
     config: dict
 
 

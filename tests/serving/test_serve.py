@@ -89,6 +89,8 @@ def test_batched_equals_one_by_one_and_the_offline_engine(served, folders, name)
     count = _metric(metrics, "hf_seq2seq_batch_segments_count", name)
     total = _metric(metrics, "hf_seq2seq_batch_segments_sum", name)
     assert total >= 3 * len(SENTENCES) and count < total  # some engine calls held several
+    assert _metric(metrics, "hf_seq2seq_engine_seconds_count", name) == count  # each engine call timed
+    assert _metric(metrics, "hf_seq2seq_engine_seconds_sum", name) > 0
 
 
 def _engine_of(name: str) -> str:
@@ -118,7 +120,21 @@ def test_attention_status_models_metrics_page(served, folders):
         served + "/v1/translate", {"model": "rnn-onnx", "segments": ["x"], "return_attention": True}
     )
     if "rnn-onnx" in folders:
-        assert status == 400 and body["error"].startswith("return_attention needs the torch engine")
+        assert status == 400 and body["error"].startswith(
+            "return_attention needs the torch or ctranslate2 engine"
+        )
+    if "transformer-ct2" in folders:  # the export's one attention (its alignment layer and heads, averaged)
+        (result,) = _v1(served, "transformer-ct2", [SENTENCES[1]], return_attention=True)
+        weights, target = result["attention"]["weights"], result["attention"]["target_tokens"]
+        assert (
+            len(weights) == len(weights[0]) == 1
+            and len(weights[0][0]) == len(target)
+            and target[-1] == "</s>"
+        )
+        rows = weights[0][0][:-1]  # each target token's row is a distribution over the source
+        assert all(
+            len(r) == len(result["attention"]["source_tokens"]) and abs(sum(r) - 1) < 1e-2 for r in rows
+        )
     assert request(served + "/health")[2] == {"status": "ok"}
     assert request(served + "/ready")[2]["status"] == "ready"
     models = {m["name"]: m for m in request(served + "/v1/models")[2]["models"]}
@@ -277,8 +293,34 @@ def test_full_queue_answers_503_at_once_and_the_queued_request_completes(slow_qu
     status, headers, body = request(slow_queue + "/translate", {**LT, "q": "neun"})
     assert status == 503 and headers["retry-after"] == "1" and "queue" in body["error"]
     assert time.monotonic() - start < 1.0
+    # the queue is full: turned away before the body is read (shed), on either API, whatever the body
+    status, headers, body = request(slow_queue + "/v1/translate", {"segments": ["neun"]})
+    assert status == 503 and headers["retry-after"] == "1" and "queue is full" in body["error"]
+    metrics = request(slow_queue + "/metrics")[2]
+    assert re.search(r"^hf_seq2seq_shed_total 2\.0$", metrics, re.MULTILINE)
+    assert 'hf_seq2seq_requests_total{code="503",path="/v1/translate"} 1.0' in metrics
     thread.join(30)
     assert first["answer"][0] == 200 and len(first["answer"][2]["translatedText"]) == 2
+
+
+def test_one_full_queue_sheds_nothing_for_the_other_model(folders):
+    """Only when every model's queue is full are requests turned away unread; a full queue of one model leaves the
+    other model's requests served."""
+    engine = load_engine(folders["de-en"], device="cpu")
+    models = [ServedModel(name, "torch", str(folders["de-en"]), engine, "de", "en") for name in ("a", "b")]
+    settings = ServerSettings(max_queue=2, max_wait_ms=1500, batch_wait="always", max_batch_tokens=10_000)
+    with server_thread(create_app(models, settings)) as url:
+        filler = threading.Thread(
+            target=lambda: request(url + "/v1/translate", {"model": "a", "segments": SENTENCES[:2]})
+        )
+        filler.start()
+        time.sleep(0.4)
+        status, _, body = request(url + "/v1/translate", {"model": "a", "segments": ["neun"]})
+        assert status == 503 and "the queue of model 'a' is full" in body["error"]  # the route's own 503
+        status, _, body = request(url + "/v1/translate", {"model": "b", "segments": ["neun"]})
+        assert status == 200 and len(body["results"]) == 1
+        filler.join(30)
+        assert re.search(r"^hf_seq2seq_shed_total 0\.0$", request(url + "/metrics")[2], re.MULTILINE)
 
 
 def test_a_client_that_goes_away_leaves_the_queue(slow_queue):
@@ -301,7 +343,8 @@ def test_a_client_that_goes_away_leaves_the_queue(slow_queue):
 @pytest.mark.slow
 def test_sigterm_finishes_requests_in_flight_and_exits_0(folders):
     args = ["--model", f"de-en={folders['de-en']}", "--max_wait_ms", "1500", "--batch_wait", "always"]
-    with server_process(args) as (url, process):
+    # uvicorn's pure-Python parts here (the other servers use the C ones the server extra installs)
+    with server_process([*args, "--http", "h11", "--loop", "asyncio"]) as (url, process):
         answers = []
         thread = threading.Thread(
             target=lambda: answers.append(
@@ -318,7 +361,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(folders):
             request(url + "/health", timeout=2)
 
 
-def test_serve_command_refuses_bad_options_in_one_line(tmp_path, capsys):
+def test_serve_command_refuses_bad_options_in_one_line(tmp_path, capsys, monkeypatch):
     from hf_seq2seq.commands.serve import serve_main
 
     def run(*argv):
@@ -332,6 +375,12 @@ def test_serve_command_refuses_bad_options_in_one_line(tmp_path, capsys):
     assert status == 1 and "--engine 'tensorrt' is invalid; valid choices: auto, torch" in line
     status, line = run("--model", f"a={tmp_path}", "--model", f"a={tmp_path}")
     assert status == 1 and "each model needs its own name" in line
+    for option, module in (("--http", "httptools"), ("--loop", "uvloop")):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed: its import fails
+        status, line = run("--model", f"a={tmp_path}", option, module)
+        assert status == 1 and line == (
+            f'hf-seq2seq serve: error: {option} {module}: {module} is not installed: pip install "hf_seq2seq[server]"'
+        )
 
 
 @pytest.mark.slow
@@ -341,14 +390,23 @@ def test_bench_server_quick_runs_and_reports_every_cell(tmp_path):
     import bench_server
 
     out = tmp_path / "bench_server"
-    assert bench_server.main(["--quick", "--out", str(out), "--overload", "2"]) == 0
+    assert bench_server.main(["--quick", "--out", str(out), "--overload", "2", "--faults"]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     overload = report["overload"]
     assert overload["sent"] > 0 and overload["ok"] + overload["503"] + overload["other"] == overload["sent"]
     cells = {(r["model"], r["engine"], r["clients"]) for r in report["rows"]}
     assert len(cells) == len(report["rows"]) == 2 * sum(len(e) for e in bench_server.ENGINES.values())
     assert all(r["errors"] == 0 and r["sent_s"] > 0 and r["offline_sent_s"] > 0 for r in report["rows"])
+    # the engine figures read from /metrics: N one-sentence clients make engine calls of 1..N segments
+    assert all(1 <= r["mean_batch"] <= r["clients"] and r["ceiling_sent_s"] > 0 for r in report["rows"])
+    assert all(r["mean_batch"] == 1 for r in report["rows"] if r["clients"] == 1)
+    assert all(0 < r["engine_busy"] for r in report["rows"])
     assert "load (1 min)" in out.with_suffix(".md").read_text()
+    faults = report[
+        "faults"
+    ]  # clients that walk away cost the others nothing; SIGTERM: answered, then exit 0
+    assert faults["walk_away"]["errors"] == 0 and faults["after"]["errors"] == 0
+    assert faults["exit_code"] == 0 and faults["sigterm"]["errors"] < faults["sigterm_sent"]
 
 
 def test_models_file_and_model_options(tmp_path, folders):
