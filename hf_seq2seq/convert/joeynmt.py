@@ -22,12 +22,14 @@ The RNN maps one to one too, with two options of our RNN made for it: JoeyNMT's 
 current decoder state with an MLP (our Luong ``concat``), its ``luong`` is Luong's ``general``; its attentional layer
 ``tanh(W [h_t; c_t] + b)`` is our ``combine`` with ``combine_bias=True`` (columns reordered to [c_t; h_t]); its
 ``init_hidden`` ``bridge`` / ``last`` / ``zero`` start every decoder layer from the top encoder layer
-(``decoder_init="top_bridge"`` / ``"top"`` / ``"zero"``, the LSTM cell equal to the state); input feeding, GRU and
-LSTM, uni- and bidirectional encoders carry over (the encoder's states must have the decoder's size).
+(``decoder_init="top_bridge"`` / ``"top"`` / ``"zero"``, the LSTM cell equal to the state); ``embeddings.scale``
+(JoeyNMT's ``Embeddings`` multiplies the lookup by sqrt(``embedding_dim``), on both families) is our
+``scale_embedding``; input feeding, GRU and LSTM, uni- and bidirectional encoders carry over (the encoder's states
+must have the decoder's size).
 
 Refused in one line naming the option: ``alpha`` ≠ 1, encoder and decoder of different sizes, heads, cells,
-activations or ``layer_norm`` (and ``layer_norm`` unset on the encoder: JoeyNMT then builds pre-norm layers without a
-final LayerNorm), RNN encoder states of another size than the decoder's, scaled RNN embeddings, separate source and
+activations, ``layer_norm`` or ``embeddings.scale`` (and ``layer_norm`` unset on the encoder: JoeyNMT then builds
+pre-norm layers without a final LayerNorm), RNN encoder states of another size than the decoder's, separate source and
 target vocabularies, BPE / sentencepiece / character tokenisation, ``normalize`` and the Moses pre-tokenizer,
 language tags and sep tokens.
 """
@@ -137,7 +139,11 @@ def special_symbols(model_dir: Path, config: dict) -> dict[str, tuple[str, int]]
 
 # ------------------------------------------------------------------------------------------------ configuration
 def _same(model_dir: Path, encoder: dict, decoder: dict, option: str, default=None):
-    a, b = encoder.get(option, default), decoder.get(option, default)
+    """The value both sections give ``option`` ("embeddings.scale" reads the embeddings subsection), or one line."""
+    *path, name = option.split(".")
+    for key in path:
+        encoder, decoder = encoder.get(key) or {}, decoder.get(key) or {}
+    a, b = encoder.get(name, default), decoder.get(name, default)
     if a != b:
         raise _fail(
             model_dir,
@@ -187,7 +193,7 @@ def check_model_section(model_dir: Path, config: dict) -> str:
             model_dir,
             f"model.encoder.activation={activation!r} is not converted; valid: {', '.join(ACTIVATIONS)}",
         )
-    _same(model_dir, encoder.get("embeddings") or {}, decoder.get("embeddings") or {}, "scale", False)
+    _same(model_dir, encoder, decoder, "embeddings.scale", False)
     return norm_style
 
 
@@ -199,7 +205,7 @@ def transformer_config(model_dir: Path, config: dict, vocab: list[str], weights:
     model = config["model"]
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
     activation = _same(model_dir, encoder, decoder, "activation", "relu")
-    scale = _same(model_dir, encoder.get("embeddings") or {}, decoder.get("embeddings") or {}, "scale", False)
+    scale = _same(model_dir, encoder, decoder, "embeddings.scale", False)
     specials = special_symbols(model_dir, config)
     tied = all(
         weights["src_embed.lut.weight"].equal(weights[k])
@@ -340,11 +346,9 @@ def check_rnn_section(model_dir: Path, encoder: dict, decoder: dict) -> str:
             f"the encoder states have size {states} (model.encoder.hidden_size x directions) but "
             f"model.decoder.hidden_size={decoder.get('hidden_size')}: ours attends over states of the decoder's size",
         )
-    embeddings = (encoder.get("embeddings") or {}, decoder.get("embeddings") or {})
-    if _same(model_dir, *embeddings, "embedding_dim") is None:
+    if _same(model_dir, encoder, decoder, "embeddings.embedding_dim") is None:
         raise _fail(model_dir, "model.encoder.embeddings.embedding_dim is not set")
-    if _same(model_dir, *embeddings, "scale", False):
-        raise _fail(model_dir, "model.encoder.embeddings.scale=true: our RNN does not scale its embeddings")
+    _same(model_dir, encoder, decoder, "embeddings.scale", False)
     return "rnn"
 
 
@@ -355,6 +359,8 @@ def rnn_config(model_dir: Path, config: dict, vocab: list[str], weights: dict):
     encoder, decoder = config["model"]["encoder"], config["model"]["decoder"]
     specials = special_symbols(model_dir, config)
     embedding_size = encoder["embeddings"]["embedding_dim"]
+    # JoeyNMT's Embeddings: lut(x) * sqrt(embedding_dim) with scale: true, our scale_embedding's E y * sqrt(E)
+    scale = bool(encoder["embeddings"].get("scale", False))
     # ours ties all three matrices (with a projection when E != H, which JoeyNMT cannot tie anyway) or none
     tied = embedding_size == decoder["hidden_size"] and all(
         weights["src_embed.lut.weight"].equal(weights[k])
@@ -364,6 +370,7 @@ def rnn_config(model_dir: Path, config: dict, vocab: list[str], weights: dict):
         return FAMILIES["rnn"].config_class(
             vocab_size=len(vocab),
             embedding_size=embedding_size,
+            scale_embedding=scale,
             hidden_size=decoder["hidden_size"],
             encoder_layers=int(encoder.get("num_layers", 1)),
             decoder_layers=int(decoder.get("num_layers", 1)),

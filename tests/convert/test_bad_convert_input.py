@@ -63,9 +63,9 @@ def _joeynmt_dirs(root):
         "  decoder: {type: recurrent, hidden_size: 8, embeddings: {embedding_dim: 8}}\n"
     )
     make("joey-rnn-sizes", config=rnn)  # bidirectional by default: states of 16 for a decoder of 8
-    make(
-        "joey-rnn-scaled",
-        config=rnn.replace("hidden_size: 8,", "hidden_size: 4,", 1).replace("8}", "8, scale: true}"),
+    make(  # embeddings scaled on the encoder side only
+        "joey-rnn-scaled-once",
+        config=rnn.replace("hidden_size: 8,", "hidden_size: 4,", 1).replace("8}", "8, scale: true}", 1),
     )
     make("joey-mixed", config=JOEY_TRANSFORMER.replace("type: transformer", "type: recurrent", 1))
     make("joey-no-checkpoint")
@@ -187,7 +187,12 @@ CASES = {
     "uneven-ffn": ("uneven", "marian", "hf-seq2seq", "encoder_ffn_dim=32 differs from decoder_ffn_dim=48"),
     "no-tokenizer": ("no-tokenizer", "marian", "hf-seq2seq", "no tokenizer that AutoTokenizer loads"),
     "joey-rnn-sizes": ("joey-rnn-sizes", "joeynmt", "hf-seq2seq", "the encoder states have size 16"),
-    "joey-rnn-scaled": ("joey-rnn-scaled", "joeynmt", "hf-seq2seq", "embeddings.scale=true"),
+    "joey-rnn-scaled-once": (
+        "joey-rnn-scaled-once",
+        "joeynmt",
+        "hf-seq2seq",
+        "model.encoder.embeddings.scale=True differs from model.decoder.embeddings.scale=False",
+    ),
     "joey-mixed": (
         "joey-mixed",
         "joeynmt",

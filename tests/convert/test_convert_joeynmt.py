@@ -66,41 +66,51 @@ TRANSFORMER = (
     "{{type: transformer, num_layers: 2, num_heads: 2, hidden_size: 32, ff_size: 64, dropout: 0.1, "
     "layer_norm: {norm}, embeddings: {{embedding_dim: 32, scale: true}}}}"
 )
-RNN = "{{type: recurrent, rnn_type: {cell}, dropout: 0.1, embeddings: {{embedding_dim: 32}}, {rest}}}"
+RNN = "{{type: recurrent, rnn_type: {cell}, dropout: 0.1, embeddings: {{embedding_dim: 32{scale}}}, {rest}}}"
 # name -> (JoeyNMT's encoder and decoder sections, what our converted config must say); 200 training steps each
 MODELS = {
     "transformer-pre": (
         TRANSFORMER.format(norm="pre"),
         TRANSFORMER.format(norm="pre"),
-        {"norm_style": "pre"},
+        {"norm_style": "pre", "scale_embedding": True},
     ),
     "transformer-post": (
         TRANSFORMER.format(norm="post"),
         TRANSFORMER.format(norm="post"),
-        {"norm_style": "post"},
+        {"norm_style": "post", "scale_embedding": True},
     ),
     # bidirectional GRU, 1 -> 2 layers, JoeyNMT's bahdanau (an MLP over the current state), input feeding, bridge
     "gru-bahdanau-bridge": (
-        RNN.format(cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"),
+        RNN.format(scale="", cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"),
         RNN.format(
-            cell="gru", rest="hidden_size: 32, num_layers: 2, attention: bahdanau, init_hidden: bridge"
+            scale="",
+            cell="gru",
+            rest="hidden_size: 32, num_layers: 2, attention: bahdanau, init_hidden: bridge",
         ),
         {"attention": "concat", "input_feeding": True, "decoder_init": "top_bridge"},
     ),
     # LSTM 2 -> 1 layers, luong (general) without input feeding, started from the last state (JoeyNMT 2.3 trains
     # bidirectional encoders only: its final-state code indexes the backward direction)
     "lstm-luong-last": (
-        RNN.format(cell="lstm", rest="hidden_size: 16, bidirectional: true, num_layers: 2"),
+        RNN.format(scale="", cell="lstm", rest="hidden_size: 16, bidirectional: true, num_layers: 2"),
         RNN.format(
+            scale="",
             cell="lstm",
             rest="hidden_size: 32, num_layers: 1, attention: luong, init_hidden: last, input_feeding: false",
         ),
         {"attention": "general", "input_feeding": False, "decoder_init": "top"},
     ),
-    "gru-luong-zero": (
-        RNN.format(cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"),
-        RNN.format(cell="gru", rest="hidden_size: 32, num_layers: 1, attention: luong, init_hidden: zero"),
-        {"attention": "general", "input_feeding": True, "decoder_init": "zero"},
+    # with JoeyNMT's scaled embeddings (lookup x sqrt(embedding_dim): our scale_embedding)
+    "gru-luong-zero-scaled": (
+        RNN.format(
+            scale=", scale: true", cell="gru", rest="hidden_size: 16, bidirectional: true, num_layers: 1"
+        ),
+        RNN.format(
+            scale=", scale: true",
+            cell="gru",
+            rest="hidden_size: 32, num_layers: 1, attention: luong, init_hidden: zero",
+        ),
+        {"attention": "general", "input_feeding": True, "decoder_init": "zero", "scale_embedding": True},
     ),
 }
 
