@@ -59,8 +59,8 @@ def convert(source, output, *, from_format: str, to_format: str) -> Path:
     elif from_format == "eole":
         from .eole import load_eole
 
-        model, tokenizer, notes = load_eole(source)
-        writer = _ours_writer(model, tokenizer, source, "an eole model directory", from_format, notes)
+        model, tokenizer, notes, search = load_eole(source)
+        writer = _ours_writer(model, tokenizer, source, "an eole model directory", from_format, notes, search)
     elif from_format == "marian":
         model, tokenizer, notes = _load_marian(source)
         writer = _ours_writer(model, tokenizer, source, SOURCE_KINDS["marian"], from_format, notes)
@@ -220,14 +220,22 @@ def provenance(source, source_kind: str, from_format: str, to_format: str) -> st
     )
 
 
-def _ours_writer(model, tokenizer, source, source_kind: str, from_format: str, notes: list[str]):
+def _ours_writer(
+    model, tokenizer, source, source_kind: str, from_format: str, notes: list[str], search: str | None = None
+):
+    """``search``: a decoding method of ``hf_seq2seq.inference.search`` to store with the folder, or None."""
+
     def write(folder: Path) -> None:
         from ..hub import save_model_folder, section_markers, with_marked_section, write_atomic
+        from ..inference.search import CUSTOM_GENERATE, write_custom_generate
 
         # generation_defaults={}: keep the source's generation settings, so generate() decodes what it decoded
         save_model_folder(
             model, tokenizer, folder, card={"model_name": Path(str(source)).name}, generation_defaults={}
         )
+        if search is not None:
+            assert search == CUSTOM_GENERATE  # the one the package ships
+            write_custom_generate(folder)
         begin, end = section_markers(CARD_SECTION)
         lines = [provenance(source, source_kind, from_format, OURS), *notes]
         section = f"{begin}\n## Where the weights came from\n\n" + "\n\n".join(lines) + f"\n{end}\n"

@@ -21,6 +21,12 @@ vocabulary (unknown words → ``<unk>``); eole gives the encoder no eos, so neit
 
 eole's RNN (``architecture: rnn``) converts to our RNN family: :mod:`.eole_rnn` says how and what it refuses.
 
+Beam search: ``eole predict``'s length penalty (config.json's ``inference`` section, else eole's default ``avg``,
+alpha 1.0) decides the search stored with the folder: ``avg`` and ``none`` store eole's own search
+(:mod:`hf_seq2seq.inference.search`) as ``custom_generate/generate.py`` with alpha (0 for ``none``) as the
+generation config's ``length_penalty``, so ``hf-seq2seq translate`` and the pipeline decode like eole; ``wu`` stores
+none (transformers' beam search; the card says so).
+
 Refused in one line naming the eole option: any architecture but ``transformer`` and ``rnn`` (eole's ``cnn``,
 language models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
 ``final_encoder_layer_norm`` (eole's decoder is pre-norm only, ours has one norm style), ``layer_norm`` other than
@@ -462,14 +468,32 @@ def build_tokenizer(vocab: list[str], specials: dict, start: str, max_length: in
     )
 
 
-def generation_config(model_config):
+def beam_search(model_dir: Path, config: dict) -> tuple[str | None, float]:
+    """``(the decoding method to store with the folder, its length_penalty)`` for the length penalty ``eole
+    predict`` uses (config.json's ``inference`` section, else eole's defaults ``length_penalty: avg``, ``alpha:
+    1.0``): ``avg`` and ``none`` are eole's beam search with alpha (``none``: 0), ``wu`` has no equivalent (None:
+    transformers' beam search, length_penalty 1.0)."""
+    from ..inference.search import CUSTOM_GENERATE
+
+    inference = config.get("inference") or {}
+    penalty = inference.get("length_penalty", "avg")
+    if penalty not in ("avg", "none", "wu"):
+        raise _fail(model_dir, f"inference.length_penalty={penalty!r} is not eole's; valid: avg, none, wu")
+    if penalty == "wu":
+        return None, 1.0
+    return CUSTOM_GENERATE, float(inference.get("alpha", 1.0)) if penalty == "avg" else 0.0
+
+
+def generation_config(model_config, length_penalty: float = 1.0):
     """eole's search defaults that a model directory implies: no forbidden token, eos allowed from the first step,
-    at most 250 tokens (``max_length``); the beam size and length penalty are settings of ``eole predict``."""
+    at most 250 tokens (``max_length``), eole's alpha as ``length_penalty``; the beam size is a setting of ``eole
+    predict``."""
     from transformers import GenerationConfig
 
     return GenerationConfig(
         num_beams=1,
         max_new_tokens=250,
+        length_penalty=length_penalty,
         pad_token_id=model_config.pad_token_id,
         bos_token_id=model_config.bos_token_id,
         eos_token_id=model_config.eos_token_id,
@@ -479,7 +503,8 @@ def generation_config(model_config):
 
 # ------------------------------------------------------------------------------------------------------ entry
 def load_eole(source):
-    """``(model, tokenizer, notes)`` of the eole model directory ``source``."""
+    """``(model, tokenizer, notes, search)`` of the eole model directory ``source``; ``search``: the decoding method
+    to store with the folder (``custom_generate``), or None."""
     model_dir = Path(source).expanduser()
     if not model_dir.is_dir():
         raise ConversionError(
@@ -494,11 +519,14 @@ def load_eole(source):
     check_model_section(model_dir, config)
     vocab, specials, start = read_vocabulary(model_dir)
     weights = read_weights(model_dir)
+    search, alpha = beam_search(model_dir, config)
     if config["model"].get("architecture", "transformer") == "rnn":
-        return _load_rnn(model_dir, config, vocab, specials, start, weights)
+        model, tokenizer, notes = _load_rnn(model_dir, config, vocab, specials, start, weights)
+        model.generation_config = generation_config(model.config, alpha)
+        return model, tokenizer, [*notes, beam_note(search)], search
     our_config = transformer_config(model_dir, config, vocab, specials, start, weights)
     model = build_model(model_dir, config["model"], our_config, weights)
-    model.generation_config = generation_config(our_config)
+    model.generation_config = generation_config(our_config, alpha)
     tokenizer = build_tokenizer(vocab, specials, start, our_config.max_position_embeddings)
     notes = [
         "eole's Transformer is pre-norm with interleaved sinusoidal positions and embeddings scaled by "
@@ -506,16 +534,25 @@ def load_eole(source):
         "float64 where eole's is computed in float32 (they differ by float32 rounding).",
         "The tokenizer reproduces eole's ids: the source gets no eos (eole gives its encoder none), so for "
         "fine-tuning append eos to the labels yourself.",
-        BEAM_NOTE,
+        beam_note(search),
     ]
-    return model, tokenizer, notes
+    return model, tokenizer, notes, search
 
 
-BEAM_NOTE = (
-    "Beam search: `eole predict` divides a finished hypothesis' score by length^alpha (`length_penalty: avg`, "
-    "the default) or not at all (`none`: our `length_penalty=0.0`, the setting the conversion was proven "
-    "with). Greedy decoding is the same."
-)
+def beam_note(search: str | None) -> str:
+    """The card's line on beam search."""
+    if search is None:
+        return (
+            "Beam search: `eole predict` used `length_penalty: wu` (Wu et al.'s normalisation), which has no "
+            "equivalent here: a beam search ranks by transformers' length^length_penalty. Greedy decoding is the same."
+        )
+    return (
+        "Beam search: eole's own (`length_penalty: avg`, a finished hypothesis' score divided by (length + 1)^alpha, "
+        "alpha = the generation config's `length_penalty`, 0 for eole's `none`; a sentence stops when its best "
+        "candidate ends) is stored with the folder as `custom_generate/generate.py`: `hf-seq2seq translate` and "
+        "`hf_seq2seq.inference.load_model` use it, and so do `from_pretrained(..., trust_remote_code=True)` and a "
+        "pipeline given `trust_remote_code=True`. Greedy decoding is the same."
+    )
 
 
 def _load_rnn(model_dir: Path, config: dict, vocab: list[str], specials: dict, start: str, weights: dict):
@@ -524,6 +561,5 @@ def _load_rnn(model_dir: Path, config: dict, vocab: list[str], specials: dict, s
     matrices = _embedding_matrices(model_dir, config["model"], weights)
     our_config = rnn_config(model_dir, config, vocab, specials, start, weights, matrices)
     model = build_rnn_model(model_dir, our_config, weights, matrices)
-    model.generation_config = generation_config(our_config)
     tokenizer = build_tokenizer(vocab, specials, start, our_config.max_position_embeddings)
-    return model, tokenizer, [*NOTES, BEAM_NOTE]
+    return model, tokenizer, list(NOTES)

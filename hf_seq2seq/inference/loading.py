@@ -3,12 +3,15 @@
 
 Our model types load with the installed package's code (``import hf_seq2seq`` registers them), so the code files in
 a folder are never executed unless ``trust_remote_code=True`` is given for a model type we do not know. Weights are
-read from ``model.safetensors`` only (no pickle). Every failure is a ``ValueError`` (:class:`ModelLoadError`,
+read from ``model.safetensors`` only (no pickle). A decoding method stored with a folder
+(``custom_generate/generate.py``) is replaced by the installed one when the package ships it (eole's beam search),
+and refused without ``trust_remote_code`` otherwise. Every failure is a ``ValueError`` (:class:`ModelLoadError`,
 :class:`~hf_seq2seq.export.common.ExportError`) or ``OSError`` whose one line names the folder and the problem.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -191,6 +194,7 @@ def load_model(
             f"({', '.join(TEXT_MODEL_TYPES)}) nor a type transformers knows; if the folder ships its own "
             "code and you trust it, pass --trust_remote_code"
         )
+    search = _stored_search(local, trust_remote_code)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     _quiet_loading()
     try:
@@ -215,7 +219,26 @@ def load_model(
     model = model.to(device).eval()
     if cpu_kernels and model.device.type == "cpu":
         model = optimize_for_cpu_inference(model)
+    if search is not None:  # the installed copy of the search the folder stores: no code of the folder runs
+        model.generate = functools.partial(search, model=model)
     return model, tokenizer
+
+
+def _stored_search(folder: Path, trust_remote_code: bool):
+    """The installed ``generate`` for the decoding method stored in ``folder/custom_generate/generate.py``
+    (transformers' place for one; ``convert --from eole`` stores eole's beam search there), or None: none stored, or
+    one this package does not ship, which runs (transformers loads it) only with ``trust_remote_code``."""
+    from . import search
+
+    name = search.stored_search(folder)
+    if name is None or (name != search.CUSTOM_GENERATE and trust_remote_code):
+        return None
+    if name != search.CUSTOM_GENERATE:
+        raise ModelLoadError(
+            f"{folder / search.CUSTOM_GENERATE_FILE} is a decoding method hf_seq2seq does not ship "
+            f"(it ships {search.CUSTOM_GENERATE}); if you trust its code, pass --trust_remote_code"
+        )
+    return search.generate
 
 
 def load_captioner(

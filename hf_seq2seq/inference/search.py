@@ -14,14 +14,28 @@ beam search ranks differently in two ways, which is why this exists:
 
 It uses the model through ``generate()``'s own parts (input preparation, beam expansion, the encoder pass, the cache
 and its reordering), so it runs every model of ours (and any encoder-decoder whose cache reorders); it returns the
-sequences only (``return_dict_in_generate`` is refused in one line), best first, ``num_return_sequences`` per input.
+sequences, best first, ``num_return_sequences`` per input, and with ``return_dict_in_generate`` also the score it
+ranked by (``sequences_scores``) and ``beam_indices``, not per-step scores nor attentions (refused in one line).
+
+**Stored with a model folder.** This file is also transformers' ``custom_generate/generate.py`` (its ``generate``
+below follows that contract: a folder holding it decodes every beam search with this search): ``hf-seq2seq convert
+--from eole`` copies it there when eole's ``length_penalty`` is ``avg`` (its default) or ``none``, with the
+generation config's ``length_penalty`` set to eole's ``alpha`` (0.0 for ``none``). Without this package,
+``from_pretrained(folder, trust_remote_code=True)`` (and a pipeline given ``trust_remote_code=True``) runs the
+folder's copy; with it, ``hf_seq2seq.inference.load_model`` (every command, the server) recognises the file by its
+``CUSTOM_GENERATE`` line below and uses the installed search, so no code of the folder runs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-__all__ = ["average_length_beam_search"]
+__all__ = ["average_length_beam_search", "generate", "stored_search", "write_custom_generate"]
+
+CUSTOM_GENERATE = "average_length_beam_search"  # the name a folder's copy of this file is recognised by
+CUSTOM_GENERATE_FILE = Path("custom_generate") / "generate.py"  # transformers' place for it in a model folder
 
 DEAD = -65504.0  # eole's score of a finished beam (the float16 minimum), so it is never extended
 
@@ -40,10 +54,12 @@ def average_length_beam_search(
     N = ``num_return_sequences``, each input's hypotheses best first, padded with the pad id."""
     from transformers.generation.utils import ALL_CACHE_NAMES
 
-    if generation_config.return_dict_in_generate:
-        raise ValueError(
-            "average_length_beam_search returns sequences only; valid choices: return_dict_in_generate=False"
-        )
+    for option in ("output_attentions", "output_hidden_states", "output_logits"):
+        if getattr(generation_config, option, False):
+            raise ValueError(
+                f"average_length_beam_search does not return attentions, hidden states or logits: {option}=True; "
+                "valid choices: False"
+            )
     beams, best = generation_config.num_beams, generation_config.num_return_sequences or 1
     if best > beams:
         raise ValueError(f"num_return_sequences={best} is larger than num_beams={beams}")
@@ -56,9 +72,12 @@ def average_length_beam_search(
     scores = torch.full((batch, beams), float("-inf"), device=input_ids.device)
     scores[:, 0] = 0.0  # one live beam per input at the start
     offsets = torch.arange(batch, device=input_ids.device)[:, None] * beams
-    hypotheses: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    hypotheses: list[list[tuple[float, list[int], list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     sequences = input_ids
+    rows = torch.zeros(
+        input_ids.shape[0], 0, dtype=torch.long, device=input_ids.device
+    )  # beam_indices so far
     while not all(done):
         step_inputs = model.prepare_inputs_for_generation(
             sequences,
@@ -80,24 +99,33 @@ def average_length_beam_search(
         scores = top_scores * penalty
         origin = (top_ids // vocab + offsets).view(-1)  # (B * K,) rows of the previous step
         sequences = torch.cat([sequences[origin], (top_ids % vocab).view(-1, 1)], dim=-1)
+        rows = torch.cat([rows[origin], origin[:, None]], dim=-1)  # the row each new token was computed in
         finished = torch.isin(top_ids % vocab, eos)
         if sequences.shape[1] >= max_length:  # eole's max_length: every open hypothesis ends here
             finished[:] = True
-        _collect(hypotheses, done, finished, top_scores, sequences, prompt, beams, best)
+        _collect(hypotheses, done, finished, top_scores, sequences, rows, prompt, beams, best)
         scores = scores.masked_fill(finished, DEAD)
         _reorder(model, model_kwargs, ALL_CACHE_NAMES, origin)
-    return _assemble(hypotheses, input_ids[::beams], best, pad)
+    sequences, sequence_scores, beam_indices = _assemble(hypotheses, input_ids[::beams], best, pad)
+    if not generation_config.return_dict_in_generate:
+        return sequences
+    from transformers.generation.utils import GenerateBeamEncoderDecoderOutput
+
+    return GenerateBeamEncoderDecoderOutput(
+        sequences=sequences, sequences_scores=sequence_scores, beam_indices=beam_indices
+    )
 
 
-def _collect(hypotheses, done, finished, top_scores, sequences, prompt, beams, best) -> None:
-    """Store each input's candidates that ended at this step; an input is done when its best candidate ended and
-    it has ``best`` hypotheses (eole's ``update_finished``)."""
+def _collect(hypotheses, done, finished, top_scores, sequences, rows, prompt, beams, best) -> None:
+    """Store each input's candidates that ended at this step (score, tokens, beam indices); an input is done when
+    its best candidate ended and it has ``best`` hypotheses (eole's ``update_finished``)."""
     ended, values = finished.tolist(), top_scores.tolist()
     for i, row in enumerate(ended):
         if done[i] or not any(row):
             continue
         for j in (j for j, end in enumerate(row) if end):
-            hypotheses[i].append((values[i][j], sequences[i * beams + j, prompt:].tolist()))
+            k = i * beams + j
+            hypotheses[i].append((values[i][j], sequences[k, prompt:].tolist(), rows[k].tolist()))
         if row[0] and len(hypotheses[i]) >= best:
             done[i] = True
 
@@ -113,11 +141,53 @@ def _reorder(model, model_kwargs: dict, cache_names, origin: torch.Tensor) -> No
             return
 
 
-def _assemble(hypotheses, prompts: torch.Tensor, best: int, pad: int) -> torch.Tensor:
-    """(B * N, P + n): each input's prompt and its ``best`` hypotheses by score (stable: earlier ones win ties)."""
-    rows = []
+def _assemble(hypotheses, prompts: torch.Tensor, best: int, pad: int):
+    """``(sequences (B * N, P + n), scores (B * N,), beam indices (B * N, n))``: each input's prompt and its ``best``
+    hypotheses by score (stable: earlier ones win ties), padded with the pad id (beam indices with -1)."""
+    rows, scores, indices = [], [], []
     for prompt, found in zip(prompts.tolist(), hypotheses):
         ranked = sorted(found, key=lambda hypothesis: hypothesis[0], reverse=True)[:best]
-        rows += [prompt + tokens for _, tokens in ranked]
-    width = max(map(len, rows))
-    return torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=prompts.device)
+        rows += [prompt + tokens for _, tokens, _ in ranked]
+        scores += [score for score, _, _ in ranked]
+        indices += [beam_rows for _, _, beam_rows in ranked]
+    width, steps = max(map(len, rows)), max(map(len, indices))
+    device = prompts.device
+    return (
+        torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=device),
+        torch.tensor(scores, device=device),
+        torch.tensor([row + [-1] * (steps - len(row)) for row in indices], device=device),
+    )
+
+
+# ------------------------------------------------------------------------------- stored with a model folder
+def generate(*args, model, **kwargs):
+    """transformers' ``custom_generate`` entry point (``model.generate`` of a folder holding this file as
+    ``custom_generate/generate.py``): a beam search (``num_beams`` > 1, no sampling, no assistant) runs
+    :func:`average_length_beam_search`, anything else transformers' own ``generate()``; the same arguments."""
+    config = kwargs.get("generation_config") or model.generation_config
+    beams = kwargs.get("num_beams") or config.num_beams or 1
+    sampling = kwargs.get("do_sample", config.do_sample)
+    if beams > 1 and not sampling and kwargs.get("assistant_model") is None:
+        kwargs.setdefault("custom_generate", average_length_beam_search)
+    return type(model).generate(model, *args, **kwargs)
+
+
+def write_custom_generate(folder) -> Path:
+    """Store this search with the model folder ``folder`` (transformers' ``custom_generate/generate.py``)."""
+    target = Path(folder) / CUSTOM_GENERATE_FILE
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    return target
+
+
+def stored_search(folder) -> str | None:
+    """The decoding method stored with ``folder``: ``None`` without a ``custom_generate/generate.py``, the name on
+    its ``CUSTOM_GENERATE = "..."`` line (``average_length_beam_search`` for a copy of this file), else ``""``."""
+    path = Path(folder) / CUSTOM_GENERATE_FILE
+    if not path.is_file():
+        return None
+    prefix = "CUSTOM_GENERATE = "
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].split("#")[0].strip().strip('"')
+    return ""

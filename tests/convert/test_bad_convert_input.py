@@ -154,6 +154,7 @@ def _eole_dirs(root):
     )
     make("eole-rms", model={"layer_norm": "rms"})
     make("eole-cnn", model={"architecture": "cnn"})
+    make("eole-length-penalty", config={"inference": {"length_penalty": "average"}})
     make("eole-rotary", model={"embeddings": {"position_encoding_type": "Rotary"}})
     make("eole-postnorm", model={"encoder": {**EOLE_MODEL["encoder"], "encoder_layer_style": "postnorm"}})
     make("eole-gated", model={"mlp_activation_fn": "gated-silu"})
@@ -230,6 +231,12 @@ CASES = {
     ),
     "eole-no-config": ("eole-no-config", "eole", "hf-seq2seq", "no config.json: not an eole model directory"),
     "eole-cnn": ("eole-cnn", "eole", "hf-seq2seq", "model.architecture='cnn'"),
+    "eole-length-penalty": (
+        "eole-length-penalty",
+        "eole",
+        "hf-seq2seq",
+        "inference.length_penalty='average' is not eole's; valid: avg, none, wu",
+    ),
     "eole-rnn-positions": (
         "eole-rnn",
         "eole",

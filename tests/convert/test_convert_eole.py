@@ -19,6 +19,7 @@ import pytest
 import torch
 from _toolkit_proof import cut, run, toolkit_python, write_slice
 
+from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.convert import convert
 from hf_seq2seq.inference.search import average_length_beam_search
 
@@ -223,3 +224,13 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
             custom_generate=average_length_beam_search,
         )
     assert [cut(row, eos, pad) for row in average.tolist()] == reference["beam5_avg"]
+
+    # the same without Python: the folder stores that search (custom_generate/generate.py, alpha as its
+    # length_penalty), and `hf-seq2seq translate` decodes with it
+    assert (tmp_path / "ours" / "custom_generate" / "generate.py").is_file()
+    assert model.generation_config.length_penalty == 1.0
+    argv = ["translate", "--model", str(tmp_path / "ours"), "--input", str(tmp_path / "test.de")]
+    argv += ["--output", str(tmp_path / "avg.txt"), "--num_beams", "5", "--max_new_tokens", "40"]
+    assert cli_main(argv) == 0
+    translated = (tmp_path / "avg.txt").read_text(encoding="utf-8").splitlines()
+    assert translated == tokenizer.batch_decode(reference["beam5_avg"], skip_special_tokens=True)
