@@ -323,6 +323,20 @@ def test_one_full_queue_sheds_nothing_for_the_other_model(folders):
         assert re.search(r"^hf_seq2seq_shed_total 0\.0$", request(url + "/metrics")[2], re.MULTILINE)
 
 
+def test_the_long_lived_heap_is_frozen_while_serving(folders):
+    """The garbage collector leaves the models' and libraries' objects alone while the server runs (gc.freeze), and
+    gets them back when it stops."""
+    import gc
+
+    engine = load_engine(folders["de-en"], device="cpu")
+    with server_thread(
+        create_app([ServedModel("de-en", "torch", str(folders["de-en"]), engine, "de", "en")])
+    ) as url:
+        assert gc.get_freeze_count() > 10_000  # torch and transformers alone are far more
+        assert request(url + "/translate", {**LT, "q": "neun"})[0] == 200
+    assert gc.get_freeze_count() == 0
+
+
 def test_a_client_that_goes_away_leaves_the_queue(slow_queue):
     body = json.dumps({**LT, "q": SENTENCES[:2]}).encode()
     with socket.create_connection(("127.0.0.1", int(slow_queue.rsplit(":", 1)[1]))) as sock:
