@@ -550,8 +550,8 @@ def beam_note(search: str | None) -> str:
         "Beam search: eole's own (`length_penalty: avg`, a finished hypothesis' score divided by (length + 1)^alpha, "
         "alpha = the generation config's `length_penalty`, 0 for eole's `none`; a sentence stops when its best "
         "candidate ends) is stored with the folder as `custom_generate/generate.py`: `hf-seq2seq translate` and "
-        "`hf_seq2seq.inference.load_model` use it, and so do `from_pretrained(..., trust_remote_code=True)` and a "
-        "pipeline given `trust_remote_code=True`. Greedy decoding is the same."
+        "`hf_seq2seq.inference.load_model` use it, and so do `from_pretrained` and a pipeline given "
+        "`trust_remote_code` (set to True). Greedy decoding is the same."
     )
 
 
