@@ -49,6 +49,36 @@ def multi30k_dir() -> Path:
     return MULTI30K
 
 
+# The bad-input tests' (tests/*/test_bad_*_input.py) model: a module that defines its own fixture of the same name
+# uses that one instead.
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny test tokenizer (tests/hub_server.py)."""
+    from hub_server import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer():
+    """A tokenizer whose vocabulary is not ``tokenizer``'s (a folder whose tokenizer does not match its model)."""
+    from hf_seq2seq import train_tokenizer
+
+    return train_tokenizer(["ganz andere Wörter xyz qj"] * 5, vocab_size=60, min_frequency=1)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, tokenizer):
+    """A saved tiny Transformer (max_position_embeddings=32) and ``tokenizer``."""
+    from hub_server import tiny_model
+
+    from hf_seq2seq.hub import save_model_folder
+
+    return save_model_folder(
+        tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bad") / "model"
+    )
+
+
 def run_without_package(
     code: str, cwd: Path | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:

@@ -176,6 +176,23 @@ def _option(section: dict, model: dict, name: str, default=None):
     return model.get(name, EOLE_DEFAULTS.get(name, default))
 
 
+def shared_config(
+    config: dict, vocab: list[str], specials: dict, start: str, weights: dict, matrices: tuple
+) -> dict:
+    """The config values both families read the same way from an eole model: special-token ids, label smoothing,
+    the generator's bias and whether the three embedding matrices are one (``matrices``: source, target, generator)."""
+    src, tgt, generator = matrices
+    return {
+        "tie_word_embeddings": bool(src is tgt is generator or (src.equal(tgt) and tgt.equal(generator))),
+        "output_bias": "generator.bias" in weights,  # generator_bias (eole's default: on)
+        "label_smoothing": float((config.get("training") or {}).get("label_smoothing", 0.0)),
+        "pad_token_id": vocab.index(specials["pad_token"]),
+        "bos_token_id": vocab.index(start),
+        "eos_token_id": vocab.index(specials["eos_token"]),
+        "decoder_start_token_id": vocab.index(start),
+    }
+
+
 def _same(model_dir: Path, model: dict, name: str):
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
     a, b = _option(encoder, model, name), _option(decoder, model, name)
@@ -327,7 +344,6 @@ def transformer_config(
     if scalars:
         raise _fail(model_dir, f"{scalars[0]} is not 1 (a per-layer output scale): ours has none")
     src, tgt, generator = _embedding_matrices(model_dir, model, weights)
-    tied = src is tgt is generator or (src.equal(tgt) and tgt.equal(generator))
     dropout = (config.get("training") or {}).get("dropout") or [0.3]  # eole's defaults
     attention_dropout = (config.get("training") or {}).get("attention_dropout") or [0.1]
     try:
@@ -348,14 +364,8 @@ def transformer_config(
             if "src_emb.pe.pe" in weights
             else 5000,
             scale_embedding=True,
-            tie_word_embeddings=tied,
-            output_bias="generator.bias" in weights,  # generator_bias (eole's default: on)
             layer_norm_eps=float(_option(encoder, model, "norm_eps")),
-            label_smoothing=float((config.get("training") or {}).get("label_smoothing", 0.0)),
-            pad_token_id=vocab.index(specials["pad_token"]),
-            bos_token_id=vocab.index(start),
-            eos_token_id=vocab.index(specials["eos_token"]),
-            decoder_start_token_id=vocab.index(start),
+            **shared_config(config, vocab, specials, start, weights, (src, tgt, generator)),
         )
     except (ValueError, TypeError) as err:
         raise _fail(model_dir, f"the eole configuration does not fit our Transformer: {err}") from None
@@ -559,7 +569,8 @@ def _load_rnn(model_dir: Path, config: dict, vocab: list[str], specials: dict, s
     from .eole_rnn import NOTES, build_rnn_model, rnn_config
 
     matrices = _embedding_matrices(model_dir, config["model"], weights)
-    our_config = rnn_config(model_dir, config, vocab, specials, start, weights, matrices)
+    shared = shared_config(config, vocab, specials, start, weights, matrices)
+    our_config = rnn_config(model_dir, config, vocab, matrices, shared)
     model = build_rnn_model(model_dir, our_config, weights, matrices)
     tokenizer = build_tokenizer(vocab, specials, start, our_config.max_position_embeddings)
     return model, tokenizer, list(NOTES)

@@ -116,23 +116,15 @@ def check_rnn_section(model_dir: Path, model: dict) -> None:
         raise _fail(model_dir, f"model.embeddings: source and target word_vec_size differ ({sorted(sizes)})")
 
 
-def rnn_config(
-    model_dir: Path,
-    config: dict,
-    vocab: list[str],
-    specials: dict,
-    start: str,
-    weights: dict,
-    matrices: tuple,
-):
+def rnn_config(model_dir: Path, config: dict, vocab: list[str], matrices: tuple, shared: dict):
     """Our ``RNNSeq2SeqConfig`` for an eole RNN (checked by ``check_rnn_section``); ``matrices``: eole's source
-    embeddings, target embeddings and generator weight (shared ones are one tensor)."""
+    embeddings, target embeddings and generator weight (shared ones are one tensor); ``shared``: the values read as
+    for eole's Transformer (:func:`.eole.shared_config`)."""
     from ..families import FAMILIES
 
     model = config["model"]
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
-    src, tgt, generator = matrices
-    tied = src is tgt is generator or (src.equal(tgt) and tgt.equal(generator))
+    src = matrices[0]
     attention, combine_bias, combine_activation = ATTENTIONS[_get(decoder, model, "global_attention")]
     dropout = (config.get("training") or {}).get("dropout") or [0.3]  # eole's default
     try:
@@ -152,13 +144,7 @@ def rnn_config(
             position_embedding=POSITIONS[_positions(model)][0],
             scale_embedding=POSITIONS[_positions(model)][1],
             dropout=float(dropout[0]),
-            label_smoothing=float((config.get("training") or {}).get("label_smoothing", 0.0)),
-            tie_word_embeddings=bool(tied),
-            output_bias="generator.bias" in weights,  # generator_bias (eole's default: on)
-            pad_token_id=vocab.index(specials["pad_token"]),
-            bos_token_id=vocab.index(start),
-            eos_token_id=vocab.index(specials["eos_token"]),
-            decoder_start_token_id=vocab.index(start),
+            **shared,
         )
     except (ValueError, TypeError) as err:
         raise _fail(model_dir, f"the eole configuration does not fit our RNN: {err}") from None

@@ -11,24 +11,9 @@ import json
 
 import pytest
 from _bad_input import _pair, _stdin, _translate
-from hub_server import tiny_model, tiny_tokenizer
 
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.data import load_parallel_data
-from hf_seq2seq.hub import save_model_folder
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, tokenizer):
-    """A saved tiny Transformer (max_position_embeddings=32) and its tokenizer."""
-    return save_model_folder(
-        tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bad") / "model"
-    )
 
 
 def test_non_utf8_stdin_and_input_file_name_the_line(folder, tmp_path, monkeypatch, capsys):

@@ -93,6 +93,78 @@ EOLE_MODEL = {
 }
 
 
+_RNN = {
+    "architecture": "rnn",
+    "encoder": {"encoder_type": "rnn"},
+    "decoder": {"decoder_type": "rnn"},
+    "embeddings": {"position_encoding_type": None},
+}
+
+
+def _rnn_decoder(**options):
+    return {**_RNN, "decoder": {"decoder_type": "rnn", **options}}
+
+
+# eole-shaped folder -> (how _eole_dirs makes it, what the one line says)
+EOLE_BAD = {
+    "eole-no-vocab": ({"files": ("config", "weights")}, "no vocab.json beside config.json"),
+    "eole-no-weights": ({"files": ("config", "vocab")}, "no model.00.safetensors beside config.json"),
+    "eole-no-config": ({"files": ("vocab", "weights")}, "no config.json: not an eole model directory"),
+    "eole-cnn": ({"model": {"architecture": "cnn"}}, "model.architecture='cnn'"),
+    "eole-length-penalty": (
+        {"config": {"inference": {"length_penalty": "average"}}},
+        "inference.length_penalty='average' is not eole's; valid: avg, none, wu",
+    ),
+    "eole-rnn-positions": (
+        {
+            "model": {
+                **_RNN,
+                "encoder": {"encoder_type": "brnn"},
+                "embeddings": {"position_encoding_type": "Rotary"},
+            }
+        },
+        "model.embeddings.position_encoding_type='Rotary'",
+    ),
+    "eole-rnn-cnn": (
+        {"model": {**_RNN, "encoder": {"encoder_type": "cnn"}}},
+        "model.encoder.encoder_type='cnn'",
+    ),
+    "eole-rnn-bridge": ({"model": {**_RNN, "bridge": True}}, "model.encoder.bridge=True"),
+    "eole-rnn-gate": ({"model": _rnn_decoder(context_gate="both")}, "model.decoder.context_gate='both'"),
+    "eole-rnn-coverage": ({"model": _rnn_decoder(coverage_attn=True)}, "model.decoder.coverage_attn=True"),
+    "eole-rnn-no-attention": (
+        {"model": _rnn_decoder(global_attention=None)},
+        "model.decoder.global_attention=None",
+    ),
+    "eole-rnn-sparsemax": (
+        {"model": _rnn_decoder(global_attention_function="sparsemax")},
+        "model.decoder.global_attention_function='sparsemax'",
+    ),
+    "eole-rnn-layers": (
+        {"model": {**_rnn_decoder(layers=1), "encoder": {"encoder_type": "rnn", "layers": 2}}},
+        "model.encoder.layers=2 differs",
+    ),
+    "eole-rms": ({"model": {"layer_norm": "rms"}}, "model.layer_norm='rms'"),
+    "eole-rotary": (
+        {"model": {"embeddings": {"position_encoding_type": "Rotary"}}},
+        "position_encoding_type='Rotary'",
+    ),
+    "eole-postnorm": (
+        {"model": {"encoder": {**EOLE_MODEL["encoder"], "encoder_layer_style": "postnorm"}}},
+        "model.encoder.encoder_layer_style='postnorm'",
+    ),
+    "eole-gated": ({"model": {"mlp_activation_fn": "gated-silu"}}, "model.mlp_activation_fn='gated-silu'"),
+    "eole-transforms": (
+        {"config": {"data": {"corpus_1": {"transforms": ["sentencepiece"]}}}},
+        "transforms ['sentencepiece']",
+    ),
+    "eole-split-vocab": (
+        {"tgt": ["<unk>", "<blank>", "<s>", "</s>", "b"]},
+        "src and tgt vocabularies differ",
+    ),
+}
+
+
 def _eole_dirs(root):
     """eole-shaped directories (config.json, vocab.json, model.00.safetensors), each wrong in one way (made by hand:
     no eole is needed to refuse them)."""
@@ -118,51 +190,11 @@ def _eole_dirs(root):
                 folder / "model.00.safetensors",
             )
 
-    make("eole-no-vocab", files=("config", "weights"))
-    make("eole-no-weights", files=("config", "vocab"))
-    make("eole-no-config", files=("vocab", "weights"))
-    rnn = {
-        "architecture": "rnn",
-        "encoder": {"encoder_type": "rnn"},
-        "decoder": {"decoder_type": "rnn"},
-        "embeddings": {"position_encoding_type": None},
-    }
-    make(
-        "eole-rnn",
-        model={
-            **rnn,
-            "encoder": {"encoder_type": "brnn"},
-            "embeddings": {"position_encoding_type": "Rotary"},
-        },
-    )
-    make("eole-rnn-cnn", model={**rnn, "encoder": {"encoder_type": "cnn"}})
-    make("eole-rnn-bridge", model={**rnn, "bridge": True})
-    make("eole-rnn-gate", model={**rnn, "decoder": {"decoder_type": "rnn", "context_gate": "both"}})
-    make("eole-rnn-coverage", model={**rnn, "decoder": {"decoder_type": "rnn", "coverage_attn": True}})
-    make("eole-rnn-no-attention", model={**rnn, "decoder": {"decoder_type": "rnn", "global_attention": None}})
-    make(
-        "eole-rnn-sparsemax",
-        model={**rnn, "decoder": {"decoder_type": "rnn", "global_attention_function": "sparsemax"}},
-    )
-    make(
-        "eole-rnn-layers",
-        model={
-            **rnn,
-            "encoder": {"encoder_type": "rnn", "layers": 2},
-            "decoder": {"decoder_type": "rnn", "layers": 1},
-        },
-    )
-    make("eole-rms", model={"layer_norm": "rms"})
-    make("eole-cnn", model={"architecture": "cnn"})
-    make("eole-length-penalty", config={"inference": {"length_penalty": "average"}})
-    make("eole-rotary", model={"embeddings": {"position_encoding_type": "Rotary"}})
-    make("eole-postnorm", model={"encoder": {**EOLE_MODEL["encoder"], "encoder_layer_style": "postnorm"}})
-    make("eole-gated", model={"mlp_activation_fn": "gated-silu"})
-    make("eole-transforms", config={"data": {"corpus_1": {"transforms": ["sentencepiece"]}}})
-    make("eole-split-vocab", tgt=["<unk>", "<blank>", "<s>", "</s>", "b"])
+    for name, (spec, _) in EOLE_BAD.items():
+        make(name, **spec)
     (root / "eole-garbage-weights").mkdir()
     for name in ("config.json", "vocab.json"):
-        (root / "eole-garbage-weights" / name).write_text((root / "eole-rms" / name).read_text())
+        (root / "eole-garbage-weights" / name).write_text((root / "eole-no-weights" / name).read_text())
     (root / "eole-garbage-weights" / "config.json").write_text(
         json.dumps({"model": EOLE_MODEL}), encoding="utf-8"
     )
@@ -222,50 +254,6 @@ CASES = {
         "no config.json: not an eole model directory (it has config.yaml",
     ),
     "marian-as-eole": ("marian", "eole", "hf-seq2seq", "no vocab.json nor model.00.safetensors"),
-    "eole-no-vocab": ("eole-no-vocab", "eole", "hf-seq2seq", "no vocab.json beside config.json"),
-    "eole-no-weights": (
-        "eole-no-weights",
-        "eole",
-        "hf-seq2seq",
-        "no model.00.safetensors beside config.json",
-    ),
-    "eole-no-config": ("eole-no-config", "eole", "hf-seq2seq", "no config.json: not an eole model directory"),
-    "eole-cnn": ("eole-cnn", "eole", "hf-seq2seq", "model.architecture='cnn'"),
-    "eole-length-penalty": (
-        "eole-length-penalty",
-        "eole",
-        "hf-seq2seq",
-        "inference.length_penalty='average' is not eole's; valid: avg, none, wu",
-    ),
-    "eole-rnn-positions": (
-        "eole-rnn",
-        "eole",
-        "hf-seq2seq",
-        "model.embeddings.position_encoding_type='Rotary'",
-    ),
-    "eole-rnn-cnn": ("eole-rnn-cnn", "eole", "hf-seq2seq", "model.encoder.encoder_type='cnn'"),
-    "eole-rnn-bridge": ("eole-rnn-bridge", "eole", "hf-seq2seq", "model.encoder.bridge=True"),
-    "eole-rnn-gate": ("eole-rnn-gate", "eole", "hf-seq2seq", "model.decoder.context_gate='both'"),
-    "eole-rnn-coverage": ("eole-rnn-coverage", "eole", "hf-seq2seq", "model.decoder.coverage_attn=True"),
-    "eole-rnn-no-attention": (
-        "eole-rnn-no-attention",
-        "eole",
-        "hf-seq2seq",
-        "model.decoder.global_attention=None",
-    ),
-    "eole-rnn-sparsemax": (
-        "eole-rnn-sparsemax",
-        "eole",
-        "hf-seq2seq",
-        "model.decoder.global_attention_function='sparsemax'",
-    ),
-    "eole-rnn-layers": ("eole-rnn-layers", "eole", "hf-seq2seq", "model.encoder.layers=2 differs"),
-    "eole-rms": ("eole-rms", "eole", "hf-seq2seq", "model.layer_norm='rms'"),
-    "eole-rotary": ("eole-rotary", "eole", "hf-seq2seq", "position_encoding_type='Rotary'"),
-    "eole-postnorm": ("eole-postnorm", "eole", "hf-seq2seq", "model.encoder.encoder_layer_style='postnorm'"),
-    "eole-gated": ("eole-gated", "eole", "hf-seq2seq", "model.mlp_activation_fn='gated-silu'"),
-    "eole-transforms": ("eole-transforms", "eole", "hf-seq2seq", "transforms ['sentencepiece']"),
-    "eole-split-vocab": ("eole-split-vocab", "eole", "hf-seq2seq", "src and tgt vocabularies differ"),
     "eole-garbage-weights": (
         "eole-garbage-weights",
         "eole",
@@ -273,6 +261,7 @@ CASES = {
         "cannot read model.00.safetensors",
     ),
 }
+CASES.update({name: (name, "eole", "hf-seq2seq", expected) for name, (_, expected) in EOLE_BAD.items()})
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -12,24 +12,9 @@ import logging
 
 import pytest
 from _bad_input import _pair
-from hub_server import tiny_model, tiny_tokenizer
 
 from hf_seq2seq import train_tokenizer
 from hf_seq2seq.data import DataError, load_parallel_data, tokenize_parallel
-from hf_seq2seq.hub import save_model_folder
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, tokenizer):
-    """A saved tiny Transformer (max_position_embeddings=32) and its tokenizer."""
-    return save_model_folder(
-        tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bad") / "model"
-    )
 
 
 def test_corpus_file_missing(tmp_path):

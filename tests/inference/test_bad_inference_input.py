@@ -15,29 +15,9 @@ from _bad_input import _copy, _pair, _translate
 from hub_server import tiny_model, tiny_tokenizer
 from transformers import pipeline
 
-from hf_seq2seq import train_tokenizer
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.data import load_parallel_data, tokenize_parallel
-from hf_seq2seq.hub import save_model_folder
 from hf_seq2seq.inference import translate_lines
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def other_tokenizer():
-    return train_tokenizer(["ganz andere Wörter xyz qj"] * 5, vocab_size=60, min_frequency=1)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, tokenizer):
-    """A saved tiny Transformer (max_position_embeddings=32) and its tokenizer."""
-    return save_model_folder(
-        tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bad") / "model"
-    )
 
 
 def test_translate_with_a_folder_whose_tokenizer_does_not_match(tmp_path, folder, other_tokenizer, capsys):

@@ -13,6 +13,7 @@ import json
 
 import pytest
 import torch
+from _output_bias import check_output_bias
 from conftest import run_without_package
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
@@ -683,44 +684,20 @@ def test_combine_bias_is_the_bias_of_luongs_attentional_layer():
 
 @pytest.mark.parametrize("tie,emb", [(True, 8), (False, 16)])
 def test_output_bias_is_added_to_the_logits_and_survives_save(tmp_path, tie, emb):
-    """``output_bias`` (OpenNMT-py's / eole's generator bias): the logits are the bias-free model's plus the bias,
-    cached decoding equals uncached, the bias is saved beside the (still tied) embeddings, and a folder saved
-    without the option loads without a bias."""
+    """``output_bias`` (OpenNMT-py's / eole's generator bias): tests/_output_bias.py's contract."""
     options = dict(
         attention="general", cell="lstm", input_feeding=True, tie_word_embeddings=tie, embedding_size=emb
     )
-    plain, model = make_model(**options), make_model(**options, output_bias=True)
-    assert plain.lm_head.bias is None and model.lm_head.bias is not None
-    assert model.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["lm_head.bias"]
-    with torch.no_grad():
-        model.lm_head.bias.copy_(3 * torch.randn(VOCAB, generator=torch.Generator().manual_seed(0)))
     ids, mask = make_batch()
-    dec = torch.tensor([[BOS, 5, 6]] * 3)
-    with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
-        bias_free = plain(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
-    torch.testing.assert_close(logits, bias_free + model.lm_head.bias)
-    common = dict(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False)
-    for extra in ({"num_beams": 1}, {"num_beams": 3, "num_return_sequences": 2}):
-        cached = model.generate(**common, **extra)
-        assert torch.equal(cached, model.generate(**common, **extra, use_cache=False)), extra
-    expected = model.generate(**common, num_beams=3)
-    assert not torch.equal(expected, plain.generate(**common, num_beams=3))  # the bias matters
-    model.save_pretrained(tmp_path / "bias")
-    with safe_open(str(tmp_path / "bias" / "model.safetensors"), "pt") as f:
-        keys = set(f.keys())
-    assert "lm_head.bias" in keys and ("lm_head.weight" in keys) != tie
-    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "bias").eval()
-    assert loaded.config.output_bias and torch.equal(loaded.lm_head.bias, model.lm_head.bias)
-    if tie:
-        assert loaded.lm_head.weight.data_ptr() == loaded.encoder.embed_tokens.weight.data_ptr()
-    assert torch.equal(loaded.generate(**common, num_beams=3), expected)
-    plain.save_pretrained(tmp_path / "plain")
-    config = json.loads((tmp_path / "plain" / "config.json").read_text())
-    config.pop("output_bias")  # a folder written before the option existed
-    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
-    old = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "plain").eval()
-    assert not old.config.output_bias and old.lm_head.bias is None
+    check_output_bias(
+        tmp_path,
+        make_model(**options),
+        make_model(**options, output_bias=True),
+        {"input_ids": ids, "attention_mask": mask},
+        torch.tensor([[BOS, 5, 6]] * 3),
+        {"max_new_tokens": 7, "do_sample": False},
+        tie,
+    )
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

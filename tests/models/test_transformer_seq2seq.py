@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from _output_bias import check_output_bias
 from conftest import run_without_package
 from safetensors import safe_open
 from torch.nn import functional as F
@@ -529,35 +530,13 @@ def test_layer_norm_eps_reaches_every_layer_norm_and_survives_save(tmp_path, nor
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_output_bias_is_added_to_the_logits_and_survives_save(tmp_path, tied):
-    """``output_bias`` (Marian's ``final_logits_bias``, eole's generator bias): the logits are the bias-free
-    model's plus the bias, cached decoding equals uncached, the bias is saved beside the (still tied) embeddings,
-    and a folder saved without the option loads without a bias."""
-    plain = tiny_model("pre", tie_word_embeddings=tied)
-    model = tiny_model("pre", tie_word_embeddings=tied, output_bias=True)
-    assert plain.lm_head.bias is None and model.lm_head.bias is not None
-    assert model.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["lm_head.bias"]
-    with torch.no_grad():
-        model.lm_head.bias.copy_(3 * torch.randn(24, generator=torch.Generator().manual_seed(0)))
-    inputs, dec = batch_inputs(), torch.tensor([[1, 5, 6, 7]] * 3)
-    with torch.no_grad():
-        logits = model(**inputs, decoder_input_ids=dec).logits
-        torch.testing.assert_close(logits, plain(**inputs, decoder_input_ids=dec).logits + model.lm_head.bias)
-    for extra in ({}, {"num_beams": 3, "num_return_sequences": 2}):
-        cached = model.generate(**inputs, **GEN, **extra)
-        assert torch.equal(cached, model.generate(**inputs, **GEN, **extra, use_cache=False)), extra
-    expected = model.generate(**inputs, **GEN, num_beams=3)
-    assert not torch.equal(expected, plain.generate(**inputs, **GEN, num_beams=3))  # the bias matters
-    model.save_pretrained(tmp_path / "bias")
-    with safe_open(str(tmp_path / "bias" / "model.safetensors"), framework="pt") as f:
-        keys = set(f.keys())
-    assert "lm_head.bias" in keys and ("lm_head.weight" in keys) != tied
-    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "bias").eval()
-    assert loaded.config.output_bias and torch.equal(loaded.lm_head.bias, model.lm_head.bias)
-    assert (loaded.lm_head.weight is loaded.model.encoder.embed_tokens.weight) == tied
-    assert torch.equal(loaded.generate(**inputs, **GEN, num_beams=3), expected)
-    plain.save_pretrained(tmp_path / "plain")
-    config = json.loads((tmp_path / "plain" / "config.json").read_text())
-    config.pop("output_bias")  # a folder written before the option existed
-    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
-    old = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "plain").eval()
-    assert not old.config.output_bias and old.lm_head.bias is None
+    """``output_bias`` (Marian's ``final_logits_bias``, eole's generator bias): tests/_output_bias.py's contract."""
+    check_output_bias(
+        tmp_path,
+        tiny_model("pre", tie_word_embeddings=tied),
+        tiny_model("pre", tie_word_embeddings=tied, output_bias=True),
+        batch_inputs(),
+        torch.tensor([[1, 5, 6, 7]] * 3),
+        GEN,
+        tied,
+    )

@@ -11,9 +11,8 @@ import json
 import pytest
 import torch
 from _bad_input import _copy
-from hub_server import tiny_model, tiny_tokenizer
+from hub_server import tiny_model
 
-from hf_seq2seq import train_tokenizer
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.commands.train import train_main
 from hf_seq2seq.hub import save_model_folder
@@ -26,24 +25,6 @@ from hf_seq2seq.training import (
     prepare_output_dir,
     set_generation_defaults,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def other_tokenizer():
-    return train_tokenizer(["ganz andere Wörter xyz qj"] * 5, vocab_size=60, min_frequency=1)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, tokenizer):
-    """A saved tiny Transformer (max_position_embeddings=32) and its tokenizer."""
-    return save_model_folder(
-        tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path_factory.mktemp("bad") / "model"
-    )
 
 
 @pytest.mark.parametrize(
