@@ -204,6 +204,5 @@ NOTES = [
     "eole's encoder runs over the padded batch (no packing), so its output for a sentence depends on its batch's "
     "padding; ours packs and equals eole's on each sentence alone (batch size 1).",
     "eole's default position_encoding_type (SinusoidalInterleaved) scales the RNN's embeddings and adds positions: "
-    "ours does the same (scale_embedding, position_embedding='sinusoidal'); such a model does not export to ONNX yet "
-    "(its one-step decoder graph has no position input).",
+    "ours does the same (scale_embedding, position_embedding='sinusoidal'), in generate() and in an ONNX export.",
 ]

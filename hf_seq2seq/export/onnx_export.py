@@ -13,7 +13,8 @@ wrapper modules that call the model's own submodules and functions, so an export
 - ``decoder.onnx``: one step. ``decoder_input_ids`` (B, 1), ``attention_mask`` (B, S), the source tensors above
   and the state → ``logits`` (B, V) and the next state ``new_<name>``. Transformer state: the self-attention cache
   ``past_key_{i}`` / ``past_value_{i}`` (B, H, P, Dh), P = 0 at the first step (an empty tensor), P + 1 out; the
-  position of the new token is P. RNN state: ``hidden`` (B, L, H) (and ``cell``, ``feed``), batch-first.
+  position of the new token is P. RNN state: ``hidden`` (B, L, H) (and ``cell``, ``feed``), batch-first, and
+  with sinusoidal positions (an RNN converted from eole) ``position`` (B,), the next target position.
 
 Batch, source length and past length are dynamic axes. ``export.json`` lists the names, so
 :class:`hf_seq2seq.export.onnx_model.ORTModelForSeq2SeqLM` drives any export without knowing the family.
@@ -29,6 +30,7 @@ guarantees. (The clean modeling change: skip those checks under ``torch.jit.is_t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -135,7 +137,13 @@ def _rnn_names(config) -> tuple[list[str], list[str]]:
     state = (
         ["hidden"] + (["cell"] if config.cell == "lstm" else []) + (["feed"] if config.input_feeding else [])
     )
+    if _has_positions(config):
+        state.append("position")  # (B,) int64: the position of the next target token (0 at the first step)
     return memory, state
+
+
+def _has_positions(config) -> bool:
+    return getattr(config, "position_embedding", "none") == "sinusoidal"
 
 
 class RNNEncoderExport(nn.Module):
@@ -157,15 +165,27 @@ class RNNEncoderExport(nn.Module):
             outputs.append(state.cell.transpose(0, 1))
         if state.feed is not None:
             outputs.append(state.feed)
+        if _has_positions(self.model.config):
+            outputs.append(torch.zeros_like(input_ids[:, 0]))  # (B,): the first target position
         return tuple(outputs)
 
 
 class RNNDecoderStepExport(nn.Module):
-    """One step of the model's decoder (``decoder.step``, the function ``generate()`` runs) and its LM head."""
+    """One step of the model's decoder (``decoder.step``, the function ``generate()`` runs) and its LM head.
+
+    With ``position_embedding="sinusoidal"`` the step also carries the target position (state ``position``, (B,)):
+    the token's embedding gets row ``position`` of the same sinusoidal table that ``embed_positions`` adds, here a
+    constant of ``max_position_embeddings`` rows (what ``generate()`` is capped at)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.table = None
+        if _has_positions(model.config):
+            from hf_seq2seq.models.modeling_seq2seq_utils import sinusoidal_table
+
+            config = model.config
+            self.table = sinusoidal_table(config.max_position_embeddings, config.embedding_size)  # (N, E)
 
     def forward(self, decoder_input_ids, attention_mask, values, source, *state):
         from hf_seq2seq.models.modeling_rnn_seq2seq import DecoderState, Memory
@@ -176,8 +196,14 @@ class RNNDecoderStepExport(nn.Module):
         hidden = state.pop(0).transpose(0, 1).contiguous()  # (L, B, H) inside the decoder
         cell = state.pop(0).transpose(0, 1).contiguous() if config.cell == "lstm" else None
         feed = state.pop(0) if config.input_feeding else None
-        # (B, E): the looked-up embedding, scaled where the config says (positions are refused by export_onnx)
-        embedded = decoder._embed(decoder_input_ids[:, -1:], None)[:, 0]
+        position = state.pop(0) if self.table is not None else None
+        if position is None:  # (B, E): the looked-up embedding, scaled where the config says
+            embedded = decoder._embed(decoder_input_ids[:, -1:], None)[:, 0]
+        else:  # embed_positions at each row's position: the (scaled) embedding plus that row of the table
+            embedded = decoder.embed_tokens(decoder_input_ids[:, -1])
+            if getattr(config, "scale_embedding", False):
+                embedded = embedded * math.sqrt(embedded.shape[-1])
+            embedded = embedded + self.table.index_select(0, position)
         output, new, _ = decoder.step(embedded, DecoderState(hidden, cell, feed), memory, attention_mask)
         hidden = self.model.dropout(output)
         if self.model.output_projection is not None:
@@ -187,6 +213,8 @@ class RNNDecoderStepExport(nn.Module):
             outputs.append(new.cell.transpose(0, 1))
         if new.feed is not None:
             outputs.append(new.feed)
+        if position is not None:
+            outputs.append(position + 1)
         return tuple(outputs)
 
 
@@ -283,11 +311,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, force: bool = False,
     """
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
-    if config["model_type"] == "rnn_seq2seq" and config.get("position_embedding", "none") != "none":
-        raise ExportError(
-            f"{model_dir}: position_embedding={config['position_embedding']!r} (an RNN converted from eole) is not in "
-            "the one-step ONNX decoder graph yet; valid choices for --format onnx: position_embedding='none'"
-        )
     require("onnx", "--format onnx")
     from transformers import AutoModelForSeq2SeqLM
 

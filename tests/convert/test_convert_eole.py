@@ -21,6 +21,7 @@ from _toolkit_proof import cut, run, toolkit_python, write_slice
 
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.convert import convert
+from hf_seq2seq.export import ORTModelForSeq2SeqLM, export_onnx
 from hf_seq2seq.inference.search import average_length_beam_search
 
 pytestmark = pytest.mark.slow
@@ -234,3 +235,13 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     assert cli_main(argv) == 0
     translated = (tmp_path / "avg.txt").read_text(encoding="utf-8").splitlines()
     assert translated == tokenizer.batch_decode(reference["beam5_avg"], skip_special_tokens=True)
+    _onnx_translates_as_eole(tmp_path, inputs, reference["greedy"], eos, pad)
+
+
+def _onnx_translates_as_eole(tmp_path: Path, inputs: dict, greedy: list, eos: int, pad: int) -> None:
+    """A converted folder exports like any of ours: its ONNX graphs (an RNN's with eole's positions too) translate
+    greedily as eole did."""
+    onnx = ORTModelForSeq2SeqLM.from_export(export_onnx(tmp_path / "ours", tmp_path / "onnx"), threads=1)
+    with torch.no_grad():
+        exported = onnx.generate(**inputs, max_new_tokens=40)
+    assert [cut(row, eos, pad) for row in exported.tolist()] == greedy
