@@ -6,7 +6,7 @@
 Writes ``OUT.pt`` (``torch.save`` of plain tensors and lists): eole's source and target ids of every line, the
 teacher-forced log-probabilities of eole's model (gold-token ones for all lines, full distributions for the first
 lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``, and beam 5 with
-eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (``architecture: rnn``) is run one sentence at a
+eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (an ``rnn`` decoder) is run one sentence at a
 time, for the forward pass and the search: eole's RNN encoder does not pack, so padding in a batch changes a
 sentence's encoding.
 """
@@ -48,7 +48,9 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
     torch.set_num_threads(1)
     sources = Path(source).read_text(encoding="utf-8").splitlines()
     targets = Path(target).read_text(encoding="utf-8").splitlines()
-    rnn = json.loads((Path(model_dir) / "config.json").read_text())["model"].get("architecture") == "rnn"
+    section = json.loads((Path(model_dir) / "config.json").read_text())["model"]
+    # architecture rnn, or custom with an rnn decoder (eole's way to a brnn encoder)
+    rnn = (section.get("decoder") or {}).get("decoder_type") == "rnn"
     batch_size = 1 if rnn else 200  # eole's RNN encoder runs over padding: one sentence at a time
     engine = _engine(model_dir, beam_size=1, batch_size=batch_size)
     vocabs, model = engine.vocabs, engine.predictor.model

@@ -19,7 +19,8 @@ off.
 The tokenizer reproduces eole without transforms: the line stripped, split at each space, looked up in the
 vocabulary (unknown words → ``<unk>``); eole gives the encoder no eos, so neither does the tokenizer.
 
-eole's RNN (``architecture: rnn``) converts to our RNN family: :mod:`.eole_rnn` says how and what it refuses.
+eole's RNN (``architecture: rnn``, or ``custom`` with an ``rnn``/``brnn`` encoder and an ``rnn`` decoder: eole's
+only way to a bidirectional encoder) converts to our RNN family: :mod:`.eole_rnn` says how and what it refuses.
 
 Beam search: ``eole predict``'s length penalty (config.json's ``inference`` section, else eole's default ``avg``,
 alpha 1.0) decides the search stored with the folder: ``avg`` and ``none`` store eole's own search
@@ -27,7 +28,7 @@ alpha 1.0) decides the search stored with the folder: ``avg`` and ``none`` store
 generation config's ``length_penalty``, so ``hf-seq2seq translate`` and the pipeline decode like eole; ``wu`` stores
 none (transformers' beam search; the card says so).
 
-Refused in one line naming the eole option: any architecture but ``transformer`` and ``rnn`` (eole's ``cnn``,
+Refused in one line naming the eole option: any other architecture (eole's ``cnn``,
 language models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
 ``final_encoder_layer_norm`` (eole's decoder is pre-norm only, ours has one norm style), ``layer_norm`` other than
 ``standard`` (RMSNorm), position encodings other than ``SinusoidalInterleaved``, ``normalize`` (a second
@@ -207,7 +208,7 @@ def check_model_section(model_dir: Path, config: dict) -> None:
     """Refuse (one line naming the eole option) what our Transformer or RNN cannot express, before any weight is
     read."""
     _check_kind(model_dir, config)
-    if config["model"].get("architecture", "transformer") == "rnn":
+    if family(config["model"]) == "rnn":
         from .eole_rnn import check_rnn_section
 
         _check_vanilla(model_dir, config["model"])
@@ -217,10 +218,30 @@ def check_model_section(model_dir: Path, config: dict) -> None:
     _check_embeddings(model_dir, config["model"])
 
 
+def family(model: dict) -> str:
+    """The architecture an eole model section converts as: its ``architecture``, except that ``custom`` with an
+    ``rnn``/``brnn`` encoder and an ``rnn`` decoder is an RNN (eole's only way to a bidirectional RNN encoder:
+    ``architecture: rnn`` sets ``encoder_type: rnn`` whatever the configuration says)."""
+    architecture = model.get("architecture", "transformer")
+    encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
+    if (
+        architecture == "custom"
+        and encoder.get("encoder_type") in ("rnn", "brnn")
+        and decoder.get("decoder_type") == "rnn"
+    ):
+        return "rnn"
+    return architecture
+
+
 def _check_kind(model_dir: Path, config: dict) -> None:
     """An encoder-decoder Transformer or RNN trained on space-split words."""
     model = config["model"]
-    architecture = model.get("architecture", "transformer")
+    architecture = family(model)
+    if architecture == "custom":
+        raise _fail(
+            model_dir,
+            "model.architecture='custom' converts only with an rnn or brnn encoder_type and an rnn decoder_type",
+        )
     if architecture not in LAYER_KINDS:
         raise _fail(
             model_dir,
@@ -530,7 +551,7 @@ def load_eole(source):
     vocab, specials, start = read_vocabulary(model_dir)
     weights = read_weights(model_dir)
     search, alpha = beam_search(model_dir, config)
-    if config["model"].get("architecture", "transformer") == "rnn":
+    if family(config["model"]) == "rnn":
         model, tokenizer, notes = _load_rnn(model_dir, config, vocab, specials, start, weights)
         model.generation_config = generation_config(model.config, alpha)
         return model, tokenizer, [*notes, beam_note(search)], search

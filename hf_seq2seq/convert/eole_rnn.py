@@ -1,4 +1,4 @@
-"""eole's RNN encoder-decoder (``architecture: rnn``) → our RNN family, read without importing eole.
+"""eole's RNN encoder-decoder (``architecture: rnn``, or ``custom`` with a brnn encoder) → our RNN family, read without importing eole.
 
 The directory is read as for eole's Transformer (:mod:`.eole`: ``config.json``, ``model.00.safetensors``,
 ``vocab.json``, the same word-level tokenizer). eole 0.6.4's RNN maps onto ``RNNSeq2SeqForConditionalGeneration``:

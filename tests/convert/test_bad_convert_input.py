@@ -111,6 +111,10 @@ EOLE_BAD = {
     "eole-no-weights": ({"files": ("config", "vocab")}, "no model.00.safetensors beside config.json"),
     "eole-no-config": ({"files": ("vocab", "weights")}, "no config.json: not an eole model directory"),
     "eole-cnn": ({"model": {"architecture": "cnn"}}, "model.architecture='cnn'"),
+    "eole-custom-transformer": (
+        {"model": {"architecture": "custom", "encoder": {"encoder_type": "transformer"}}},
+        "model.architecture='custom' converts only with an rnn or brnn encoder_type and an rnn decoder_type",
+    ),
     "eole-length-penalty": (
         {"config": {"inference": {"length_penalty": "average"}}},
         "inference.length_penalty='average' is not eole's; valid: avg, none, wu",

@@ -139,6 +139,25 @@ MODELS = {
             "tie_word_embeddings": True,
         },
     ),
+    # a bidirectional encoder (brnn: hidden_size // 2 per direction) read by dot attention, separate matrices
+    "rnn-brnn-dot": (
+        {
+            **RNN,
+            "learning_rate": 0.005,
+            "shared": "false",
+            "tied": "false",
+            "model": "  architecture: custom\n  embeddings: {word_vec_size: 32}\n"
+            "  encoder: {encoder_type: brnn}\n  decoder: {decoder_type: rnn, global_attention: dot}\n",
+        },
+        {
+            "bidirectional_encoder": True,
+            "attention": "dot",
+            "cell": "lstm",
+            "input_feeding": True,
+            "position_embedding": "sinusoidal",
+            "tie_word_embeddings": False,
+        },
+    ),
 }
 
 
@@ -172,7 +191,7 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
     config = model.config
     assert {option: getattr(config, option) for option in expected} == expected
-    if options is RNN or options["model"].startswith(RNN["model"]):
+    if name.startswith("rnn"):
         assert (config.model_type, config.decoder_init) == ("rnn_seq2seq", "final")
     else:
         assert (config.model_type, config.norm_style, config.scale_embedding) == (
