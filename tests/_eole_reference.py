@@ -6,7 +6,7 @@
 Writes ``OUT.pt`` (``torch.save`` of plain tensors and lists): eole's source and target ids of every line, the
 teacher-forced log-probabilities of eole's model (gold-token ones for all lines, full distributions for the first
 lines) and the greedy and beam-5 outputs of eole's own inference engine (``length_penalty: none``, and beam 5 with
-eole's default ``avg``, alpha 1), as ids ending in eos. An RNN (an ``rnn`` decoder) is run one sentence at a
+eole's default ``avg`` and with ``wu``, alpha 1), as ids ending in eos. An RNN (an ``rnn`` decoder) is run one sentence at a
 time, for the forward pass and the search: eole's RNN encoder does not pack, so padding in a batch changes a
 sentence's encoding.
 """
@@ -92,6 +92,7 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
     greedy = search(engine)
     beam5 = search(_engine(model_dir, beam_size=5, batch_size=batch_size))
     beam5_avg = search(_engine(model_dir, beam_size=5, batch_size=batch_size, length_penalty="avg"))
+    beam5_wu = search(_engine(model_dir, beam_size=5, batch_size=batch_size, length_penalty="wu"))
     torch.save(
         {
             "src_ids": src_ids,
@@ -102,6 +103,7 @@ def main(model_dir: str, source: str, target: str, out: str) -> None:
             "greedy": greedy,
             "beam5": beam5,
             "beam5_avg": beam5_avg,
+            "beam5_wu": beam5_wu,
         },
         out,
     )

@@ -227,15 +227,14 @@ def _ours_writer(
 
     def write(folder: Path) -> None:
         from ..hub import save_model_folder, section_markers, with_marked_section, write_atomic
-        from ..inference.search import CUSTOM_GENERATE, write_custom_generate
+        from ..inference.search import write_custom_generate
 
         # generation_defaults={}: keep the source's generation settings, so generate() decodes what it decoded
         save_model_folder(
             model, tokenizer, folder, card={"model_name": Path(str(source)).name}, generation_defaults={}
         )
         if search is not None:
-            assert search == CUSTOM_GENERATE  # the one the package ships
-            write_custom_generate(folder)
+            write_custom_generate(folder, search)
         begin, end = section_markers(CARD_SECTION)
         lines = [provenance(source, source_kind, from_format, OURS), *notes]
         section = f"{begin}\n## Where the weights came from\n\n" + "\n\n".join(lines) + f"\n{end}\n"

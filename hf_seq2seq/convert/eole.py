@@ -23,10 +23,9 @@ eole's RNN (``architecture: rnn``, or ``custom`` with an ``rnn``/``brnn`` encode
 only way to a bidirectional encoder) converts to our RNN family: :mod:`.eole_rnn` says how and what it refuses.
 
 Beam search: ``eole predict``'s length penalty (config.json's ``inference`` section, else eole's default ``avg``,
-alpha 1.0) decides the search stored with the folder: ``avg`` and ``none`` store eole's own search
-(:mod:`hf_seq2seq.inference.search`) as ``custom_generate/generate.py`` with alpha (0 for ``none``) as the
-generation config's ``length_penalty``, so ``hf-seq2seq translate`` and the pipeline decode like eole; ``wu`` stores
-none (transformers' beam search; the card says so).
+alpha 1.0) decides the search stored with the folder: eole's own search (:mod:`hf_seq2seq.inference.search`) as
+``custom_generate/generate.py``, with ``avg``'s or ``wu``'s normalisation and alpha (0 for ``none``) as the generation
+config's ``length_penalty``, so ``hf-seq2seq translate`` and the pipeline decode like eole.
 
 Refused in one line naming the eole option: any other architecture (eole's ``cnn``,
 language models, vision and audio encoders), an encoder ``encoder_layer_style`` other than ``standard`` or without
@@ -499,20 +498,18 @@ def build_tokenizer(vocab: list[str], specials: dict, start: str, max_length: in
     )
 
 
-def beam_search(model_dir: Path, config: dict) -> tuple[str | None, float]:
+def beam_search(model_dir: Path, config: dict) -> tuple[str, float]:
     """``(the decoding method to store with the folder, its length_penalty)`` for the length penalty ``eole
     predict`` uses (config.json's ``inference`` section, else eole's defaults ``length_penalty: avg``, ``alpha:
-    1.0``): ``avg`` and ``none`` are eole's beam search with alpha (``none``: 0), ``wu`` has no equivalent (None:
-    transformers' beam search, length_penalty 1.0)."""
-    from ..inference.search import CUSTOM_GENERATE
-
+    1.0``): ``avg`` and ``none`` are eole's beam search with alpha (``none``: 0), ``wu`` the same search with Wu et
+    al.'s penalty."""
     inference = config.get("inference") or {}
     penalty = inference.get("length_penalty", "avg")
     if penalty not in ("avg", "none", "wu"):
         raise _fail(model_dir, f"inference.length_penalty={penalty!r} is not eole's; valid: avg, none, wu")
     if penalty == "wu":
-        return None, 1.0
-    return CUSTOM_GENERATE, float(inference.get("alpha", 1.0)) if penalty == "avg" else 0.0
+        return "wu_length_beam_search", float(inference.get("alpha", 1.0))
+    return "average_length_beam_search", float(inference.get("alpha", 1.0)) if penalty == "avg" else 0.0
 
 
 def generation_config(model_config, length_penalty: float = 1.0):
@@ -570,19 +567,18 @@ def load_eole(source):
     return model, tokenizer, notes, search
 
 
-def beam_note(search: str | None) -> str:
-    """The card's line on beam search."""
-    if search is None:
-        return (
-            "Beam search: `eole predict` used `length_penalty: wu` (Wu et al.'s normalisation), which has no "
-            "equivalent here: a beam search ranks by transformers' length^length_penalty. Greedy decoding is the same."
-        )
+def beam_note(search: str) -> str:
+    """The card's line on beam search (``search``: what :func:`beam_search` stores)."""
+    penalty = (
+        "`length_penalty: wu`, a finished hypothesis' score divided by ((5 + length + 1) / 6)^alpha"
+        if search == "wu_length_beam_search"
+        else "`length_penalty: avg`, a finished hypothesis' score divided by (length + 1)^alpha"
+    )
     return (
-        "Beam search: eole's own (`length_penalty: avg`, a finished hypothesis' score divided by (length + 1)^alpha, "
-        "alpha = the generation config's `length_penalty`, 0 for eole's `none`; a sentence stops when its best "
-        "candidate ends) is stored with the folder as `custom_generate/generate.py`: `hf-seq2seq translate` and "
-        "`hf_seq2seq.inference.load_model` use it, and so do `from_pretrained` and a pipeline given "
-        "`trust_remote_code` (set to True). Greedy decoding is the same."
+        f"Beam search: eole's own ({penalty}, alpha = the generation config's `length_penalty`, 0 for eole's "
+        "`none`; a sentence stops when its best candidate ends) is stored with the folder as "
+        "`custom_generate/generate.py`: `hf-seq2seq translate` and `hf_seq2seq.inference.load_model` use it, and so "
+        "do `from_pretrained` and a pipeline given `trust_remote_code` (set to True). Greedy decoding is the same."
     )
 
 

@@ -11,8 +11,9 @@
 - :meth:`Engine.translate` — the one translate loop: order kept, empty lines kept, length-sorted batches, truncation
   warning, n-best, scores. Every command (``translate``, ``evaluate``, ``analyze``, ``demo``) calls it.
 - :func:`translate`, :func:`translate_with_engine`, :func:`translate_lines` — hypothesis strings only.
-- :func:`average_length_beam_search` — OpenNMT-py's / eole's beam search (``length_penalty: avg``) as a decoding
-  method: ``model.generate(..., num_beams=5, length_penalty=1.0, custom_generate=average_length_beam_search)``.
+- :func:`average_length_beam_search`, :func:`wu_length_beam_search` — OpenNMT-py's / eole's beam search
+  (``length_penalty: avg`` / ``wu``) as decoding methods:
+  ``model.generate(..., num_beams=5, length_penalty=1.0, custom_generate=average_length_beam_search)``.
 """
 
 from .engines import (
@@ -33,7 +34,7 @@ from .loading import (
     load_model,
     resolve_device,
 )
-from .search import average_length_beam_search
+from .search import average_length_beam_search, wu_length_beam_search
 from .translate import translate, translate_lines, translate_with_engine
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "ModelLoadError",
     "Translation",
     "average_length_beam_search",
+    "wu_length_beam_search",
     "check_model_folder",
     "folder_model_type",
     "load_captioner",

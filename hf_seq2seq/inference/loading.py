@@ -231,14 +231,14 @@ def _stored_search(folder: Path, trust_remote_code: bool):
     from . import search
 
     name = search.stored_search(folder)
-    if name is None or (name != search.CUSTOM_GENERATE and trust_remote_code):
+    if name is None or (name not in search.SEARCHES and trust_remote_code):
         return None
-    if name != search.CUSTOM_GENERATE:
+    if name not in search.SEARCHES:
         raise ModelLoadError(
             f"{folder / search.CUSTOM_GENERATE_FILE} is a decoding method hf_seq2seq does not ship "
-            f"(it ships {search.CUSTOM_GENERATE}); if you trust its code, pass --trust_remote_code"
+            f"(it ships {', '.join(search.SEARCHES)}); if you trust its code, pass --trust_remote_code"
         )
-    return search.generate
+    return functools.partial(search.generate, search=name)
 
 
 def load_captioner(

@@ -1,12 +1,14 @@
 """OpenNMT-py's / eole's beam search, as a decoding method for transformers' ``generate()``.
 
 ``model.generate(**inputs, num_beams=5, length_penalty=1.0, custom_generate=average_length_beam_search)`` runs the
-search ``eole predict`` runs with ``length_penalty: avg`` and ``alpha: length_penalty`` (``wu`` is not offered;
-``length_penalty=0.0`` is eole's ``none``), so a model converted from eole translates as eole did. transformers' own
-beam search ranks differently in two ways, which is why this exists:
+search ``eole predict`` runs with ``length_penalty: avg`` and ``alpha: length_penalty`` (``length_penalty=0.0`` is
+eole's ``none``), and ``custom_generate=wu_length_beam_search`` the one it runs with ``length_penalty: wu``, so a model
+converted from eole translates as eole did. transformers' own beam search ranks differently in two ways, which is
+why this exists:
 
-- **Normalisation.** eole divides a hypothesis' summed log-probability by ``(n + 1) ** alpha``, ``n`` the generated
-  tokens with eos (its length counts the decoder start token); transformers divides by ``n ** length_penalty``.
+- **Normalisation.** eole divides a hypothesis' summed log-probability by ``(n + 1) ** alpha`` (``avg``) or by
+  ``((5 + n + 1) / 6) ** alpha`` (``wu``: Wu et al. 2016, eq. 14), ``n`` the generated tokens with eos (its length
+  counts the decoder start token); transformers divides by ``n ** length_penalty``.
 - **Stopping.** eole keeps ``num_beams`` candidates per step, finished ones included (a finished candidate takes a
   slot at its step and is then dropped), and stops a sentence as soon as its best candidate of a step ends in eos
   (and ``num_return_sequences`` hypotheses are finished); every hypothesis still open at ``max_length`` is finished
@@ -19,11 +21,12 @@ ranked by (``sequences_scores``) and ``beam_indices``, not per-step scores nor a
 
 **Stored with a model folder.** This file is also transformers' ``custom_generate/generate.py`` (its ``generate``
 below follows that contract: a folder holding it decodes every beam search with this search): ``hf-seq2seq convert
---from eole`` copies it there when eole's ``length_penalty`` is ``avg`` (its default) or ``none``, with the
-generation config's ``length_penalty`` set to eole's ``alpha`` (0.0 for ``none``). Without this package,
+--from eole`` copies it there, its ``CUSTOM_GENERATE`` line naming the search (``wu_length_beam_search`` for eole's
+``wu``, else ``average_length_beam_search``), with the generation config's ``length_penalty`` set to eole's ``alpha``
+(0.0 for ``none``). Without this package,
 ``from_pretrained(folder, trust_remote_code=True)`` (and a pipeline given ``trust_remote_code=True``) runs the
 folder's copy; with it, ``hf_seq2seq.inference.load_model`` (every command, the server) recognises the file by its
-``CUSTOM_GENERATE`` line below and uses the installed search, so no code of the folder runs.
+``CUSTOM_GENERATE`` line below and uses the installed search it names, so no code of the folder runs.
 """
 
 from __future__ import annotations
@@ -32,9 +35,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["average_length_beam_search", "generate", "stored_search", "write_custom_generate"]
+__all__ = [
+    "average_length_beam_search",
+    "generate",
+    "stored_search",
+    "wu_length_beam_search",
+    "write_custom_generate",
+]
 
-CUSTOM_GENERATE = "average_length_beam_search"  # the name a folder's copy of this file is recognised by
+# The search a folder's copy of this file runs, and what the copy is recognised by (write_custom_generate sets it).
+CUSTOM_GENERATE = "average_length_beam_search"
 CUSTOM_GENERATE_FILE = Path("custom_generate") / "generate.py"  # transformers' place for it in a model folder
 
 DEAD = -65504.0  # eole's score of a finished beam (the float16 minimum), so it is never extended
@@ -49,15 +59,44 @@ def average_length_beam_search(
     synced_gpus=False,
     **model_kwargs,
 ):
-    """eole's ``BeamSearch`` (``length_penalty: avg``, ``alpha = generation_config.length_penalty``) over
+    """eole's ``BeamSearch`` with ``length_penalty: avg`` (``alpha = generation_config.length_penalty``) over
     ``input_ids`` (B * K, P): the decoder prompt, repeated per beam by ``generate()``. Returns (B * N, P + n) ids,
     N = ``num_return_sequences``, each input's hypotheses best first, padded with the pad id."""
+    return _beam_search(model, input_ids, logits_processor, generation_config, "avg", **model_kwargs)
+
+
+def wu_length_beam_search(
+    model,
+    input_ids,
+    logits_processor,
+    stopping_criteria,
+    generation_config,
+    synced_gpus=False,
+    **model_kwargs,
+):
+    """eole's ``BeamSearch`` with ``length_penalty: wu`` (Wu et al. 2016's ``((5 + length) / 6) ** alpha``, ``alpha =
+    generation_config.length_penalty``); otherwise as :func:`average_length_beam_search`."""
+    return _beam_search(model, input_ids, logits_processor, generation_config, "wu", **model_kwargs)
+
+
+# eole's length penalties (eole/predict/penalties.py): the divisor of a hypothesis' log-probability at length n
+PENALTIES = {"avg": lambda n, alpha: n**alpha, "wu": lambda n, alpha: ((5 + n) / 6.0) ** alpha}
+SEARCHES = {
+    "average_length_beam_search": average_length_beam_search,
+    "wu_length_beam_search": wu_length_beam_search,
+}
+
+
+def _beam_search(model, input_ids, logits_processor, generation_config, penalty_name: str, **model_kwargs):
+    """The search both entry points run, with eole's length penalty ``penalty_name``."""
     from transformers.generation.utils import ALL_CACHE_NAMES
 
+    name = {"avg": "average_length_beam_search", "wu": "wu_length_beam_search"}[penalty_name]
+    length_penalty = PENALTIES[penalty_name]
     for option in ("output_attentions", "output_hidden_states", "output_logits"):
         if getattr(generation_config, option, False):
             raise ValueError(
-                f"average_length_beam_search does not return attentions, hidden states or logits: {option}=True; "
+                f"{name} does not return attentions, hidden states or logits: {option}=True; "
                 "valid choices: False"
             )
     beams, best = generation_config.num_beams, generation_config.num_return_sequences or 1
@@ -92,7 +131,7 @@ def average_length_beam_search(
         log_probs = logits_processor(sequences, log_probs)
         vocab = log_probs.shape[-1]
         # a hypothesis ending now has sequences.shape[1] + 1 tokens, the start token included (eole's length)
-        penalty = (sequences.shape[1] + 1) ** alpha
+        penalty = length_penalty(sequences.shape[1] + 1, alpha)
         cumulative = log_probs + scores.view(-1, 1)
         current = cumulative / penalty if penalty != 1 else cumulative
         top_scores, top_ids = current.view(batch, beams * vocab).topk(beams, dim=-1)  # (B, K)
@@ -160,23 +199,30 @@ def _assemble(hypotheses, prompts: torch.Tensor, best: int, pad: int):
 
 
 # ------------------------------------------------------------------------------- stored with a model folder
-def generate(*args, model, **kwargs):
+def generate(*args, model, search: str = CUSTOM_GENERATE, **kwargs):
     """transformers' ``custom_generate`` entry point (``model.generate`` of a folder holding this file as
-    ``custom_generate/generate.py``): a beam search (``num_beams`` > 1, no sampling, no assistant) runs
-    :func:`average_length_beam_search`, anything else transformers' own ``generate()``; the same arguments."""
+    ``custom_generate/generate.py``): a beam search (``num_beams`` > 1, no sampling, no assistant) runs the search
+    ``CUSTOM_GENERATE`` names (``search``: another of :data:`SEARCHES`), anything else transformers' own
+    ``generate()``; the same arguments."""
     config = kwargs.get("generation_config") or model.generation_config
     beams = kwargs.get("num_beams") or config.num_beams or 1
     sampling = kwargs.get("do_sample", config.do_sample)
     if beams > 1 and not sampling and kwargs.get("assistant_model") is None:
-        kwargs.setdefault("custom_generate", average_length_beam_search)
+        kwargs.setdefault("custom_generate", SEARCHES[search])
     return type(model).generate(model, *args, **kwargs)
 
 
-def write_custom_generate(folder) -> Path:
-    """Store this search with the model folder ``folder`` (transformers' ``custom_generate/generate.py``)."""
+def write_custom_generate(folder, search: str = CUSTOM_GENERATE) -> Path:
+    """Store the search ``search`` (one of :data:`SEARCHES`) with the model folder ``folder``: a copy of this file
+    as transformers' ``custom_generate/generate.py``, its ``CUSTOM_GENERATE`` line naming ``search``."""
+    if search not in SEARCHES:
+        raise ValueError(f"search={search!r} is not one of {', '.join(SEARCHES)}")
+    line = f'CUSTOM_GENERATE = "{CUSTOM_GENERATE}"'
+    text = Path(__file__).read_text(encoding="utf-8")
+    assert text.count(line) == 1
     target = Path(folder) / CUSTOM_GENERATE_FILE
     target.parent.mkdir(exist_ok=True)
-    target.write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    target.write_text(text.replace(line, f'CUSTOM_GENERATE = "{search}"'), encoding="utf-8")
     return target
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from _toolkit_proof import cut, run, toolkit_python, write_slice
 from hf_seq2seq.cli import main as cli_main
 from hf_seq2seq.convert import convert
 from hf_seq2seq.export import ORTModelForSeq2SeqLM, export_onnx
-from hf_seq2seq.inference.search import average_length_beam_search
+from hf_seq2seq.inference.search import average_length_beam_search, wu_length_beam_search
 
 pytestmark = pytest.mark.slow
 
@@ -234,6 +235,16 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     assert [cut(row, eos, pad) for row in greedy.tolist()] == reference["greedy"]
     assert [cut(row, eos, pad) for row in beam.tolist()] == reference["beam5"]
 
+    _eole_searches_equal(model, tokenizer, inputs, reference, tmp_path, model_dir)
+    _onnx_translates_as_eole(tmp_path, inputs, reference["greedy"], eos, pad)
+
+
+def _eole_searches_equal(
+    model, tokenizer, inputs: dict, reference: dict, tmp_path: Path, model_dir: Path
+) -> None:
+    """eole's own beam searches (length_penalty avg and wu, alpha 1) as generate() decoding methods, and the one the
+    converted folder stores, through `hf-seq2seq translate`: eole's outputs token for token."""
+    eos, pad = model.config.eos_token_id, model.config.pad_token_id
     # eole's default length_penalty avg (alpha 1): its beam search, as a generate() decoding method
     with torch.no_grad():
         average = model.generate(
@@ -244,6 +255,15 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
             custom_generate=average_length_beam_search,
         )
     assert [cut(row, eos, pad) for row in average.tolist()] == reference["beam5_avg"]
+    with torch.no_grad():  # eole's length_penalty wu (alpha 1)
+        wu = model.generate(
+            **inputs,
+            num_beams=5,
+            length_penalty=1.0,
+            max_new_tokens=40,
+            custom_generate=wu_length_beam_search,
+        )
+    assert [cut(row, eos, pad) for row in wu.tolist()] == reference["beam5_wu"]
 
     # the same without Python: the folder stores that search (custom_generate/generate.py, alpha as its
     # length_penalty), and `hf-seq2seq translate` decodes with it
@@ -254,7 +274,17 @@ def test_an_eole_model_converts_exactly(tmp_path, multi30k_dir, name):
     assert cli_main(argv) == 0
     translated = (tmp_path / "avg.txt").read_text(encoding="utf-8").splitlines()
     assert translated == tokenizer.batch_decode(reference["beam5_avg"], skip_special_tokens=True)
-    _onnx_translates_as_eole(tmp_path, inputs, reference["greedy"], eos, pad)
+
+    # a model directory whose eole predict settings say wu: the folder stores the wu search
+    shutil.copytree(model_dir, tmp_path / "model-wu")
+    config = json.loads((tmp_path / "model-wu" / "config.json").read_text(encoding="utf-8"))
+    config["inference"] = {**(config.get("inference") or {}), "length_penalty": "wu", "alpha": 1.0}
+    (tmp_path / "model-wu" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    convert(tmp_path / "model-wu", tmp_path / "ours-wu", from_format="eole", to_format="hf-seq2seq")
+    argv[2], argv[6] = str(tmp_path / "ours-wu"), str(tmp_path / "wu.txt")
+    assert cli_main(argv) == 0
+    translated = (tmp_path / "wu.txt").read_text(encoding="utf-8").splitlines()
+    assert translated == tokenizer.batch_decode(reference["beam5_wu"], skip_special_tokens=True)
 
 
 def _onnx_translates_as_eole(tmp_path: Path, inputs: dict, greedy: list, eos: int, pad: int) -> None:

@@ -1,4 +1,4 @@
-"""hf_seq2seq.inference.search: eole's beam search (``length_penalty: avg``) as a ``generate()`` decoding method, on
+"""hf_seq2seq.inference.search: eole's beam search (``length_penalty: avg`` and ``wu``) as ``generate()`` decoding methods, on
 tiny random models of both families. Equality with eole's own search is proven on trained models in
 tests/convert/test_convert_eole.py; here its invariants: cached == uncached, a padded batch == each sentence alone,
 one beam == greedy, the n-best list starts with the best, its scores are the hypotheses' own, what it does not return
@@ -18,7 +18,7 @@ from hf_seq2seq import (
     TransformerSeq2SeqConfig,
     TransformerSeq2SeqForConditionalGeneration,
 )
-from hf_seq2seq.inference.search import average_length_beam_search
+from hf_seq2seq.inference.search import SEARCHES, average_length_beam_search, wu_length_beam_search
 
 VOCAB = 24
 
@@ -52,26 +52,30 @@ def _batch():
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _search(model, inputs, **options):
+def _search(model, inputs, search=average_length_beam_search, **options):
     options = {"num_beams": 4, "length_penalty": 1.0, "max_new_tokens": 10, **options}
     with torch.no_grad():
-        return model.generate(**inputs, custom_generate=average_length_beam_search, **options)
+        return model.generate(**inputs, custom_generate=search, **options)
 
 
 def _strip(rows: torch.Tensor) -> list[list[int]]:
     return [[t for t in row if t != 0] for row in rows.tolist()]
 
 
+@pytest.mark.parametrize("search", list(SEARCHES.values()))
 @pytest.mark.parametrize("family", ["transformer", "rnn"])
-def test_cached_equals_uncached_and_padded_equals_alone(family):
+def test_cached_equals_uncached_and_padded_equals_alone(family, search):
     model, inputs = _model(family), _batch()
     for alpha in (0.0, 1.0, 0.6):
-        out = _search(model, inputs, length_penalty=alpha)
-        assert torch.equal(out, _search(model, inputs, length_penalty=alpha, use_cache=False)), alpha
+        out = _search(model, inputs, search, length_penalty=alpha)
+        assert torch.equal(out, _search(model, inputs, search, length_penalty=alpha, use_cache=False)), alpha
         for i, length in enumerate(inputs["attention_mask"].sum(1).tolist()):
             alone = {k: v[i : i + 1, :length] for k, v in inputs.items()}
-            assert _strip(_search(model, alone, length_penalty=alpha)) == _strip(out[i : i + 1]), (alpha, i)
-    assert len({tuple(row) for row in _strip(_search(model, inputs))}) > 1  # not one repeated output
+            assert _strip(_search(model, alone, search, length_penalty=alpha)) == _strip(out[i : i + 1]), (
+                alpha,
+                i,
+            )
+    assert len({tuple(row) for row in _strip(_search(model, inputs, search))}) > 1  # not one repeated output
 
 
 @pytest.mark.parametrize("family", ["transformer", "rnn"])
@@ -89,22 +93,37 @@ def test_one_beam_is_greedy_and_n_best_starts_with_the_best(family):
 
 
 def test_a_length_penalty_changes_what_wins():
-    """alpha 0 (eole's none) and a large alpha rank hypotheses of different lengths differently somewhere."""
+    """alpha 0 (eole's none) and a large alpha rank hypotheses of different lengths differently somewhere; at alpha 0
+    avg and wu are both eole's none."""
     model, inputs = _model("rnn"), _batch()
     assert _strip(_search(model, inputs, length_penalty=0.0)) != _strip(
         _search(model, inputs, length_penalty=3.0)
     )
+    assert torch.equal(
+        _search(model, inputs, length_penalty=0.0),
+        _search(model, inputs, wu_length_beam_search, length_penalty=0.0),
+    )
 
 
+# the divisor each search puts under a hypothesis of n generated tokens (eos included): eole's length n + 1
+DIVISORS = {
+    average_length_beam_search: lambda n, alpha: (n + 1) ** alpha,
+    wu_length_beam_search: lambda n, alpha: ((5 + n + 1) / 6) ** alpha,
+}
+
+
+@pytest.mark.parametrize("search", list(DIVISORS))
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_its_scores_are_the_hypotheses_own_and_beam_indices_their_rows(alpha):
-    """return_dict_in_generate: the same sequences, each scored by its teacher-forced log-probability over
-    (n + 1) ** alpha (n: its tokens with eos), best first; each token's beam index is a row of its own input."""
+def test_its_scores_are_the_hypotheses_own_and_beam_indices_their_rows(alpha, search):
+    """return_dict_in_generate: the same sequences, each scored by its teacher-forced log-probability over the
+    search's length penalty (avg: (n + 1) ** alpha, wu: ((5 + n + 1) / 6) ** alpha, n: its tokens with eos), best
+    first; each token's beam index is a row of its own input."""
     model, inputs = _model("rnn"), _batch()
-    plain = _search(model, inputs, length_penalty=alpha, num_return_sequences=2)
+    plain = _search(model, inputs, search, length_penalty=alpha, num_return_sequences=2)
     out = _search(
         model,
         inputs,
+        search,
         length_penalty=alpha,
         num_return_sequences=2,
         return_dict_in_generate=True,
@@ -118,7 +137,7 @@ def test_its_scores_are_the_hypotheses_own_and_beam_indices_their_rows(alpha):
         ).logits
     log_probs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, plain[:, 1:, None]).squeeze(-1)
     for r, n in enumerate(steps.tolist()):
-        expected = log_probs[r, :n].sum() / (n + 1) ** alpha
+        expected = log_probs[r, :n].sum() / DIVISORS[search](n, alpha)
         assert out.sequences_scores[r].item() == pytest.approx(expected.item(), abs=1e-4), r
         rows = out.beam_indices[r, :n]
         assert ((rows // 4) == r // 2).all() and (out.beam_indices[r, n:] == -1).all()
@@ -140,10 +159,10 @@ SOURCES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory):
-    """(folder, its model, its tokenizer): a peaked tiny RNN whose hypotheses end at different lengths (a bias on
-    eos), saved with the search as custom_generate/generate.py."""
+@pytest.fixture(scope="module", params=list(SEARCHES))
+def stored(tmp_path_factory, request):
+    """(folder, its model, its tokenizer, the search): a peaked tiny RNN whose hypotheses end at different lengths
+    (a bias on eos), saved with the search as custom_generate/generate.py."""
     from _convert import tiny_tokenizer
 
     from hf_seq2seq.hub import save_model_folder
@@ -161,8 +180,8 @@ def stored(tmp_path_factory):
         model.lm_head.bias.zero_()[config.eos_token_id] = 1.0
     folder = tmp_path_factory.mktemp("stored") / "model"
     save_model_folder(model, tokenizer, folder)
-    write_custom_generate(folder)
-    return folder, model, tokenizer
+    write_custom_generate(folder, request.param)
+    return folder, model, tokenizer, SEARCHES[request.param]
 
 
 def _texts(tokenizer, rows) -> list[str]:
@@ -176,10 +195,10 @@ def test_a_folder_storing_the_search_decodes_with_it(stored, tmp_path):
     from hf_seq2seq.cli import main as cli_main
     from hf_seq2seq.inference import load_model
 
-    folder, model, tokenizer = stored
+    folder, model, tokenizer, search = stored
     inputs = tokenizer(SOURCES, return_tensors="pt", padding=True)
     beam = {"num_beams": 4, "max_new_tokens": 10}
-    expected = _texts(tokenizer, _search(model, inputs, **beam))
+    expected = _texts(tokenizer, _search(model, inputs, search, **beam))
     transformers_beam = _texts(tokenizer, model.generate(**inputs, **beam))
     loaded, _ = load_model(folder, device="cpu")
     with torch.no_grad():
