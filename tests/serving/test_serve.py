@@ -399,15 +399,19 @@ def test_serve_command_refuses_bad_options_in_one_line(tmp_path, capsys, monkeyp
 
 @pytest.mark.slow
 def test_bench_server_quick_runs_and_reports_every_cell(tmp_path):
-    """benchmarks/bench_server.py --quick (tiny models, 16 sentences, N = 1 and 4): every cell answered, no error."""
+    """benchmarks/bench_server.py --quick (tiny models, 16 sentences, N = 1 and 4): every cell answered, no error;
+    --overload_rate is the rate offered, --server_args reach every server (h11 and asyncio instead of the C parts)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_server
 
     out = tmp_path / "bench_server"
-    assert bench_server.main(["--quick", "--out", str(out), "--overload", "2", "--faults"]) == 0
+    argv = ["--quick", "--out", str(out), "--overload", "2", "--overload_rate", "30", "--faults"]
+    assert bench_server.main([*argv, "--server_args", "--http h11 --loop asyncio"]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     overload = report["overload"]
-    assert overload["sent"] > 0 and overload["ok"] + overload["503"] + overload["other"] == overload["sent"]
+    assert overload["offered_rate"] == 30 and 30 <= overload["sent"] <= 62  # 2 s at 30/s, on time or late
+    assert overload["ok"] + overload["503"] + overload["other"] == overload["sent"]
+    assert "--http h11 --loop asyncio" in out.with_suffix(".md").read_text()
     cells = {(r["model"], r["engine"], r["clients"]) for r in report["rows"]}
     assert len(cells) == len(report["rows"]) == 2 * sum(len(e) for e in bench_server.ENGINES.values())
     assert all(r["errors"] == 0 and r["sent_s"] > 0 and r["offline_sent_s"] > 0 for r in report["rows"])
