@@ -65,7 +65,8 @@ def convert(source, output, *, from_format: str, to_format: str) -> Path:
         model, tokenizer, notes = _load_marian(source)
         writer = _ours_writer(model, tokenizer, source, SOURCE_KINDS["marian"], from_format, notes)
     else:
-        writer = _marian_writer(*_load_ours(source), source)
+        model, tokenizer = _load_ours(source)
+        writer = _marian_writer(model, tokenizer, source)
     with staged_folder(output) as folder:
         writer(folder)
     return output

@@ -73,7 +73,7 @@ VANILLA = {
     "LM_type": ("causal",),
     "global_head_dim": (None,),
 }
-EMBEDDING_VANILLA = {
+EMBEDDING_VANILLA: dict[str, tuple[object, ...]] = {
     "normalize": (False, None),
     "embedding_type": ("standard",),
     "embedding_layer_norm": (False,),
@@ -82,11 +82,11 @@ EMBEDDING_VANILLA = {
     "freeze_word_vecs_dec": (False, True),
 }
 # architecture -> the encoder_type / decoder_type values it converts with
-LAYER_KINDS = {
+LAYER_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     "transformer": {"encoder": ("transformer",), "decoder": ("transformer",)},
     "rnn": {"encoder": ("rnn", "brnn"), "decoder": ("rnn",)},
 }
-MODEL_VANILLA = {
+MODEL_VANILLA: dict[str, tuple[object, ...]] = {
     "generator_function": ("softmax",),
     "left_pad": (False,),
 }

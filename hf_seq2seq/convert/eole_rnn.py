@@ -113,7 +113,9 @@ def check_rnn_section(model_dir: Path, model: dict) -> None:
         embeddings.get(n, embeddings.get("word_vec_size")) for n in ("src_word_vec_size", "tgt_word_vec_size")
     }
     if len(sizes) > 1:
-        raise _fail(model_dir, f"model.embeddings: source and target word_vec_size differ ({sorted(sizes)})")
+        raise _fail(
+            model_dir, f"model.embeddings: source and target word_vec_size differ ({sorted(sizes, key=str)})"
+        )
 
 
 def rnn_config(model_dir: Path, config: dict, vocab: list[str], matrices: tuple, shared: dict):

@@ -272,7 +272,7 @@ def _ffn(ours: str, joey: str) -> dict[str, tuple[str, ...]]:
 
 def weight_names(config) -> dict[str, tuple[str, ...]]:
     """Every weight of ours ← the JoeyNMT state-dict names it is made of."""
-    names = {
+    names: dict[str, tuple[str, ...]] = {
         "model.encoder.embed_tokens.weight": ("src_embed.lut.weight",),
         "model.decoder.embed_tokens.weight": ("trg_embed.lut.weight",),
         "lm_head.weight": ("decoder.output_layer.weight",),

@@ -153,8 +153,10 @@ def ours_config_from_marian(config, tied: bool, output_bias: bool = False) -> Tr
 # LayerNorm, an output bias), "none" = not in the stream (a bias of Q/K/V or of the first FFN layer).
 def _layer_pairs(ours: str, marian: str, decoder: bool) -> list[tuple[str, tuple[str, ...], str]]:
     """``(our name, Marian names (concatenated along dim 0), kind)`` for the weights of one layer."""
-    pairs = []
-    attentions = [("self_attn", "self_attn", ("q", "k", "v"), "qkv")]
+    pairs: list[tuple[str, tuple[str, ...], str]] = []
+    attentions: list[tuple[str, str, tuple[str, ...], str]] = [
+        ("self_attn", "self_attn", ("q", "k", "v"), "qkv")
+    ]
     if decoder:
         attentions.append(("cross_attn", "encoder_attn", ("k", "v"), "kv"))
     for our_attn, marian_attn, fused, fused_name in attentions:
@@ -188,7 +190,7 @@ def _layer_pairs(ours: str, marian: str, decoder: bool) -> list[tuple[str, tuple
 
 def weight_pairs(encoder_layers: int, decoder_layers: int) -> list[tuple[str, tuple[str, ...], str]]:
     """Every weight of ours with its Marian partner(s) and kind (see ``_layer_pairs``)."""
-    pairs = [
+    pairs: list[tuple[str, tuple[str, ...], str]] = [
         ("model.encoder.embed_tokens.weight", ("model.encoder.embed_tokens.weight",), "in"),
         ("model.decoder.embed_tokens.weight", ("model.decoder.embed_tokens.weight",), "in"),
         ("lm_head.weight", ("lm_head.weight",), "in"),
