@@ -245,25 +245,13 @@ def _eole_searches_equal(
     """eole's own beam searches (length_penalty avg and wu, alpha 1) as generate() decoding methods, and the one the
     converted folder stores, through `hf-seq2seq translate`: eole's outputs token for token."""
     eos, pad = model.config.eos_token_id, model.config.pad_token_id
-    # eole's default length_penalty avg (alpha 1): its beam search, as a generate() decoding method
-    with torch.no_grad():
-        average = model.generate(
-            **inputs,
-            num_beams=5,
-            length_penalty=1.0,
-            max_new_tokens=40,
-            custom_generate=average_length_beam_search,
-        )
-    assert [cut(row, eos, pad) for row in average.tolist()] == reference["beam5_avg"]
-    with torch.no_grad():  # eole's length_penalty wu (alpha 1)
-        wu = model.generate(
-            **inputs,
-            num_beams=5,
-            length_penalty=1.0,
-            max_new_tokens=40,
-            custom_generate=wu_length_beam_search,
-        )
-    assert [cut(row, eos, pad) for row in wu.tolist()] == reference["beam5_wu"]
+    # eole's length_penalty avg (its default) and wu, alpha 1: its beam search, as generate() decoding methods
+    for key, search in (("beam5_avg", average_length_beam_search), ("beam5_wu", wu_length_beam_search)):
+        with torch.no_grad():
+            rows = model.generate(
+                **inputs, num_beams=5, length_penalty=1.0, max_new_tokens=40, custom_generate=search
+            )
+        assert [cut(row, eos, pad) for row in rows.tolist()] == reference[key], key
 
     # the same without Python: the folder stores that search (custom_generate/generate.py, alpha as its
     # length_penalty), and `hf-seq2seq translate` decodes with it
