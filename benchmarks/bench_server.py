@@ -240,6 +240,15 @@ async def _read_answer(reader) -> int:
     return status
 
 
+def translate_request(model: str, sentence: str, close: bool = False, **options) -> bytes:
+    """The bytes of one ``POST /v1/translate`` of ``sentence`` to ``model`` (HTTP/1.1; ``close`` asks the server to
+    close the connection after answering), made in advance so that sending it costs the client nothing more."""
+    body = json.dumps({"model": model, "segments": [sentence], **options}).encode()
+    head = "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Connection: close\r\n" if close else ""
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
 def load_clients(port: int, model: str, sentences: list[str], clients: int, num_beams: int) -> dict:
     """``clients`` closed-loop clients, each on its own kept-alive connection, sending one sentence per request and
     the next as soon as the answer is read. Like the open loop's client (:func:`_open_loop`) it must cost little, as
@@ -248,12 +257,7 @@ def load_clients(port: int, model: str, sentences: list[str], clients: int, num_
     as two alternating half batches)."""
     import asyncio
 
-    head = "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    pending = []
-    for sentence in sentences:
-        body = json.dumps({"model": model, "segments": [sentence], "num_beams": num_beams}).encode()
-        pending.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    pending.reverse()
+    pending = [translate_request(model, sentence, num_beams=num_beams) for sentence in reversed(sentences)]
     latencies, errors = [], []
 
     async def client() -> None:
@@ -384,11 +388,7 @@ def _open_loop(port: int, name: str, sentences: list[str], rate: float, seconds:
     (httpx's client cost 4× more CPU per request than the server it loaded)."""
     import asyncio
 
-    head = "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    requests = []
-    for sentence in sentences:
-        body = json.dumps({"model": name, "segments": [sentence]}).encode()
-        requests.append(f"{head}Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    requests = [translate_request(name, sentence, close=True) for sentence in sentences]
 
     async def one(request: bytes) -> tuple:
         t, writer, phase = time.perf_counter(), None, "connect"
@@ -467,10 +467,8 @@ def overload(cells, args, sentences, workdir: Path) -> dict:
 def _walk_away(port: int, name: str, sentences: list[str], count: int) -> None:
     """``count`` clients that send a request and close their connection before the answer."""
     for sentence in sentences[:count]:
-        body = json.dumps({"model": name, "segments": [sentence]}).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            head = f"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            sock.sendall(head.encode() + b"\r\n\r\n" + body)
+            sock.sendall(translate_request(name, sentence))
         time.sleep(0.005)
 
 
