@@ -147,35 +147,13 @@ def _has_positions(config) -> bool:
 
 
 def _position_table(config) -> torch.Tensor | None:
-    """(max_position_embeddings, E) rows of the sinusoidal table an RNN with positions adds, or None."""
+    """(max_position_embeddings, E) rows of the sinusoidal table an RNN with positions adds (the model's own), or
+    None."""
     if not _has_positions(config):
         return None
-    from hf_seq2seq.models.modeling_seq2seq_utils import sinusoidal_table
+    from hf_seq2seq.models.modeling_rnn_seq2seq import position_table
 
-    return sinusoidal_table(config.max_position_embeddings, config.embedding_size)
-
-
-@contextlib.contextmanager
-def _positions_from_table(model, table: torch.Tensor | None):
-    """While tracing, the RNN's ``embed_positions`` reads its rows from ``table`` (the same float32 values it computes
-    in float64 and rounds): ONNX Runtime 1.18, our floor, has no float64 Cos kernel, and a slice of a constant keeps
-    the length dynamic all the same."""
-    if table is None:
-        yield
-        return
-    module = sys.modules[type(model).__module__]
-    original = module.embed_positions
-
-    def embed_positions(embedded: torch.Tensor, config, past_length: int = 0) -> torch.Tensor:
-        if getattr(config, "scale_embedding", False):
-            embedded = embedded * math.sqrt(embedded.shape[-1])
-        return embedded + table[past_length : past_length + embedded.shape[1]].to(embedded.dtype)
-
-    module.embed_positions = embed_positions
-    try:
-        yield
-    finally:
-        module.embed_positions = original
+    return position_table(config.max_position_embeddings, config.embedding_size)
 
 
 class RNNEncoderExport(nn.Module):
@@ -189,8 +167,7 @@ class RNNEncoderExport(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         decoder = self.model.get_decoder()
-        with _positions_from_table(self.model, self.table):
-            encoder_outputs = self.model.get_encoder()(input_ids, attention_mask, return_dict=True)
+        encoder_outputs = self.model.get_encoder()(input_ids, attention_mask, return_dict=True)
         memory = decoder.memory(encoder_outputs)
         state = decoder.initial_state(encoder_outputs)
         source = memory.context if self.model.config.attention == "none" else memory.keys

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import torch
@@ -68,10 +68,17 @@ def embed_positions(embedded: torch.Tensor, config, past_length: int = 0) -> tor
     if getattr(config, "scale_embedding", False):
         embedded = embedded * math.sqrt(embedded.shape[-1])
     if getattr(config, "position_embedding", "none") == "sinusoidal":
-        length, dim = embedded.shape[1], embedded.shape[-1]
-        table = sinusoidal_table(past_length + length, dim, start=past_length)  # (T, E)
-        embedded = embedded + table.to(device=embedded.device, dtype=embedded.dtype)
+        end = past_length + embedded.shape[1]
+        table = position_table(max(config.max_position_embeddings, end), embedded.shape[-1])
+        embedded = embedded + table[past_length:end].to(device=embedded.device, dtype=embedded.dtype)
     return embedded
+
+
+@lru_cache(maxsize=4)
+def position_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The (num_positions, E) float32 sinusoidal table, computed once: decoding reads one row of it per step, and a
+    traced graph (the ONNX export) holds it as a float32 constant that it slices (no float64 ops in the graph)."""
+    return sinusoidal_table(num_positions, dim)
 
 
 def _make_rnn(
