@@ -2,7 +2,7 @@
 
 Shipped to the Hub beside the modeling files that import it (``save_pretrained`` copies a model file's relative
 imports with it), so it imports only torch: the label shift, the output options, the sinusoidal position table and
-the save that ships the code (``save_with_code``). The model code is plain torch; the package's CPU inference kernels are applied to a loaded
+the save that ships the code (``save_with_code``, which also carries the folder's pipeline files and decoding method). The model code is plain torch; the package's CPU inference kernels are applied to a loaded
 model from outside (``hf_seq2seq.inference.cpu_kernels``).
 
 Dimensions: B batch, T target length.
@@ -49,7 +49,21 @@ def save_with_code(
             cls._auto_class = None
     if save_directory is not None:
         copy_pipeline_files(model, save_directory)
+        copy_custom_generate(model, save_directory)
     return result
+
+
+def copy_custom_generate(model: Any, save_directory: str | os.PathLike) -> None:
+    """Copy the decoding method stored with the local folder the model was loaded from (transformers'
+    ``custom_generate/``: ``generate.py`` and its ``requirements.txt``; ``convert --from eole`` stores eole's beam
+    search there) into ``save_directory`` where it has none: ``save_pretrained`` saves the weights, the config and the
+    code but not that folder, and a re-saved model would otherwise decode with a different search."""
+    loaded_from = getattr(model.config, "_name_or_path", "")
+    if not loaded_from or not os.path.isdir(loaded_from) or not os.path.isdir(save_directory):
+        return
+    source, target = Path(loaded_from) / "custom_generate", Path(save_directory) / "custom_generate"
+    if source.is_dir() and not target.exists():
+        shutil.copytree(source, target)
 
 
 def copy_pipeline_files(model: Any, save_directory: str | os.PathLike) -> None:

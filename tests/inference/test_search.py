@@ -245,3 +245,33 @@ def test_a_folder_storing_another_decoding_method_needs_trust_remote_code(stored
     with pytest.raises(ModelLoadError, match="pass --trust_remote_code") as info:
         load_model(folder, device="cpu")
     assert "\n" not in str(info.value) and "custom_generate/generate.py" in str(info.value)
+
+
+def test_a_re_saved_folder_keeps_its_search(stored, tmp_path):
+    """save_pretrained does not copy custom_generate/: our save carries it from the folder the model was loaded
+    from (loaded by hf_seq2seq or by transformers), so the re-saved folder decodes with the same search; a folder that
+    has its own custom_generate/ keeps it."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    from hf_seq2seq.inference import load_model
+    from hf_seq2seq.inference.search import stored_search, write_custom_generate
+
+    folder, model, tokenizer, search = stored
+    name = stored_search(folder)
+    inputs = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    beam = {"num_beams": 4, "max_new_tokens": 10}
+    expected = _texts(tokenizer, _search(model, inputs, search, **beam))
+    loaded, _ = load_model(folder, device="cpu")
+    loaded.save_pretrained(tmp_path / "again")
+    tokenizer.save_pretrained(tmp_path / "again")
+    assert stored_search(tmp_path / "again") == name
+    reloaded, _ = load_model(tmp_path / "again", device="cpu")
+    with torch.no_grad():
+        assert _texts(tokenizer, reloaded.generate(**inputs, **beam)) == expected
+    AutoModelForSeq2SeqLM.from_pretrained(folder).save_pretrained(tmp_path / "auto")
+    assert stored_search(tmp_path / "auto") == name
+    other = "wu_length_beam_search" if name != "wu_length_beam_search" else "average_length_beam_search"
+    (tmp_path / "own").mkdir()
+    write_custom_generate(tmp_path / "own", other)
+    loaded.save_pretrained(tmp_path / "own")
+    assert stored_search(tmp_path / "own") == other
