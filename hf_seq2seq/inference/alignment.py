@@ -359,7 +359,7 @@ def align_pairs(
         )
     ids = dict(zip(todo, source_ids, strict=True))
     order = sorted(todo, key=lambda k: len(ids[k]) + len(target_ids[k]), reverse=True)
-    with tqdm(total=len(sources), unit="pair", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=len(sources), unit="pair", disable=None if progress else True, file=sys.stderr) as bar:
         bar.update(len(sources) - len(todo))
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]

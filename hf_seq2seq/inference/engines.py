@@ -173,7 +173,7 @@ class Engine:
         order = sorted(ids, key=lambda i: len(ids[i]), reverse=True)
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(order), unit="line", disable=not progress, file=sys.stderr) as bar:
+        with tqdm(total=len(order), unit="line", disable=None if progress else True, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
                 done = self.translate_ids(
