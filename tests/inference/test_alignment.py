@@ -422,3 +422,30 @@ def test_the_models_own_alignment_head_is_the_default_of_every_engine(tokenizer,
     np.testing.assert_allclose(
         forced[0], align_pairs(engine, lines[:1], TARGETS[:1], layer=0, heads=[0])[0], atol=1e-6
     )
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_ctranslate2_alignments_are_in_range_for_every_line(tokenizer, tmp_path, num_beams):
+    """The CTranslate2 engine on the same lines as the torch engine: empty and whitespace-only lines, sub-words,
+    punctuation and a source cut at ``max_source_length`` (its last words get no link), each hypothesis of the n-best
+    list; the hypotheses and scores are those of the plain translation."""
+    pytest.importorskip("ctranslate2")
+    from hf_seq2seq.export import export_ctranslate2
+
+    folder = save_model_folder(tiny_model("transformer", len(tokenizer)), tokenizer, tmp_path / "model")
+    ct2 = load_engine(export_ctranslate2(folder, tmp_path / "ct2"), "ctranslate2")
+    ct2.max_source_length = 6
+    options = dict(num_beams=num_beams, n_best=num_beams, batch_size=2)
+    results = ct2.translate(LINES, return_alignment=True, **options)
+    assert [(r.hypotheses, r.scores) for r in results] == [
+        (r.hypotheses, r.scores) for r in ct2.translate(LINES, **options)
+    ]
+    for line, r in zip(LINES, results, strict=True):
+        if not line.strip():
+            assert [a.shape for a in r.alignments] == [(0, 0)] * len(r.alignments)
+            continue
+        assert len(r.alignments) == num_beams
+        for hyp, soft in zip(r.hypotheses, r.alignments, strict=True):
+            _check_in_range(soft, line, hyp)
+    truncated = results[2].alignments[0]  # 6 source tokens: the last source words were never seen
+    assert truncated.shape[1] == 7 and not truncated[:, -1].any()
