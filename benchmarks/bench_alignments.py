@@ -4,10 +4,11 @@
     python benchmarks/bench_alignments.py                                  # trains its own tiny models (~3 min)
     python benchmarks/bench_alignments.py --model transformer=RUN/final_model bahdanau=RUN2/final_model
     python benchmarks/bench_alignments.py --out docs/benchmarks/bench_alignments_before
+    python benchmarks/bench_alignments.py --model transformer=T bahdanau=B --source ../shared/data/multi30k/test_2016_flickr.de.gz
 
 For each model (a Transformer and a Bahdanau GRU, tiny, trained on the embedded ``numbers`` task unless ``--model``
 gives folders) and each search (greedy, beam ``--beams``), ``Engine.translate`` runs over the same ``--lines`` German
-test sentences with and without ``return_alignment=True``, alternating the two, ``--repeats`` times each; reported:
+test sentences (of the numbers task, or the first lines of ``--source``) with and without ``return_alignment=True``, alternating the two, ``--repeats`` times each; reported:
 the minimum and median time of each, and their ratio (alignments / plain, minimum over minimum: the least
 disturbed runs of a shared machine). The Transformer is also exported to CTranslate2 (``--no_ctranslate2`` skips
 it) and measured the same way. The load average is recorded at the start and after each model. Numbers, not
@@ -24,7 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, bench_parser, env_line, environment, load_average, markdown_table, write_report
+from harness import (
+    ROOT,
+    bench_parser,
+    env_line,
+    environment,
+    load_average,
+    markdown_table,
+    public_arg,
+    write_report,
+)
 
 # the tiny models of docs/results.md "Word alignments" (configs/demo_numbers_bahdanau.yaml's data and schedule)
 MODEL_CONFIGS = {
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--train_steps", type=int, default=600, help="steps of each model the bench trains")
     parser.add_argument("--lines", type=int, default=200, help="test sentences per translate call")
+    parser.add_argument(
+        "--source", default=None, help="a text file (.gz too) whose first --lines lines are translated"
+    )
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15)
@@ -147,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     given = dict(item.split("=", 1) for item in args.model)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_alignments_"))
     meta = environment("cpu", "bench_alignments.py", argv)
-    lines = [row["translation"]["de"] for row in make_task("numbers", args.lines, seed=1)]
+    if args.source:
+        from hf_seq2seq.tokenization import read_text_lines
+
+        lines = read_text_lines(args.source)[: args.lines]
+    else:
+        lines = [row["translation"]["de"] for row in make_task("numbers", args.lines, seed=1)]
 
     rows = []
     for family in args.families:
@@ -173,9 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "meta": meta,
         "lines": args.lines,
+        "source": public_arg(args.source) if args.source else "the numbers task (seed 1)",
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "models": {f: given.get(f, f"trained here, {args.train_steps} steps") for f in args.families},
+        "models": {
+            f: public_arg(given[f]) if f in given else f"trained here, {args.train_steps} steps"
+            for f in args.families
+        },
         "results": rows,
     }
     table = markdown_table(
@@ -211,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         env_line(meta),
         "",
-        f"{args.lines} German sentences of the numbers task, batch size {args.batch_size}, {args.threads} thread(s); "
+        f"{len(lines)} German sentences ({report['source']}), models: "
+        + ", ".join(f"{f} {m}" for f, m in report["models"].items())
+        + f"; batch size {args.batch_size}, {args.threads} thread(s); "
         f"minimum (and median) of {args.repeats} alternating runs each. Ratio = with alignments / plain. "
         "Load: the 1-minute load average after each row (at the start: the line above).",
         "",
