@@ -1,5 +1,6 @@
 """The package's imports run one way (docs/design.md): the Hub-shipped model code (``models/``) ← families ←
-tokenization/data/plotting ← hub ← training ← commands ← cli, with no cycle.
+tokenization/data/plotting ← hub ← training/export/inference/convert ← analysis/serving (and any other library
+module) ← commands ← cli, with no cycle: a library module never imports from ``commands/``.
 
 Every ``import`` statement of every module is read with ``ast`` — function-level imports included, since those are
 how a cycle hides — and resolved to the package module it names. The one exception: a package ``__init__``'s lazy
@@ -10,6 +11,7 @@ front door (``hf_seq2seq.export_onnx``) and are never run by the package's own m
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "hf_seq2seq"
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 MODELS = f"{PACKAGE}.models"
 
 # The layer of each top-level module or package; a module may import only its own layer or a lower one.
-# A new module not listed here is placed in the library layer above training (rank 5), beside commands/demo.
+# A new module not listed here is placed in the library layer above training (rank 5, beside analysis and serving):
+# below commands/, which only parse options and call the library, and cli, which dispatches to the commands.
 LAYERS = {
     "dependencies": 0,  # the version check the package root runs first: stdlib and packaging only
     "families": 1,
@@ -38,8 +41,8 @@ LAYERS = {
     "inference": 4,  # loading a folder or an export, the engines, the translate loop (reads export folders)
     "serving": 5,  # hf-seq2seq serve's app, batcher and schemas: over inference; only commands/serve.py imports it
     "analysis": 5,
-    "commands": 5,
-    "cli": 6,
+    "commands": 6,  # one module per command: over every library layer; no library module imports it
+    "cli": 7,
 }
 DEFAULT_LAYER = 5
 
@@ -95,7 +98,9 @@ def _imports(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[st
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, list[tuple[str, int, bool]]]:
+    """Read once per test process (every test here asks for it; the tests only read it)."""
     modules = _modules()
     return {m: _imports(m, p, modules) for m, p in modules.items()}
 
@@ -160,6 +165,21 @@ def test_imports_run_one_way():
         if _layer(t) > _layer(m)
     ]
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
+
+
+def test_commands_sit_above_every_library_module_and_cli_above_commands():
+    # so that a library module (serving, analysis, inference, a new module at the default layer...) importing
+    # from commands/ fails test_imports_run_one_way: commands call the library, never the other way round
+    commands, cli = LAYERS["commands"], LAYERS["cli"]
+    assert cli > commands
+    assert all(
+        _layer(m) == commands for m in _graph() if _top(m) == "commands" and not m.endswith(".__main__")
+    )
+    library = [m for m in _graph() if _top(m) not in ("commands", "cli") and not m.endswith(".__main__")]
+    assert f"{PACKAGE}.serving.app" in library and f"{PACKAGE}.analysis" in library
+    wrong = [f"{m} (layer {_layer(m)})" for m in library if _layer(m) >= commands]
+    assert not wrong, f"library modules not below commands/ (layer {commands}): {wrong}"
+    assert DEFAULT_LAYER < commands  # a module not listed in LAYERS is library too
 
 
 def test_entry_points_are_imported_by_no_module():
