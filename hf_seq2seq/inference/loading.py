@@ -246,12 +246,14 @@ def load_captioner(
     device: str = "auto",
     trust_remote_code: bool = False,
     text_hint: str = "translate text with `hf-seq2seq translate`",
+    cpu_kernels: bool = True,
 ):
     """``(model, image_processor, tokenizer)`` of a saved captioning folder (``save_captioning_folder``), eval mode.
 
     Like :func:`load_model`: our model type loads with the installed code (no remote code), weights from
     safetensors only, and every failure is an ``OSError`` / ``ValueError`` naming the folder. ``text_hint`` says
-    what to do with a translation model instead.
+    what to do with a translation model instead. ``cpu_kernels``: as in :func:`load_model` (the captioning decoder
+    is an RNN decoder with additive attention: its ``nn.Linear``, ``nn.GRU`` / ``nn.LSTM`` and scores are swapped).
     """
     model_path = str(model_path)
     device = resolve_device(device)
@@ -278,7 +280,10 @@ def load_captioner(
         raise ModelLoadError(
             f"cannot load the captioning model in {model_path}: {type(err).__name__}: {err}"
         ) from None
-    return model.to(device).eval(), processor, tokenizer
+    model = model.to(device).eval()
+    if cpu_kernels and model.device.type == "cpu":
+        model = optimize_for_cpu_inference(model)
+    return model, processor, tokenizer
 
 
 def load_engine(

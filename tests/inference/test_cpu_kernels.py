@@ -1,14 +1,14 @@
 """The package's CPU inference kernels (``hf_seq2seq.inference.cpu_kernels``): the optimised model computes the
 plain model's function (logits close, greedy and beam tokens equal) for every family, saves the same files, is a
-no-op where it must be, and undoes itself; the kernels themselves equal the ops they replace; the model code that
-ships to the Hub carries none of them."""
+no-op where it must be, and undoes itself; the kernels themselves equal the ops they replace; the loaders apply it.
+That the model code shipped to the Hub carries none of them is checked from the source text, on every torch build,
+by tests/project/test_structure.py."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +33,6 @@ from hf_seq2seq.inference.cpu_kernels import (
 
 pytestmark = pytest.mark.skipif(not cpu_kernels.onednn_available(), reason="torch without oneDNN: a no-op")
 
-MODELS_DIR = Path(cpu_kernels.__file__).resolve().parents[1] / "models"
 # V 2100 x H 64: the LM head (and the Transformer's FFN) are above the re-layout size, so every kernel path runs
 VOCAB = 2100
 RNN_VARIANTS = {
@@ -67,11 +66,11 @@ def transformer_model(seed: int = 0):
     return TransformerSeq2SeqForConditionalGeneration(config).eval()
 
 
-def captioning_model(seed: int = 0):
+def captioning_model(seed: int = 0, vocab_size: int = VOCAB):
     torch.manual_seed(seed)
     config = ImageCaptioningConfig(
-        image_size=16, encoder_channels=[4, 8], vocab_size=VOCAB, embedding_size=16, hidden_size=64, dropout=0.0,
-        doubly_stochastic_weight=0.0,
+        image_size=16, encoder_channels=[4, 8], vocab_size=vocab_size, embedding_size=16, hidden_size=64,
+        dropout=0.0, doubly_stochastic_weight=0.0,
     )  # fmt: skip
     model = ImageCaptioningForConditionalGeneration(config)
     with torch.no_grad():
@@ -268,9 +267,33 @@ def test_one_step_rnn_call_equals_the_torch_module(cell, layers):
         close(a, b)
 
 
-def test_shipped_model_code_has_no_cpu_kernels():
-    shipped = sorted(MODELS_DIR.glob("*.py"))
-    assert len(shipped) >= 12
-    for path in shipped:
-        text = path.read_text(encoding="utf-8")
-        assert "mkldnn" not in text and "fast_linear" not in text and "cpu_inference" not in text, path.name
+def test_load_captioner_applies_the_kernels_and_captions_the_same(tmp_path, tokenizer):
+    # load_captioner, like load_model, optimises a model it loads on CPU (cpu_kernels=True, the default): caption and
+    # plot-attention --image keep the speed the captioning decoder had while the kernels were inline
+    import numpy as np
+    from PIL import Image
+
+    from hf_seq2seq.hub import save_captioning_folder
+    from hf_seq2seq.inference import load_captioner
+    from hf_seq2seq.models.image_processing_rnn_captioning import ImageCaptioningImageProcessor
+
+    processor = ImageCaptioningImageProcessor.for_image_size(16)
+    folder = save_captioning_folder(
+        captioning_model(vocab_size=len(tokenizer)), tokenizer, processor, tmp_path / "captioner"
+    )
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    captions = {}
+    for kernels in (True, False):
+        model, processor, tok = load_captioner(folder, "cpu", cpu_kernels=kernels)
+        swapped = {type(m).__name__ for m in model.modules() if type(m).__name__.startswith("CPUInference")}
+        assert swapped >= ({"CPUInferenceLinear", "CPUInferenceLSTM"} if kernels else set()), swapped
+        assert bool(swapped) == kernels
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            for beams in (1, 3):
+                ids = model.generate(pixel_values=pixels, num_beams=beams, max_new_tokens=8)
+                captions[kernels, beams] = (ids.tolist(), tok.batch_decode(ids, skip_special_tokens=True))
+    for beams in (1, 3):
+        assert captions[True, beams] == captions[False, beams], beams
+    assert any(text.strip() for text in captions[True, 1][1])
