@@ -129,9 +129,10 @@ def option_values(argv: list[str]) -> list[tuple[str, str]]:
     return pairs  # type: ignore[return-value]
 
 
-def _writable(path: Path) -> bool:
+def writable(path: Path) -> bool:
     """Whether a file can be created where ``path`` goes (its nearest existing folder): a real probe, since
     permission bits say nothing on a read-only mount or for root."""
+    path = Path(path).expanduser()
     folder = path if path.is_dir() else path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -142,6 +143,23 @@ def _writable(path: Path) -> bool:
     os.close(fd)
     os.unlink(probe)
     return True
+
+
+def unwritable_output(label: str, value: str) -> str | None:
+    """The one-line refusal of an output ``value`` (of option or positional ``label``) that cannot be written, or
+    None. The pre-flight asks it of the outputs on the command line; a command asks it of its default or recipe
+    outputs once its options are parsed (``commands.common.check_writable``)."""
+    if value == "-" or writable(Path(value)):
+        return None
+    return f"{label} {value}: cannot write there (read-only or no permission); choose another place"
+
+
+def read_only_card(folder: str) -> str | None:
+    """The one-line refusal of ``--update_card`` for a local model ``folder`` that cannot be written, or None."""
+    path = Path(folder).expanduser()
+    if path.is_dir() and not writable(path):
+        return f"--update_card: {folder} is read-only; its README.md card cannot be updated"
+    return None
 
 
 def _empty_folder(path: Path) -> bool:
@@ -176,12 +194,12 @@ def preflight(argv: list[str], name: str = "") -> str | None:
             return f"{label} {value} " + ("is a folder, not a file" if path.is_dir() else "does not exist")
         if option in MODEL_OPTIONS and (problem := _model_problem(label, value)):
             return problem
-        if option in OUTPUT_OPTIONS and value != "-" and not _writable(path):
-            return f"{label} {value}: cannot write there (read-only or no permission); choose another place"
+        if option in OUTPUT_OPTIONS and (problem := unwritable_output(label, value)):
+            return problem
         if name == "convert" and option == "--output" and path.exists() and not _empty_folder(path):
             return f"--output {value} exists and is not empty; choose a new or empty folder (nothing was written)"
-        if option == "--model" and "--update_card" in argv and path.is_dir() and not _writable(path):
-            return f"--update_card: {value} is read-only; its README.md card cannot be updated"
+        if option == "--model" and "--update_card" in argv and (problem := read_only_card(value)):
+            return problem
     return None
 
 

@@ -16,7 +16,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import add_generation_args, fail, positive_int
+from .common import (
+    add_generation_args,
+    check_card_folders,
+    check_something_to_score,
+    check_writable,
+    fail,
+    positive_int,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,12 +84,18 @@ def analyze_main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        check_writable({"--output_dir": args.output_dir})  # the default "analysis" too: before any work
+        if args.update_card:
+            check_card_folders(args.models)
         sources, references = read_text_lines(args.source), read_text_lines(args.reference)
         if len(sources) != len(references):
             raise ValueError(
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
                 f"{len(references)}: the files must be line-aligned"
             )
+        check_something_to_score(
+            {"--source": (args.source, sources), "--reference": (args.reference, references)}
+        )
         labels = args.labels.split(",") if args.labels else [model_label(m) for m in args.models]
         if len(labels) != len(args.models):
             raise ValueError(f"--labels names {len(labels)} models but {len(args.models)} were given")

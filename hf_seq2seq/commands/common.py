@@ -1,6 +1,7 @@
-"""What the commands share: the generation options, reading stdin, refusing an output that is an input, opening an
-image, and the one-line error exit. Loading a folder is the library's (:mod:`hf_seq2seq.inference`), reading and
-writing files too (``tokenization.read_text_lines``, ``hub.write_atomic``)."""
+"""What the commands share: the generation options, reading stdin, refusing an output that is an input or cannot be
+written, opening an image, and the one-line error exit. Loading a folder is the library's
+(:mod:`hf_seq2seq.inference`), reading and writing files too (``tokenization.read_text_lines``,
+``hub.write_atomic``)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,33 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str | None])
         if path.is_dir():
             raise CommandError(f"{option} {value} is a folder; give a file name")
         seen[path] = option
+
+
+def check_writable(outputs: dict[str, str | None]) -> None:
+    """Refuse an output that cannot be written (read-only place, no permission), before any work: the console
+    script's pre-flight checks the outputs written on the command line, this one those that come from a default or
+    a recipe file too, once the options are parsed. The same probe and message (``hf_seq2seq_cli``)."""
+    from hf_seq2seq_cli import unwritable_output
+
+    for option, value in outputs.items():
+        if value is not None and (problem := unwritable_output(option, str(value))):
+            raise CommandError(problem)
+
+
+def check_card_folders(folders: list[str]) -> None:
+    """``--update_card``: refuse a local model folder that cannot be written, before anything is loaded."""
+    from hf_seq2seq_cli import read_only_card
+
+    for folder in folders:
+        if problem := read_only_card(folder):
+            raise CommandError(problem)
+
+
+def check_something_to_score(files: dict[str, tuple[str, list[str]]]) -> None:
+    """Refuse source/reference files (``{option: (path, lines)}``) without a non-empty line: nothing to score."""
+    for option, (path, lines) in files.items():
+        if not any(line.strip() for line in lines):
+            raise CommandError(f"{option} {path} has no non-empty line: there is nothing to score")
 
 
 def fail(prog: str, err: Exception | str) -> int:

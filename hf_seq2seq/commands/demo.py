@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+from .common import check_writable, fail
 
 README_EXAMPLE = "drei und zwanzig"  # README.md's "three lines of transformers" (num_beams=5)
 
@@ -81,17 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    bad = [n for n in names if n not in MODELS]
-    if bad or not names:
-        print(f"hf-seq2seq demo: error: --models {args.models!r}; valid: {', '.join(MODELS)}")
-        return 2
+def _option_problem(args, names: list[str]) -> str | None:
+    """What is wrong with the parsed options (one line), or None."""
+    if not names or any(n not in MODELS for n in names):
+        return f"--models {args.models!r}; valid: {', '.join(MODELS)}"
     for option in ("num_examples", "num_test", "max_steps", "max_tokens", "num_beams"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
-            print(f"hf-seq2seq demo: error: --{option}={getattr(args, option)} must be >= 1")
-            return 2
+            return f"--{option}={getattr(args, option)} must be >= 1"
+    return None
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    problem = _option_problem(args, names)
+    if problem:  # on stderr, exit status 2, as argparse's own refusals
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        check_writable({"--output_dir": args.output_dir})  # the default demo_output too: before any training
+        _run_demo(args, names)
+    except (OSError, ValueError, FloatingPointError) as err:
+        return fail(parser.prog, err)
+    return 0
+
+
+def _run_demo(args, names: list[str]) -> None:
     from ..inference import GenerateEngine
     from ..metrics import corpus_scores
     from ..training import DataArguments, ModelArguments, TrainArguments, run_training
@@ -169,4 +188,3 @@ def demo_main(argv: list[str] | None = None) -> int:
     print("\nmodel          train time  exact match  BLEU")
     for name, seconds, exact, score in summary:
         print(f"{name:<14} {seconds:>8.0f}s  {100 * exact:>10.1f}%  {score:5.1f}")
-    return 0

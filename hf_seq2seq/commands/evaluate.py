@@ -7,7 +7,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import add_generation_args, check_outputs, fail, translate_options
+from .common import (
+    add_generation_args,
+    check_card_folders,
+    check_outputs,
+    check_something_to_score,
+    fail,
+    translate_options,
+)
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
@@ -52,16 +59,15 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                 f"--source {args.source} has {len(sources)} lines but --reference {args.reference} has "
                 f"{len(references)}: the files must be line-aligned"
             )
-        for option, path, lines in (
-            ("--source", args.source, sources),
-            ("--reference", args.reference, references),
-        ):
-            if not any(line.strip() for line in lines):
-                raise ValueError(f"{option} {path} has no non-empty line: there is nothing to score")
+        check_something_to_score(
+            {"--source": (args.source, sources), "--reference": (args.reference, references)}
+        )
         if args.update_card and not (Path(args.model) / "README.md").is_file():
             raise FileNotFoundError(
                 f"--update_card: {args.model} is not a model folder with a README.md card"
             )
+        if args.update_card:
+            check_card_folders([args.model])  # the pre-flight's check, for a caller of evaluate_main too
         engine = load_engine(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
         hyps = [r.text for r in engine.translate(sources, progress=True, **translate_options(args))]
         result = corpus_scores(hyps, references) | {"num_eval_sentences": len(references)}

@@ -6,7 +6,16 @@ import argparse
 from collections.abc import Sequence
 
 from ..families import CAPTIONING_MODEL_TYPE, FAMILIES
-from .common import add_trust_arg, check_outputs, fail, generate_kwargs, open_image, positive_int
+from .common import (
+    CommandError,
+    add_trust_arg,
+    check_outputs,
+    check_writable,
+    fail,
+    generate_kwargs,
+    open_image,
+    positive_int,
+)
 
 
 def _head(value: str):
@@ -46,6 +55,10 @@ def plot_attention_main(argv: Sequence[str] | None = None) -> int:
     )
     add_trust_arg(parser)
     args = parser.parse_args(argv)
+    try:
+        check_writable({"--output": args.output})  # the default attention.png too: before loading the model
+    except CommandError as err:
+        return fail(parser.prog, err)
     if args.image is not None:
         return _plot_image_attention(parser.prog, args)
     from ..hub import atomic_path

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .common import check_writable
+
 
 def train_main(argv: Sequence[str] | None = None, prog: str = "hf-seq2seq train") -> int:
     """Train from the command line ``argv`` (``sys.argv[1:]`` when None); ``prog`` names the entry point in messages
@@ -20,8 +22,10 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "hf-seq2seq train"
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     try:
+        # the output folder as it ran: the default, the recipe's output_dir or the option; checked before any work
+        check_writable({"--output_dir": train_args.output_dir})
         result = run_training(data_args, model_args, train_args)
-    except (ValueError, FloatingPointError, FileNotFoundError) as err:
+    except (ValueError, FloatingPointError, OSError) as err:  # CommandError is a ValueError
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     return 0 if result["status"] in ("completed", "interrupted") else 1

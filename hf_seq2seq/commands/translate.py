@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 def translate_main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.engine == "torch" and args.compute_type is not None:
+    if args.engine != "ctranslate2" and args.compute_type is not None:
+        how = {"torch": "load the folder in its dtype", "onnxruntime": "the ONNX export runs in float32"}
         parser.error(
-            "--compute_type applies to --engine ctranslate2 only (torch: load the folder in its dtype)"
+            f"--compute_type applies to --engine ctranslate2 only ({args.engine}: {how[args.engine]})"
         )
     if args.alignments is None:
         given = [

@@ -73,7 +73,9 @@ def prepare_output_dir(output_dir: Path, train_args: TrainArguments, is_main: bo
             f"--output_dir {str(output_dir)!r} already holds a run ({', '.join(markers)}); pass --resume to "
             "continue it or --overwrite_output_dir to replace it"
         )
-    if is_main:
+    if not is_main:
+        return
+    try:
         if train_args.overwrite_output_dir:
             for name in (*markers, "tokenizer", "runs", "run_config.json"):
                 target = output_dir / name
@@ -82,6 +84,8 @@ def prepare_output_dir(output_dir: Path, train_args: TrainArguments, is_main: bo
                 elif target.exists():
                     target.unlink()
         output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a read-only place, no permission: one line naming the option, not a traceback
+        raise OSError(f"--output_dir {str(output_dir)!r}: cannot prepare it: {err}") from None
 
 
 def save_checkpoint(

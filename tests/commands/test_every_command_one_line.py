@@ -220,6 +220,29 @@ def test_value_and_model_mistakes_are_one_line(places, name, kind, capsys):
         pytest.fail(f"{path} was written by a refused command")
 
 
+# more bad values, refused by the commands themselves after argparse (not by an argparse type or choice): the one
+# stderr line holds there too, and names the option (its last but one argument)
+MORE_BAD_VALUES = [
+    ("demo", ["--models", "lstm"]),
+    ("demo", ["--num_examples", "0"]),
+    ("translate", ["--model", "{model}", "--engine", "onnxruntime", "--compute_type", "int8"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "args"), MORE_BAD_VALUES, ids=[" ".join(a[-2:]) for _, a in MORE_BAD_VALUES]
+)
+def test_a_command_own_refusal_is_one_line_on_stderr(places, name, args, capsys):
+    try:
+        status = cli_main([name, *(a.format(**places) for a in args)])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    assert status in (1, 2) and "Traceback" not in err, (status, err)
+    assert err.count("\n") == 1 and err.startswith(f"hf-seq2seq {name}: error: "), (out, err)
+    assert args[-2] in err and "error" not in out, (out, err)
+
+
 def test_a_refused_option_is_one_line_and_argparse_is_left_as_it_was(capsys):
     import argparse
 

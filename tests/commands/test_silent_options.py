@@ -11,10 +11,13 @@ from hf_seq2seq.cli import main as cli_main
 
 
 def test_compute_type_with_the_torch_engine_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["translate", "--model", str(tmp_path), "--compute_type", "int8"])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "--compute_type applies to --engine ctranslate2 only" in err
+    # onnxruntime too: it never saw the option and ran the export's float32 (the folder is never loaded)
+    for engine in ("torch", "onnxruntime"):
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["translate", "--model", str(tmp_path), "--engine", engine, "--compute_type", "int8"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+        assert f"--compute_type applies to --engine ctranslate2 only ({engine}: " in err, err
     with pytest.raises(SystemExit) as exit_:
         cli_main(["translate", "--model", str(tmp_path), "--threads", "0"])
     assert exit_.value.code == 2 and "--threads: must be >= 1, got 0" in capsys.readouterr().err

@@ -24,9 +24,9 @@ RUN = (
 )
 
 
-def _cli(args, cwd=None) -> subprocess.CompletedProcess:
+def _cli(args, cwd=None, prefix=()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", RUN, *args],
+        [*prefix, sys.executable, "-c", RUN, *args],
         cwd=cwd or PROJECT_ROOT,
         capture_output=True,
         env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(PROJECT_ROOT)),
@@ -34,13 +34,14 @@ def _cli(args, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-def _one_line(proc: subprocess.CompletedProcess, status: int, *words: str) -> str:
+def _one_line(proc: subprocess.CompletedProcess, status: int, *words: str, before_torch: bool = True) -> str:
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == status, (proc.returncode, err)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert all(w in lines[0] for w in words), lines[0]
-    assert b"torch not imported" in proc.stdout, "the mistake should be found before torch is imported"
+    if before_torch:
+        assert b"torch not imported" in proc.stdout, "the mistake should be found before torch is imported"
     return lines[0]
 
 
@@ -74,6 +75,19 @@ def test_evaluate_on_empty_files_is_one_line(tmp_path, capsys):
     assert "--source" in err and "no non-empty line" in err
 
 
+def test_analyze_on_empty_files_is_one_line_before_loading(tmp_path, capsys):
+    """analyze says what evaluate says, before loading a model (it said "--heatmap_line=1 is not a line of ...
+    (1..0)" once the model was loaded)."""
+    empty, model = tmp_path / "empty.txt", tmp_path / "model"
+    empty.write_text("\n\n", encoding="utf-8")
+    model.mkdir()  # never loaded: the files are checked first
+    argv = ["analyze", str(model), "--source", str(empty), "--reference", str(empty)]
+    status = cli_main([*argv, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"--source {empty} has no non-empty line: there is nothing to score" in err, err
+
+
 # ------------------------------------------------------------------------------- row 7: read-only outputs
 def test_outputs_in_a_read_only_place_fail_before_the_work(tmp_path, read_only):
     src = tmp_path / "src.txt"
@@ -98,28 +112,126 @@ def test_outputs_in_a_read_only_place_fail_before_the_work(tmp_path, read_only):
         _one_line(_cli(args), 1, "cannot write there", option)
 
 
-def test_update_card_on_a_read_only_folder_fails_before_the_work(tmp_path, read_only):
-    if read_only == Path("/sys"):
-        pytest.skip("needs a read-only model folder with files (not possible as root here)")
-    src = tmp_path / "src.txt"
+@pytest.fixture
+def nothing_is_computed(monkeypatch):
+    """Training, translating and loading a model fail the test: a refused output must stop the command first."""
+    import hf_seq2seq.analysis
+    import hf_seq2seq.inference
+    import hf_seq2seq.training
+
+    def computed(*args, **kwargs):
+        raise AssertionError("the command did its work before refusing its output")
+
+    for module, name in (
+        (hf_seq2seq.training, "run_training"),
+        (hf_seq2seq.analysis, "analyze_model"),
+        (hf_seq2seq.inference, "load_model"),
+        (hf_seq2seq.inference, "load_captioner"),
+    ):
+        monkeypatch.setattr(module, name, computed)
+
+
+def test_default_and_recipe_outputs_in_a_read_only_place_fail_before_the_work(
+    tmp_path, read_only, nothing_is_computed, monkeypatch, capsys
+):
+    """G1 of the issue 28 audit: the pre-flight sees only the outputs written on the command line; a default output
+    (train's outputs/run, demo's demo_output, analyze's analysis, plot-attention's attention.png) or a recipe's
+    output_dir is checked by the command once its options are parsed, before any work."""
+    src, model, image = tmp_path / "src.txt", tmp_path / "model", tmp_path / "image.png"
     src.write_text("drei\n", encoding="utf-8")
-    _one_line(
-        _cli(
-            [
-                "evaluate",
-                "--model",
-                str(read_only),
-                "--source",
-                str(src),
-                "--reference",
-                str(src),
-                "--update_card",
-            ]
-        ),
-        1,
-        "--update_card",
-        "read-only",
+    model.mkdir()  # never loaded
+    image.write_bytes(b"")  # never read
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"task: numbers\nmax_steps: 1\noutput_dir: {read_only / 'recipe_run'}\n", encoding="utf-8"
     )
+    in_read_only = [
+        (["train", "--task", "numbers", "--max_steps", "1"], "--output_dir outputs/run"),
+        (["demo", "--max_steps", "1", "--num_examples", "20"], "--output_dir demo_output"),
+        (["analyze", str(model), "--source", str(src), "--reference", str(src)], "--output_dir analysis"),
+        (["plot-attention", "--model", str(model), "--text", "drei"], "--output attention.png"),
+        (["plot-attention", "--model", str(model), "--image", str(image)], "--output attention.png"),
+    ]
+    in_tmp = [(["train", "--config", str(recipe)], f"--output_dir {read_only / 'recipe_run'}")]
+    for cwd, cases in ((read_only, in_read_only), (tmp_path, in_tmp)):
+        monkeypatch.chdir(cwd)
+        for argv, words in cases:
+            status = cli_main(argv)
+            err = capsys.readouterr().err
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert status == 1 and "Traceback" not in err and len(lines) == 1, (argv, err)
+            assert lines[0].startswith(f"hf-seq2seq {argv[0]}: error: {words}: cannot write there"), lines[0]
+
+
+def test_an_output_dir_that_cannot_be_prepared_is_one_line(tmp_path, monkeypatch, capsys):
+    """An output folder that passes the writability check but cannot be created all the same (here a file of that
+    name: its folder is writable) ends train and demo in one line naming --output_dir, not an OSError traceback."""
+    monkeypatch.chdir(tmp_path)
+    taken = tmp_path / "a_file"
+    taken.write_text("not a folder\n", encoding="utf-8")
+    small = ["--max_steps", "1", "--num_examples", "20", "--num_test", "2", "--disable_progress_bar"]
+    for argv in (
+        [
+            "train",
+            "--task",
+            "numbers",
+            "--task_num_train",
+            "20",
+            "--output_dir",
+            str(taken),
+            "--log_with",
+            "none",
+        ],
+        ["demo", "--models", "gru_bahdanau", "--output_dir", str(taken), *small],
+    ):
+        status = cli_main(argv)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("hf-seq2seq")]
+        assert status == 1 and "Traceback" not in err and len(lines) == 1, (argv, err)
+        assert "--output_dir" in lines[0] and "cannot prepare it" in lines[0], lines[0]
+
+
+@pytest.fixture
+def read_only_model(tmp_path):
+    """``(folder, prefix)``: a saved model folder that nobody may write into, and the command prefix to run a
+    command that sees it so. A normal user: chmod 0555 (no file can be created in it). Root ignores modes, so for
+    root a read-only bind mount of the folder in a private mount namespace (``unshare -m``); skipped where that is
+    not allowed."""
+    from hub_server import tiny_model, tiny_tokenizer
+
+    from hf_seq2seq.hub import save_model_folder
+
+    tok = tiny_tokenizer()
+    folder = save_model_folder(tiny_model("transformer", len(tok)), tok, tmp_path / "model")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder, ()
+        folder.chmod(0o755)
+        return
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    prefix = ("unshare", "-m", "sh", "-c", script, str(folder))
+    try:
+        probe = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("no unshare here: no read-only folder for root")
+    if probe.returncode == 0 or (folder / "probe").exists() or b"Read-only" not in probe.stderr:
+        pytest.skip(f"a read-only bind mount is not possible here: {probe.stderr.decode(errors='replace')}")
+    yield folder, prefix
+
+
+def test_update_card_on_a_read_only_folder_fails_before_the_work(tmp_path, read_only_model):
+    """evaluate (its --model, by the pre-flight) and analyze (its positional models, once parsed) refuse to update
+    the card of a folder they cannot write, before loading and translating (analyze translated, wrote its
+    analysis, then failed on the card)."""
+    folder, prefix = read_only_model
+    src, out = tmp_path / "src.txt", tmp_path / "analysis"
+    src.write_text("drei\n", encoding="utf-8")
+    words = (f"--update_card: {folder} is read-only", "card cannot be updated")
+    files = ["--source", str(src), "--reference", str(src)]
+    _one_line(_cli(["evaluate", "--model", str(folder), *files, "--update_card"], prefix=prefix), 1, *words)
+    analyze = ["analyze", str(folder), *files, "--output_dir", str(out), "--update_card", "--device", "cpu"]
+    _one_line(_cli(analyze, prefix=prefix), 1, *words, before_torch=False)
+    assert not out.exists(), "analyze worked before refusing the card"
 
 
 # ------------------------------------------------------------------------ row 9: a mistyped model folder

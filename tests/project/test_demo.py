@@ -65,8 +65,16 @@ def test_readme_example_after_the_demo_prints_the_right_answer(tmp_path, capsys)
 
 
 def test_demo_rejects_bad_options(capsys):
-    assert demo_main(["--models", "lstm"]) == 2
-    assert "valid: gru_bahdanau, transformer" in capsys.readouterr().out
+    """One line on stderr (as argparse's refusals; it was printed on stdout), exit status 2, nothing on stdout."""
+    for argv, words in (
+        (["--models", "lstm"], "--models 'lstm'; valid: gru_bahdanau, transformer"),
+        (["--models", ","], "--models ','; valid: gru_bahdanau, transformer"),
+        (["--num_examples", "0"], "--num_examples=0 must be >= 1"),
+        (["--max_steps", "-1"], "--max_steps=-1 must be >= 1"),
+    ):
+        assert demo_main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.splitlines() == [f"hf-seq2seq demo: error: {words}"], (argv, out, err)
 
 
 @pytest.mark.slow
