@@ -151,6 +151,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a Python process without the package per case (25 s each on 2 shared cores)
 @pytest.mark.parametrize("output_bias", [False, True], ids=["no-bias", "output-bias"])
 def test_ours_to_marian_loads_without_the_package_and_gives_our_outputs(tokenizer, tmp_path, output_bias):
     ours = tiny_ours(tokenizer, seed=1, output_bias=output_bias)

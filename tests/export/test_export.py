@@ -169,11 +169,21 @@ def _onnx_equals_generate(folder, model, tokenizer, sources, tmp_path):
     return out
 
 
+def _first_fast(names) -> list:
+    """An ONNX round trip (the export with its graph checks, then greedy, beam and n-best against ``generate()``)
+    takes 2-4 s per configuration: the first configuration runs in ``make test-fast``, the others are ``slow``
+    (``make test`` runs them all)."""
+    first, *rest = names
+    return [first] + [pytest.param(name, marks=pytest.mark.slow) for name in rest]
+
+
+@pytest.mark.parametrize("transformer", _first_fast(TRANSFORMERS), indirect=True)
 def test_onnx_transformer_equals_generate(transformer, data, tmp_path):
     folder, model = transformer
     _onnx_equals_generate(folder, model, data[0], data[3], tmp_path)
 
 
+@pytest.mark.parametrize("rnn", _first_fast(RNNS), indirect=True)
 def test_onnx_rnn_equals_generate(rnn, data, tmp_path):
     folder, model = rnn
     _onnx_equals_generate(folder, model, data[0], data[3], tmp_path)

@@ -10,6 +10,9 @@ from hub_server import tiny_model, tiny_tokenizer
 
 from hf_seq2seq.hub import save_model_folder
 
+# each test runs a whole ONNX export in a fresh Python process (20-30 s on 2 shared cores): `make test` only
+pytestmark = pytest.mark.slow
+
 
 def test_onnx_export_draws_no_loading_bar(tmp_path):
     pytest.importorskip("onnxruntime")

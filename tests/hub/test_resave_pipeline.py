@@ -108,6 +108,7 @@ def test_captioning_model_save_pretrained_keeps_the_pipeline_file(tmp_path):
     )
 
 
+@pytest.mark.slow  # a loopback Hub server and a remote-code download (20 s on 2 shared cores)
 def test_a_model_loaded_from_the_hub_resaves_with_its_pipeline_file(tmp_path):
     """Loaded by repository id (the pipeline file is not beside the model's module in the remote-code cache): the
     copy comes from the repository."""

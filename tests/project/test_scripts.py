@@ -83,6 +83,7 @@ def test_harness_writes_json_and_markdown_with_the_environment(tmp_path, capsys)
     assert (args.threads, Path(args.out)) == (3, ROOT / "docs" / "benchmarks" / "bench_x")
 
 
+@pytest.mark.slow  # times Transformer training steps with a memory-sampling thread (5 s on 2 shared cores)
 def test_bench_scaling_tiny_sweeps(tmp_path):
     import bench_scaling
 
