@@ -157,6 +157,7 @@ def test_bad_translate_alignment_options_are_one_line(folder, pair, tmp_path, ca
     assert "--alignment_heads 0,9 is not valid: the model has" in _error(capsys)
 
 
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_the_progress_bar_is_drawn_on_a_terminal_only(folder, pair, tmp_path):
     """align's bar goes to stderr when stderr is a terminal (a real pseudo-terminal here) and is left out when
     stderr is a pipe or a file (logs, CI); stdout is the Pharaoh text either way."""

@@ -46,6 +46,7 @@ def test_analyze_on_fewer_sentences_than_a_bucket_says_so(tmp_path, capsys):
     assert "2 sentences give one length bucket (--min_bucket_size=50)" in err
 
 
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_plot_attention_of_an_over_long_text_says_so_in_one_line(tmp_path):
     """Issue 28, row 15: a text longer than the model's positions gave transformers' "Token indices sequence length
     ... will result in indexing errors" warning; now one line of ours says what is drawn, and the plot is written."""

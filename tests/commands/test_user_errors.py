@@ -219,6 +219,7 @@ def read_only_model(tmp_path):
     yield folder, prefix
 
 
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_update_card_on_a_read_only_folder_fails_before_the_work(tmp_path, read_only_model):
     """evaluate (its --model, by the pre-flight) and analyze (its positional models, once parsed) refuse to update
     the card of a folder they cannot write, before loading and translating (analyze translated, wrote its
@@ -275,6 +276,7 @@ def test_missing_inputs_fail_before_the_imports(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ row 8: the rest
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_demo_task_is_a_choice_and_matches_the_tasks():
     from hf_seq2seq.commands.demo import DEMO_TASKS
     from hf_seq2seq.tasks import TASKS
@@ -311,6 +313,7 @@ def test_ctrl_c_during_the_imports_is_one_line(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "hf-seq2seq translate: interrupted"
 
 
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_an_unreachable_hub_fails_at_once_for_a_name_that_is_no_folder(tmp_path):
     """``runs/tr`` typed from the wrong folder reads as a Hub repository id; with the Hub out of reach (a closed
     port here) one quick request says so, instead of a minute of retries before "couldn't connect"."""

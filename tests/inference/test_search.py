@@ -188,6 +188,7 @@ def _texts(tokenizer, rows) -> list[str]:
     return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
 
+@pytest.mark.slow  # subprocesses (a fresh Python each): make test-fast skips it
 def test_a_folder_storing_the_search_decodes_with_it(stored, tmp_path):
     """hf_seq2seq's loader (no remote code), `hf-seq2seq translate`, and transformers' own custom_generate loading
     (trust_remote_code=True) in a fresh process without the package, generate() and the pipeline: every beam
