@@ -67,7 +67,7 @@ def _register_loader() -> None:
             return spec
 
         def _set_stack(self, spec, stack, cross_attention: bool) -> None:
-            spec.scale_embeddings = stack.embed_scale
+            spec.scale_embeddings = stack.embedding_scale
             # the encoder spec holds a list (one per source feature), the decoder's a single embedding
             embeddings = spec.embeddings[0] if isinstance(spec.embeddings, list) else spec.embeddings
             self.set_embeddings(embeddings, stack.embed_tokens)

@@ -424,7 +424,9 @@ class _Embedder(nn.Module):
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
         self.embed_positions: Any = _make_positions(config)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        # not `embed_scale`: tools that feed inputs_embeds (inseq) multiply them by an encoder's `embed_scale` first,
+        # the convention of models that scale only what they look up; this one scales inputs_embeds itself
+        self.embedding_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.max_positions = config.max_position_embeddings
         self.dropout = config.dropout
 
@@ -436,7 +438,7 @@ class _Embedder(nn.Module):
             raise ValueError("pass exactly one of `input_ids` (B, T) and `inputs_embeds` (B, T, D)")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        return inputs_embeds * self.embed_scale
+        return inputs_embeds * self.embedding_scale
 
     def embed(
         self,
