@@ -68,8 +68,12 @@ def embed_positions(embedded: torch.Tensor, config, past_length: int = 0) -> tor
     if getattr(config, "scale_embedding", False):
         embedded = embedded * math.sqrt(embedded.shape[-1])
     if getattr(config, "position_embedding", "none") == "sinusoidal":
+        # the table is a constant of a traced graph (ONNX), which slices it at a dynamic end; past the configured
+        # positions (never while tracing) the rows are computed now
         end = past_length + embedded.shape[1]
-        table = position_table(max(config.max_position_embeddings, end), embedded.shape[-1])
+        table = position_table(config.max_position_embeddings, config.embedding_size)
+        if not torch.jit.is_tracing() and end > table.shape[0]:
+            table = sinusoidal_table(end, config.embedding_size)
         embedded = embedded + table[past_length:end].to(device=embedded.device, dtype=embedded.dtype)
     return embedded
 
