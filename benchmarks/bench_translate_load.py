@@ -2,14 +2,15 @@
 """Load check: ``hf-seq2seq translate`` over many lines with beam search, in a child process whose memory is
 sampled while it runs.
 
-    python benchmarks/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/benchmarks/reliability_load.json
-    python benchmarks/bench_translate_load.py --lines 500 --output /tmp/load.json
+    python benchmarks/bench_translate_load.py                      # 10,000 lines, beam 5 → docs/benchmarks/reliability_load.{json,md}
+    python benchmarks/bench_translate_load.py --lines 500 --out /tmp/load
 
 The model is a tiny Bahdanau GRU (untrained: every hypothesis runs to --max_new_tokens, the worst case for the
 decoder) with a BPE tokenizer trained on the embedded ``numbers`` task, whose German sentences are the input;
 every 50th input line is empty. Reported: wall time, peak RSS of the translate process (``ru_maxrss``) and RSS
 samples at each tenth of the run (flat = bounded), output line count, whether empty lines stayed empty, and
-whether the tqdm progress bar was drawn. Numbers, not assertions (tests/training/test_reliability.py runs a 500-line
+whether the tqdm progress bar was drawn (the child's stderr is a pseudo-terminal, as a user's is: off a terminal
+translate draws no bar). Numbers, not assertions (tests/training/test_reliability.py runs a 500-line
 version and asserts).
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,7 +27,16 @@ import time
 from pathlib import Path
 
 import psutil
-from harness import OUT_DIR, ROOT, bench_parser, write_json
+from harness import (
+    ROOT,
+    bench_parser,
+    env_line,
+    environment,
+    load_average,
+    markdown_table,
+    terminal_stderr,
+    write_report,
+)
 
 
 def build_folder(path: Path) -> Path:
@@ -54,7 +63,7 @@ def input_lines(n: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__doc__.split("\n\n")[0].replace("\n", " "), None)
+    parser = bench_parser(__doc__.split("\n\n")[0].replace("\n", " "), "reliability_load")
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--num_beams", type=int, default=5)
     parser.add_argument("--max_new_tokens", type=int, default=32)
@@ -62,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", default=None, help="where the model folder and files go (default: a temp dir)"
     )
-    parser.add_argument("--output", default=str(OUT_DIR / "reliability_load.json"), help="the JSON report")
     args = parser.parse_args(argv)
+    meta = environment("cpu", "bench_translate_load.py", argv)
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_translate_load_"))
     folder = build_folder(work / "model")
@@ -77,26 +86,28 @@ def main(argv: list[str] | None = None) -> int:
         "--batch_size", str(args.batch_size), "--device", "cpu",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []
+    with terminal_stderr() as (terminal, written):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=terminal, text=True)
 
-    def sample() -> None:
-        p = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                rss = p.memory_info().rss / 2**20
-                if rss > 0:  # 0 once the process has exited (a zombie)
-                    samples.append((time.perf_counter() - start, rss))
-            except psutil.Error:
-                break
-            time.sleep(0.2)
+        def sample() -> None:
+            p = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    rss = p.memory_info().rss / 2**20
+                    if rss > 0:  # 0 once the process has exited (a zombie)
+                        samples.append((time.perf_counter() - start, rss))
+                except psutil.Error:
+                    break
+                time.sleep(0.2)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.join()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        proc.communicate()
+        wall = time.perf_counter() - start
+        sampler.join()
+    stderr = b"".join(written).decode("utf-8", errors="replace")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB, the largest child
     translations = out.read_text(encoding="utf-8").split("\n")[:-1] if out.exists() else []
     empty_in = [i for i, line in enumerate(lines) if not line.strip()]
@@ -119,13 +130,26 @@ def main(argv: list[str] | None = None) -> int:
         and all(translations[i] for i in range(len(lines)) if i not in set(empty_in)),
         "progress_bar_seen": "line/s" in stderr or "it/s" in stderr or "100%" in stderr,
         "model": "untrained tiny Bahdanau GRU (embedding 32, hidden 32), BPE vocabulary 200",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, Python {platform.python_version()}",
+        "load_after": round(load_average()[0], 2),
+        "meta": meta,
     }
     if proc.returncode != 0:
         result["stderr_tail"] = stderr[-2000:]
-    write_json(args.output, result)
-    print(json.dumps(result, indent=2))
+    keys = ["input_lines", "wall_s", "lines_per_s", "peak_rss_mib", "output_lines", "empty_lines_kept",
+            "progress_bar_seen", "exit_code"]  # fmt: skip
+    markdown = [
+        "# Load: `hf-seq2seq translate` over many lines",
+        "",
+        env_line(meta),
+        "",
+        f"{result['model']}; beam {args.num_beams}, at most {args.max_new_tokens} new tokens, batch size "
+        f"{args.batch_size}; RSS (MiB) at each tenth of the run: {result['rss_mib_at_each_tenth']}; load after: "
+        f"{result['load_after']}.",
+        "",
+        *markdown_table(keys, [[result[k] for k in keys]], "rrrrrlll"),
+    ]
+    write_report(args.out, result, markdown)
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
     return 0 if proc.returncode == 0 else 1
 
 

@@ -5,6 +5,7 @@
   generation workload).
 - **Environment and load**: :func:`environment` (date, command, torch / transformers / Python versions, device with
   the load average at start, threads) and :func:`load_average`; :func:`env_line` says it in one Markdown line.
+- **Child processes**: :func:`terminal_stderr` gives a child's stderr a pseudo-terminal, as a user's terminal is.
 - **Outputs**: :func:`write_report` writes ``OUT.json`` (the report) and ``OUT.md`` (the Markdown) side by side;
   :func:`markdown_table` builds the tables.
 - **Models, data, timing**: the Marian twin — ``transformers.MarianMTModel`` with the same vocabulary, d_model,
@@ -23,6 +24,7 @@ that use them), so a benchmark's worker processes that measure their own memory 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gzip
 import json
@@ -426,6 +428,40 @@ def bench_parser(
     if name is not None:
         parser.add_argument("--out", default=str(OUT_DIR / name), help=out_help)
     return parser
+
+
+@contextlib.contextmanager
+def terminal_stderr(columns: int = 100):
+    """A pseudo-terminal to pass as a child's ``stderr`` (a file descriptor), so that the child behaves as under a
+    user's terminal: progress bars drawn only on a terminal (tqdm's ``disable=None``) are drawn. Yields ``(fd,
+    chunks)``; once the block ends, ``b"".join(chunks)`` is everything the child wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))  # 0 columns draw no bar
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read as it is written: a full terminal buffer would block the child
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield follower, chunks
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
 
 
 def write_json(path: Path | str, data: dict) -> Path:

@@ -342,10 +342,10 @@ def test_remote_code_needs_explicit_trust(tmp_path):
 @pytest.mark.slow
 def test_translate_500_lines_beam_5_with_bounded_memory(tmp_path):
     """A small version of benchmarks/bench_translate_load.py (10,000 lines there): completes, keeps line count and
-    empty lines, shows a progress bar, and reports its peak memory."""
+    empty lines, shows a progress bar on a terminal (a pseudo-terminal), and reports its peak memory."""
     proc = _run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_translate_load.py"), "--lines", "500", "--num_beams", "5",
-         "--workdir", str(tmp_path), "--output", str(tmp_path / "load.json")],
+         "--workdir", str(tmp_path), "--out", str(tmp_path / "load")],
         _env(),
     )  # fmt: skip
     result = json.loads((tmp_path / "load.json").read_text())
@@ -354,3 +354,4 @@ def test_translate_500_lines_beam_5_with_bounded_memory(tmp_path):
     assert result["empty_lines_kept"] is True
     assert result["progress_bar_seen"] is True
     assert result["peak_rss_mib"] < 2048, proc.stdout
+    assert (tmp_path / "load.md").read_text().startswith("# Load")
