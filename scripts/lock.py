@@ -21,12 +21,22 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"lock.txt": "highest", "oldest.txt": "lowest-direct"}
 EXTRAS = ("dev",)
 TORCH_ONLY = re.compile(r"^(nvidia-[\w-]+|triton|cuda-[\w-]+)==", re.MULTILINE)
+
+
+def direct_dependencies() -> list[str]:
+    """The names of pyproject.toml's direct dependencies and those of the extras the locks hold."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [
+        r for extra in EXTRAS for r in project["optional-dependencies"][extra]
+    ]
+    return sorted({re.match(r"[A-Za-z0-9][\w.-]*", r).group(0).lower() for r in requirements})
 
 
 def compile_lock(uv: str, resolution: str, torch_spec: str, output: Path, leave_out: list[str]) -> str:
@@ -46,6 +56,16 @@ def compile_lock(uv: str, resolution: str, torch_spec: str, output: Path, leave_
         command += [arg for extra in EXTRAS for arg in ("--extra", extra)]
         command += ["--override", str(override), "--no-emit-package", "torch"]
         command += [arg for name in leave_out for arg in ("--no-emit-package", name)]
+        if (
+            resolution == "lowest-direct"
+        ):  # uv prefers the pins it finds in the output file: a lowered floor would
+            # stay at the old pin, so every direct dependency is resolved afresh (what they pull in stays as pinned)
+            command += [
+                arg
+                for name in direct_dependencies()
+                if name != "torch"
+                for arg in ("--upgrade-package", name)
+            ]
         command += ["--custom-compile-command", "make lock", "--output-file", str(output)]
         subprocess.run(command, cwd=ROOT, check=True)
     return output.read_text()
