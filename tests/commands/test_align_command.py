@@ -161,14 +161,14 @@ def test_bad_translate_alignment_options_are_one_line(folder, pair, tmp_path, ca
 def test_the_progress_bar_is_drawn_on_a_terminal_only(folder, pair, tmp_path):
     """align's bar goes to stderr when stderr is a terminal (a real pseudo-terminal here) and is left out when
     stderr is a pipe or a file (logs, CI); stdout is the Pharaoh text either way."""
-    import fcntl
-    import os
-    import pty
-    import struct
     import subprocess
     import sys
-    import termios
-    import threading
+    from pathlib import Path
+
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[2] / "benchmarks")
+    )  # the harness's pseudo-terminal
+    from harness import terminal_stderr
 
     src, tgt = pair
     code = "import sys; from hf_seq2seq.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -187,25 +187,8 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(folder, pair, tmp_path):
     piped = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and piped.stderr == ""
     assert len(piped.stdout.splitlines()) == len(SOURCES)
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 0 columns draw no bar
-    seen: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal closed
-                return
-            if not chunk:
-                return
-            seen.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    with_bar = subprocess.run(argv, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300)
-    os.close(follower)
-    reader.join(timeout=10)
-    os.close(leader)
+    with terminal_stderr() as (terminal, written):
+        with_bar = subprocess.run(argv, stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=300)
     assert with_bar.returncode == 0 and with_bar.stdout == piped.stdout
-    assert f"{len(SOURCES)}/{len(SOURCES)}" in b"".join(seen).decode() and "pair" in b"".join(seen).decode()
+    bar = b"".join(written).decode()
+    assert f"{len(SOURCES)}/{len(SOURCES)}" in bar and "pair" in bar
